@@ -1,0 +1,236 @@
+// Package storage defines what the registry needs from its two stores:
+// Metadata (DynamoDB: tags, manifests, blob links, upload sessions, catalog)
+// and Blobs (S3: content-addressed blob bytes, upload parts, large manifests).
+//
+// The contract is checked by one conformance suite (package storagetest) run
+// against every implementation and every local emulator of the real APIs.
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Sentinel errors. Implementations wrap them with context; callers test with errors.Is.
+var (
+	// ErrNotFound: the item or object does not exist (or has expired).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a conditional write lost (offset moved, lease held, tag exists under a policy).
+	ErrConflict = errors.New("condition failed")
+)
+
+// Image names one image inside one configured repository: Repo "local",
+// Name "team/app" is addressed by clients as "local/team/app" (or as "team/app"
+// when "local" is the default repository).
+type Image struct {
+	Repo string
+	Name string
+}
+
+// String returns "repo/name", the image's full name in the catalog.
+func (i Image) String() string { return i.Repo + "/" + i.Name }
+
+// Blob describes stored blob bytes: global record (BLOB#<digest>) or a link of
+// the blob into one image (B#<digest> under IMG#<repo>/<name>).
+type Blob struct {
+	Digest  digest.Digest
+	Size    int64
+	Created time.Time
+}
+
+// Manifest is one stored manifest (M#<digest>).
+type Manifest struct {
+	Digest    digest.Digest
+	MediaType string
+	Size      int64
+	// Body holds the bytes when they fit in an item; otherwise Body is nil and
+	// BodyKey names the S3 object (Blobs.GetManifestBody) holding them.
+	Body    []byte
+	BodyKey string
+	// Blobs are the config and layer digests it references; Children the
+	// manifests an index references. Both were checked to exist on PUT.
+	Blobs    []digest.Digest
+	Children []digest.Digest
+	// Subject is the digest of the manifest this one refers to (referrers API), or "".
+	Subject      digest.Digest
+	ArtifactType string
+	Annotations  map[string]string
+	Created      time.Time
+}
+
+// Descriptor returns the manifest's descriptor as listed by the referrers API.
+func (m Manifest) Descriptor() ocispec.Descriptor {
+	return ocispec.Descriptor{
+		MediaType:    m.MediaType,
+		Digest:       m.Digest,
+		Size:         m.Size,
+		ArtifactType: m.ArtifactType,
+		Annotations:  m.Annotations,
+	}
+}
+
+// TagRule is the condition a tag write must meet (deployment policies).
+type TagRule int
+
+const (
+	// TagOverwrite writes the tag whatever it pointed at before.
+	TagOverwrite TagRule = iota
+	// TagCreateOnly writes the tag only when it does not exist or already
+	// points at the same digest; otherwise the write fails with ErrConflict.
+	TagCreateOnly
+)
+
+// Part is one completed S3 multipart part.
+type Part struct {
+	Number int32
+	ETag   string
+	Size   int64
+}
+
+// Staged is one short chunk written as its own object until enough bytes are
+// staged to make a multipart part (≥ 5 MiB).
+type Staged struct {
+	Key  string
+	Size int64
+}
+
+// Upload is an upload session (UPLOAD#<id>). Any function instance can
+// continue it: everything needed to resume lives here.
+type Upload struct {
+	ID    string
+	Image Image
+	// Offset is the number of bytes committed so far (parts + staged).
+	Offset int64
+	// MultipartID is the S3 multipart upload id, "" until the first part is written.
+	MultipartID string
+	Parts       []Part
+	Staged      []Staged
+	// HashState is the marshalled hash (encoding.BinaryMarshaler) of the
+	// first Offset bytes, for HashAlgorithm ("sha256" or "sha512").
+	HashAlgorithm string
+	HashState     []byte
+	// Lease is held by the writer currently appending; LeaseUntil bounds it so a
+	// crashed writer does not block the session forever.
+	Lease      string
+	LeaseUntil time.Time
+	Created    time.Time
+	ExpiresAt  time.Time
+}
+
+// Page is one page of a lexically ordered listing.
+type Page struct {
+	Items []string
+	// More is true when items after the last one exist.
+	More bool
+}
+
+// Metadata is everything the registry keeps in DynamoDB. Every method is one
+// or a few key-addressed calls; none scans.
+type Metadata interface {
+	// PutBlob records blob bytes stored at the content-addressed key. Creating
+	// a record that exists is not an error (the existing record is kept).
+	PutBlob(ctx context.Context, b Blob) error
+	// GetBlob returns the global record, or ErrNotFound.
+	GetBlob(ctx context.Context, d digest.Digest) (Blob, error)
+
+	// LinkBlob makes a blob visible in an image (idempotent).
+	LinkBlob(ctx context.Context, img Image, b Blob) error
+	// StatBlob returns the link of a blob in an image (one read), or ErrNotFound.
+	StatBlob(ctx context.Context, img Image, d digest.Digest) (Blob, error)
+	// UnlinkBlob removes the link, or returns ErrNotFound when there is none.
+	UnlinkBlob(ctx context.Context, img Image, d digest.Digest) error
+
+	// PutManifest stores a manifest (and its referrer item when Subject is set)
+	// and adds the image to the catalog. Overwriting the same digest is allowed.
+	PutManifest(ctx context.Context, img Image, m Manifest) error
+	// GetManifest returns a manifest by digest, or ErrNotFound.
+	GetManifest(ctx context.Context, img Image, d digest.Digest) (Manifest, error)
+	// DeleteManifest removes a manifest, its referrer item and every tag pointing at it.
+	// It returns ErrNotFound when the manifest does not exist.
+	DeleteManifest(ctx context.Context, img Image, d digest.Digest) error
+
+	// ResolveTag returns the digest a tag points at, or ErrNotFound.
+	ResolveTag(ctx context.Context, img Image, tag string) (digest.Digest, error)
+	// PutTag points a tag at a digest under the given rule (ErrConflict when refused).
+	PutTag(ctx context.Context, img Image, tag string, d digest.Digest, rule TagRule) error
+	// DeleteTag removes a tag, or returns ErrNotFound.
+	DeleteTag(ctx context.Context, img Image, tag string) error
+	// ListTags returns up to n tags (n <= 0: all) strictly after last, in lexical order.
+	ListTags(ctx context.Context, img Image, last string, n int) (Page, error)
+
+	// ListReferrers returns the descriptors of manifests whose subject is d.
+	ListReferrers(ctx context.Context, img Image, subject digest.Digest) ([]ocispec.Descriptor, error)
+
+	// ListImages returns up to n image full names ("repo/name") strictly after
+	// last, in lexical order, for the catalog.
+	ListImages(ctx context.Context, last string, n int) (Page, error)
+
+	// CreateUpload stores a new session.
+	CreateUpload(ctx context.Context, u Upload) error
+	// GetUpload returns a session (strongly consistent), or ErrNotFound when it
+	// does not exist or has expired.
+	GetUpload(ctx context.Context, id string) (Upload, error)
+	// AcquireUpload takes the session's lease for an append at offset: it
+	// succeeds only when the committed offset equals offset and no other lease is
+	// live (ErrConflict otherwise; ErrNotFound when there is no session). It
+	// returns the session as stored, lease included.
+	AcquireUpload(ctx context.Context, id string, offset int64, lease string, until time.Time) (Upload, error)
+	// CommitUpload saves u (new offset, parts, staged objects, hash state) and
+	// releases the lease; it fails with ErrConflict unless u.Lease still holds it.
+	CommitUpload(ctx context.Context, u Upload) error
+	// DeleteUpload removes a session (idempotent).
+	DeleteUpload(ctx context.Context, id string) error
+}
+
+// Blobs is everything the registry keeps in S3.
+type Blobs interface {
+	// Append writes r (the bytes after u.Offset) into the upload: short tails are
+	// staged as their own objects, and once staged bytes reach the minimum part
+	// size they are read back once and written with new bytes as one multipart
+	// part. It updates u's Offset, MultipartID, Parts and Staged and returns the
+	// number of bytes appended. Nothing is rewritten twice; memory is bounded by
+	// one part.
+	Append(ctx context.Context, u *Upload, r io.Reader) (int64, error)
+	// Complete turns the upload's bytes into the blob object for d (which the
+	// caller has verified from the hash state) and removes staged objects.
+	Complete(ctx context.Context, u *Upload, d digest.Digest) error
+	// Abort removes everything the upload wrote (idempotent).
+	Abort(ctx context.Context, u *Upload) error
+
+	// PresignGet returns a URL that serves the blob's bytes for ttl.
+	PresignGet(ctx context.Context, d digest.Digest, ttl time.Duration) (string, error)
+	// BlobExists tells whether the blob object exists (S3 HeadObject).
+	BlobExists(ctx context.Context, d digest.Digest) (bool, error)
+	// DeleteBlob removes the blob object (garbage collection only).
+	DeleteBlob(ctx context.Context, d digest.Digest) error
+
+	// PutManifestBody stores a manifest too large for an item and returns its key.
+	PutManifestBody(ctx context.Context, d digest.Digest, body []byte) (string, error)
+	// GetManifestBody reads a manifest body stored by PutManifestBody.
+	GetManifestBody(ctx context.Context, key string) ([]byte, error)
+	// PresignManifest returns a URL serving a stored manifest body for ttl.
+	PresignManifest(ctx context.Context, key string, ttl time.Duration) (string, error)
+}
+
+// BlobKey is the content-addressed S3 key of a blob: blobs/<alg>/<2 hex>/<hex>.
+func BlobKey(d digest.Digest) string {
+	hex := d.Encoded()
+	return "blobs/" + string(d.Algorithm()) + "/" + hex[:2] + "/" + hex
+}
+
+// ManifestKey is the S3 key of a manifest body too large for an item.
+func ManifestKey(d digest.Digest) string {
+	hex := d.Encoded()
+	return "manifests/" + string(d.Algorithm()) + "/" + hex[:2] + "/" + hex
+}
+
+// UploadPrefix is the S3 prefix under which an upload's staged objects live.
+func UploadPrefix(id string) string { return "uploads/" + id + "/" }
+
+// MinPartSize is S3's minimum size of every multipart part but the last.
+const MinPartSize = 5 << 20
