@@ -1,0 +1,128 @@
+package registry
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// maxPage caps n on listings.
+const maxPage = 1000
+
+// pageParams reads n and last; n is -1 when absent.
+func pageParams(r *http.Request) (int, string, error) {
+	q := r.URL.Query()
+	n := -1
+	if s := q.Get("n"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			return 0, "", apiErr(http.StatusBadRequest, CodeUnsupported, "invalid n %q: want a non-negative integer", s)
+		}
+		n = min(v, maxPage)
+	}
+	return n, q.Get("last"), nil
+}
+
+func writeJSON(w http.ResponseWriter, r *http.Request, contentType string, v any) {
+	body, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}
+
+// nextLink sets the Link header for the page after last.
+func nextLink(w http.ResponseWriter, path string, n int, last string) {
+	q := url.Values{"n": {strconv.Itoa(n)}, "last": {last}}
+	w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, path, q.Encode()))
+}
+
+// listTags lists an image's tags in lexical order.
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md#listing-tags
+func (rg *Registry) listTags(w http.ResponseWriter, r *http.Request, t target) error {
+	n, last, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	tags := []string{}
+	if n != 0 {
+		page, err := rg.Meta.ListTags(r.Context(), t.img, last, max(n, 0))
+		if err != nil {
+			return fmt.Errorf("list tags: %w", err)
+		}
+		tags = append(tags, page.Items...)
+		if page.More && n > 0 && len(tags) > 0 {
+			nextLink(w, "/v2/"+t.full+"/tags/list", n, tags[len(tags)-1])
+		}
+	}
+	writeJSON(w, r, "application/json", struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}{t.full, tags})
+	return nil
+}
+
+// catalog lists image names ("repo/name") in lexical order.
+// https://distribution.github.io/distribution/spec/api/#listing-repositories
+func (rg *Registry) catalog(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on /v2/_catalog", r.Method)
+	}
+	n, last, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	repos := []string{}
+	if n != 0 {
+		page, err := rg.Meta.ListImages(r.Context(), last, max(n, 0))
+		if err != nil {
+			return fmt.Errorf("list images: %w", err)
+		}
+		repos = append(repos, page.Items...)
+		if page.More && n > 0 && len(repos) > 0 {
+			nextLink(w, "/v2/_catalog", n, repos[len(repos)-1])
+		}
+	}
+	writeJSON(w, r, "application/json", struct {
+		Repositories []string `json:"repositories"`
+	}{repos})
+	return nil
+}
+
+// referrers lists the manifests whose subject is the given digest.
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md#listing-referrers
+func (rg *Registry) referrers(w http.ResponseWriter, r *http.Request, t target) error {
+	d, err := parseDigest(t.ref)
+	if err != nil {
+		return err
+	}
+	descs, err := rg.Meta.ListReferrers(r.Context(), t.img, d)
+	if err != nil {
+		return fmt.Errorf("list referrers: %w", err)
+	}
+	out := []ocispec.Descriptor{}
+	at := r.URL.Query().Get("artifactType")
+	for _, desc := range descs {
+		if at == "" || desc.ArtifactType == at {
+			out = append(out, desc)
+		}
+	}
+	if at != "" {
+		w.Header().Set("OCI-Filters-Applied", "artifactType")
+	}
+	writeJSON(w, r, ocispec.MediaTypeImageIndex, ocispec.Index{
+		Versioned: specsVersioned(),
+		MediaType: ocispec.MediaTypeImageIndex,
+		Manifests: out,
+	})
+	return nil
+}
+
+func specsVersioned() specs.Versioned { return specs.Versioned{SchemaVersion: 2} }

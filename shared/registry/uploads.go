@@ -1,0 +1,438 @@
+package registry
+
+import (
+	"crypto/rand"
+	"encoding"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/airlock-registry/airlock/shared/storage"
+)
+
+const (
+	// uploadTTL is how long an idle upload session lives.
+	uploadTTL = 24 * time.Hour
+	// leaseTTL bounds how long a crashed writer can hold a session.
+	leaseTTL = 15 * time.Minute
+)
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func uploadUnknown(id string) error {
+	return apiErr(http.StatusNotFound, CodeBlobUploadUnknown, "upload %q is not known (unknown, finished, cancelled or expired)", id)
+}
+
+func uploadLocation(t target, id string) string { return "/v2/" + t.full + "/blobs/uploads/" + id }
+
+// rangeHeader is the Range of committed bytes, "0-<last>" (distribution's form).
+func rangeHeader(offset int64) string {
+	end := offset - 1
+	if end < 0 {
+		end = 0
+	}
+	return "0-" + strconv.FormatInt(end, 10)
+}
+
+// hashFor restores (or starts) the hash of an upload.
+func hashFor(u *storage.Upload) (hash.Hash, error) {
+	alg := digest.Algorithm(u.HashAlgorithm)
+	if !alg.Available() {
+		return nil, fmt.Errorf("upload %s: hash algorithm %q unavailable", u.ID, u.HashAlgorithm)
+	}
+	h := alg.Hash()
+	if len(u.HashState) > 0 {
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(u.HashState); err != nil {
+			return nil, fmt.Errorf("upload %s: restore hash state: %w", u.ID, err)
+		}
+	}
+	return h, nil
+}
+
+func saveHash(u *storage.Upload, h hash.Hash) error {
+	st, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("upload %s: save hash state: %w", u.ID, err)
+	}
+	u.HashState = st
+	return nil
+}
+
+// startUpload opens a session, mounts a blob from another image, or takes a
+// monolithic upload.
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-blobs
+func (rg *Registry) startUpload(w http.ResponseWriter, r *http.Request, t target) error {
+	if err := denyWrites(t); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	if m := q.Get("mount"); m != "" {
+		done, err := rg.mount(w, r, t, m, q.Get("from"))
+		if done || err != nil {
+			return err
+		}
+	}
+	alg := digest.SHA256
+	if a := q.Get("digest-algorithm"); a != "" {
+		alg = digest.Algorithm(a)
+		if alg != digest.SHA256 && alg != digest.SHA512 {
+			return apiErr(http.StatusBadRequest, CodeDigestInvalid, "unsupported digest algorithm %q", a)
+		}
+	}
+	now := rg.Now()
+	u := storage.Upload{ID: newID(), Image: t.img, HashAlgorithm: string(alg), Created: now, ExpiresAt: now.Add(uploadTTL)}
+	if ds := q.Get("digest"); ds != "" {
+		d, err := parseDigest(ds)
+		if err != nil {
+			return err
+		}
+		u.HashAlgorithm = string(d.Algorithm())
+		return rg.finish(w, r, t, &u, d, false)
+	}
+	if err := rg.Meta.CreateUpload(r.Context(), u); err != nil {
+		return fmt.Errorf("create upload: %w", err)
+	}
+	h := w.Header()
+	h.Set("Location", uploadLocation(t, u.ID))
+	h.Set("Docker-Upload-UUID", u.ID)
+	h.Set("Range", "0-0")
+	minChunk := int64(storage.MinPartSize)
+	if rg.MaxBody > 0 {
+		minChunk = min(minChunk, rg.MaxBody)
+		h.Set("OCI-Chunk-Max-Length", strconv.FormatInt(rg.MaxBody, 10))
+	}
+	h.Set("OCI-Chunk-Min-Length", strconv.FormatInt(minChunk, 10))
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// mount links a blob visible in another image; done is false when the
+// source does not have it and a normal session should be opened instead.
+func (rg *Registry) mount(w http.ResponseWriter, r *http.Request, t target, m, from string) (bool, error) {
+	d, err := parseDigest(m)
+	if err != nil {
+		return false, err
+	}
+	if from == "" {
+		return false, nil
+	}
+	src, err := rg.parsePath("/v2/" + from + "/blobs/" + d.String())
+	if err != nil {
+		return false, nil // an invalid or unknown source just does not mount
+	}
+	b, err := rg.Meta.StatBlob(r.Context(), src.img, d)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("mount: stat %s in %s: %w", d, src.img, err)
+	}
+	if err := rg.Meta.LinkBlob(r.Context(), t.img, b); err != nil {
+		return false, fmt.Errorf("mount: link %s: %w", d, err)
+	}
+	blobCreated(w, t, d)
+	return true, nil
+}
+
+func blobCreated(w http.ResponseWriter, t target, d digest.Digest) {
+	h := w.Header()
+	h.Set("Location", "/v2/"+t.full+"/blobs/"+d.String())
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+}
+
+// contentRange parses a chunk's Content-Range ("<start>-<end>", optionally
+// prefixed "bytes "/"bytes="); ok is false when the header is absent.
+func contentRange(r *http.Request) (start, end int64, ok bool, err error) {
+	v := r.Header.Get("Content-Range")
+	if v == "" {
+		return 0, 0, false, nil
+	}
+	v = strings.TrimPrefix(strings.TrimPrefix(v, "bytes "), "bytes=")
+	a, b, found := strings.Cut(v, "-")
+	if found {
+		b, _, _ = strings.Cut(b, "/")
+		start, err1 := strconv.ParseInt(a, 10, 64)
+		end, err2 := strconv.ParseInt(b, 10, 64)
+		if err1 == nil && err2 == nil && start >= 0 && end >= start {
+			return start, end, true, nil
+		}
+	}
+	return 0, 0, true, apiErr(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid, "invalid Content-Range %q: want <start>-<end>", r.Header.Get("Content-Range"))
+}
+
+// acquire loads the session, checks it belongs to this image and takes its
+// lease for an append at the given offset (-1: the committed offset).
+func (rg *Registry) acquire(r *http.Request, t target, start int64) (storage.Upload, error) {
+	ctx := r.Context()
+	cur, err := rg.Meta.GetUpload(ctx, t.ref)
+	if errors.Is(err, storage.ErrNotFound) {
+		return cur, uploadUnknown(t.ref)
+	}
+	if err != nil {
+		return cur, fmt.Errorf("get upload: %w", err)
+	}
+	if cur.Image != t.img {
+		return cur, uploadUnknown(t.ref)
+	}
+	if start < 0 {
+		start = cur.Offset
+	}
+	notSatisfiable := func(off int64) error {
+		e := apiErr(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid,
+			"chunk starts at byte %d but the upload has %d bytes committed; send the next chunk from byte %d", start, off, off)
+		e.Header = http.Header{"Range": {rangeHeader(off)}, "Location": {uploadLocation(t, t.ref)}, "Docker-Upload-Uuid": {t.ref}}
+		return e
+	}
+	if start != cur.Offset {
+		return cur, notSatisfiable(cur.Offset)
+	}
+	u, err := rg.Meta.AcquireUpload(ctx, t.ref, start, newID(), rg.Now().Add(leaseTTL))
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return u, uploadUnknown(t.ref)
+	case errors.Is(err, storage.ErrConflict):
+		// Another writer holds the session or moved the offset.
+		return u, notSatisfiable(cur.Offset)
+	case err != nil:
+		return u, fmt.Errorf("acquire upload: %w", err)
+	}
+	return u, nil
+}
+
+// appendBody streams the request body into the held session u and commits it.
+func (rg *Registry) appendBody(r *http.Request, u *storage.Upload, end int64, ranged bool) (hash.Hash, error) {
+	held := *u
+	release := func() { _ = rg.Meta.CommitUpload(r.Context(), held) }
+	h, err := hashFor(u)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	var body io.Reader = http.NoBody
+	if r.Body != nil {
+		body = r.Body
+	}
+	if ranged {
+		body = io.LimitReader(body, end-u.Offset+2) // one byte more shows an over-long body
+	}
+	start := u.Offset
+	n, err := rg.Blobs.Append(r.Context(), u, io.TeeReader(body, h))
+	if err == nil && ranged && start+n != end+1 {
+		err = apiErr(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid,
+			"Content-Range %d-%d announces %d bytes but the body has %d", start, end, end-start+1, n)
+	}
+	if err != nil {
+		*u = held
+		release()
+		var e *Error
+		if errors.As(err, &e) {
+			return nil, e
+		}
+		return nil, rg.bodyErr(err, "append to upload")
+	}
+	if err := saveHash(u, h); err != nil {
+		release()
+		return nil, err
+	}
+	return h, nil
+}
+
+// patchUpload appends a chunk (with Content-Range) or a stream (without).
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-a-blob-in-chunks
+func (rg *Registry) patchUpload(w http.ResponseWriter, r *http.Request, t target) error {
+	if err := denyWrites(t); err != nil {
+		return err
+	}
+	start, end, ranged, err := contentRange(r)
+	if err != nil {
+		return err
+	}
+	if !ranged {
+		start = -1
+	}
+	u, err := rg.acquire(r, t, start)
+	if err != nil {
+		return err
+	}
+	if _, err := rg.appendBody(r, &u, end, ranged); err != nil {
+		return err
+	}
+	u.ExpiresAt = rg.Now().Add(uploadTTL)
+	if err := rg.Meta.CommitUpload(r.Context(), u); err != nil {
+		return fmt.Errorf("commit upload: %w", err)
+	}
+	h := w.Header()
+	h.Set("Location", uploadLocation(t, u.ID))
+	h.Set("Docker-Upload-UUID", u.ID)
+	h.Set("Range", rangeHeader(u.Offset))
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// putUpload takes the last chunk (if any) and completes the blob.
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-a-blob-in-chunks
+func (rg *Registry) putUpload(w http.ResponseWriter, r *http.Request, t target) error {
+	if err := denyWrites(t); err != nil {
+		return err
+	}
+	ds := r.URL.Query().Get("digest")
+	if ds == "" {
+		return apiErr(http.StatusBadRequest, CodeDigestInvalid, "the digest query parameter is required to complete an upload")
+	}
+	d, err := parseDigest(ds)
+	if err != nil {
+		return err
+	}
+	start, _, ranged, err := contentRange(r)
+	if err != nil {
+		return err
+	}
+	if !ranged {
+		start = -1
+	}
+	u, err := rg.acquire(r, t, start)
+	if err != nil {
+		return err
+	}
+	if u.Offset == 0 && u.HashAlgorithm != string(d.Algorithm()) {
+		u.HashAlgorithm, u.HashState = string(d.Algorithm()), nil
+	}
+	return rg.finish(w, r, t, &u, d, true)
+}
+
+// finish appends the body to u, verifies the digest and makes the blob
+// visible. stored tells whether u is a session item (else a monolithic POST).
+func (rg *Registry) finish(w http.ResponseWriter, r *http.Request, t target, u *storage.Upload, d digest.Digest, stored bool) error {
+	ctx := r.Context()
+	if u.HashAlgorithm != string(d.Algorithm()) {
+		if stored {
+			_ = rg.Meta.CommitUpload(ctx, *u)
+		}
+		return apiErr(http.StatusBadRequest, CodeDigestInvalid,
+			"upload was hashed with %s but completed with a %s digest; start the upload with ?digest-algorithm=%s",
+			u.HashAlgorithm, d.Algorithm(), d.Algorithm())
+	}
+	end, ranged := int64(0), false
+	if s, e, ok, _ := contentRange(r); ok {
+		_, end, ranged = s, e, true
+	}
+	var h hash.Hash
+	var err error
+	if stored {
+		h, err = rg.appendBody(r, u, end, ranged)
+	} else {
+		h, err = rg.appendMonolithic(r, u)
+	}
+	if err != nil {
+		return err
+	}
+	cleanup := func() {
+		_ = rg.Blobs.Abort(ctx, u)
+		if stored {
+			_ = rg.Meta.DeleteUpload(ctx, u.ID)
+		}
+	}
+	if got := digest.NewDigest(d.Algorithm(), h); got != d {
+		cleanup()
+		return apiErr(http.StatusBadRequest, CodeDigestInvalid, "uploaded content has digest %s, not %s; nothing was stored", got, d)
+	}
+	b := storage.Blob{Digest: d, Size: u.Offset, Created: rg.Now()}
+	existing, err := rg.Meta.GetBlob(ctx, d)
+	switch {
+	case err == nil:
+		b = existing
+		_ = rg.Blobs.Abort(ctx, u)
+	case errors.Is(err, storage.ErrNotFound):
+		if err := rg.Blobs.Complete(ctx, u, d); err != nil {
+			return fmt.Errorf("complete blob %s: %w", d, err)
+		}
+		if err := rg.Meta.PutBlob(ctx, b); err != nil {
+			return fmt.Errorf("record blob %s: %w", d, err)
+		}
+	default:
+		return fmt.Errorf("get blob %s: %w", d, err)
+	}
+	if err := rg.Meta.LinkBlob(ctx, t.img, b); err != nil {
+		return fmt.Errorf("link blob %s: %w", d, err)
+	}
+	if stored {
+		if err := rg.Meta.DeleteUpload(ctx, u.ID); err != nil {
+			rg.Logger.WarnContext(ctx, "delete finished upload", "id", u.ID, "err", err)
+		}
+	}
+	blobCreated(w, t, d)
+	return nil
+}
+
+// appendMonolithic streams a POST ?digest= body into a transient upload.
+func (rg *Registry) appendMonolithic(r *http.Request, u *storage.Upload) (hash.Hash, error) {
+	h, err := hashFor(u)
+	if err != nil {
+		return nil, err
+	}
+	var body io.Reader = http.NoBody
+	if r.Body != nil {
+		body = r.Body
+	}
+	if _, err := rg.Blobs.Append(r.Context(), u, io.TeeReader(body, h)); err != nil {
+		_ = rg.Blobs.Abort(r.Context(), u)
+		return nil, rg.bodyErr(err, "monolithic upload")
+	}
+	return h, nil
+}
+
+// uploadStatus reports the committed range of a session.
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md#getting-the-upload-status
+func (rg *Registry) uploadStatus(w http.ResponseWriter, r *http.Request, t target) error {
+	u, err := rg.Meta.GetUpload(r.Context(), t.ref)
+	if errors.Is(err, storage.ErrNotFound) || err == nil && u.Image != t.img {
+		return uploadUnknown(t.ref)
+	}
+	if err != nil {
+		return fmt.Errorf("get upload: %w", err)
+	}
+	h := w.Header()
+	h.Set("Location", uploadLocation(t, u.ID))
+	h.Set("Docker-Upload-UUID", u.ID)
+	h.Set("Range", rangeHeader(u.Offset))
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// cancelUpload aborts a session and removes what it wrote.
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md#canceling-an-upload
+func (rg *Registry) cancelUpload(w http.ResponseWriter, r *http.Request, t target) error {
+	u, err := rg.Meta.GetUpload(r.Context(), t.ref)
+	if errors.Is(err, storage.ErrNotFound) || err == nil && u.Image != t.img {
+		return uploadUnknown(t.ref)
+	}
+	if err != nil {
+		return fmt.Errorf("get upload: %w", err)
+	}
+	if err := rg.Meta.DeleteUpload(r.Context(), u.ID); err != nil {
+		return fmt.Errorf("delete upload: %w", err)
+	}
+	if err := rg.Blobs.Abort(r.Context(), &u); err != nil {
+		rg.Logger.WarnContext(r.Context(), "abort cancelled upload", "id", u.ID, "err", err)
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
