@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding"
 	"encoding/hex"
@@ -320,14 +321,6 @@ func (rg *Registry) putUpload(w http.ResponseWriter, r *http.Request, t target) 
 // visible. stored tells whether u is a session item (else a monolithic POST).
 func (rg *Registry) finish(w http.ResponseWriter, r *http.Request, t target, u *storage.Upload, d digest.Digest, stored bool) error {
 	ctx := r.Context()
-	if u.HashAlgorithm != string(d.Algorithm()) {
-		if stored {
-			_ = rg.Meta.CommitUpload(ctx, *u)
-		}
-		return apiErr(http.StatusBadRequest, CodeDigestInvalid,
-			"upload was hashed with %s but completed with a %s digest; start the upload with ?digest-algorithm=%s",
-			u.HashAlgorithm, d.Algorithm(), d.Algorithm())
-	}
 	end, ranged := int64(0), false
 	if s, e, ok, _ := contentRange(r); ok {
 		_, end, ranged = s, e, true
@@ -348,7 +341,12 @@ func (rg *Registry) finish(w http.ResponseWriter, r *http.Request, t target, u *
 			_ = rg.Meta.DeleteUpload(ctx, u.ID)
 		}
 	}
-	if got := digest.NewDigest(d.Algorithm(), h); got != d {
+	got, err := rg.contentDigest(ctx, u, d.Algorithm(), h)
+	if err != nil {
+		cleanup()
+		return err
+	}
+	if got != d {
 		cleanup()
 		return apiErr(http.StatusBadRequest, CodeDigestInvalid, "uploaded content has digest %s, not %s; nothing was stored", got, d)
 	}
@@ -435,4 +433,29 @@ func (rg *Registry) cancelUpload(w http.ResponseWriter, r *http.Request, t targe
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// contentDigest is the digest of the upload's bytes in algorithm alg: from
+// the session's hash when it used alg, else by reading back the staged bytes
+// of a short upload (the session cannot know the algorithm before PUT).
+func (rg *Registry) contentDigest(ctx context.Context, u *storage.Upload, alg digest.Algorithm, h hash.Hash) (digest.Digest, error) {
+	if u.HashAlgorithm == string(alg) {
+		return digest.NewDigest(alg, h), nil
+	}
+	sr, ok := rg.Blobs.(storage.StagedReader)
+	if !ok || u.MultipartID != "" {
+		return "", apiErr(http.StatusBadRequest, CodeDigestInvalid,
+			"upload was hashed with %s but completed with a %s digest; for uploads over %d bytes start the upload with ?digest-algorithm=%s",
+			u.HashAlgorithm, alg, storage.MinPartSize, alg)
+	}
+	rc, err := sr.ReadStaged(ctx, u)
+	if err != nil {
+		return "", fmt.Errorf("read staged bytes of upload %s: %w", u.ID, err)
+	}
+	defer rc.Close()
+	d, err := alg.FromReader(rc)
+	if err != nil {
+		return "", fmt.Errorf("hash staged bytes of upload %s: %w", u.ID, err)
+	}
+	return d, nil
 }

@@ -234,3 +234,11 @@ func UploadPrefix(id string) string { return "uploads/" + id + "/" }
 
 // MinPartSize is S3's minimum size of every multipart part but the last.
 const MinPartSize = 5 << 20
+
+// StagedReader is an optional capability of a Blobs store: it reads back the
+// staged bytes of an upload that has no multipart part yet (all its bytes are
+// staged), in order. The registry uses it to verify a digest of another
+// algorithm than the session hashed with (a short upload completed with sha512).
+type StagedReader interface {
+	ReadStaged(ctx context.Context, u *Upload) (io.ReadCloser, error)
+}
