@@ -1,0 +1,106 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// countLine matches the suite's summary lines such as "  FAIL..........:  0".
+var countLine = regexp.MustCompile(`^\s+(Disabled|Skip|Pass|FAIL|Error|Total)\.*:\s+(\d+)\s*$`)
+
+// TestConformance runs the OCI distribution-spec conformance suite (pull,
+// push, content discovery, content management) against localdev and asserts
+// no failures and no errors. The report directory is kept and printed.
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	bin := tool(t, "conformance")
+	reg := startRegistry(t, registryOpts{})
+
+	results := os.Getenv("AIRLOCK_E2E_RESULTS")
+	if results == "" {
+		var err error
+		if results, err = os.MkdirTemp("", "airlock-conformance-"); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		results = filepath.Join(results, "conformance")
+	}
+	// The suite reads ./oci-conformance.yaml when present: run it in an empty dir.
+	work := t.TempDir()
+	env := []string{
+		"OCI_REGISTRY=" + reg.Host,
+		"OCI_TLS=disabled",
+		"OCI_VERSION=1.1",
+		// The legacy OCI_NAMESPACE / OCI_CROSSMOUNT_NAMESPACE of the older suite:
+		"OCI_REPO1=local/conformance/a",
+		"OCI_REPO2=local/conformance/b",
+		// The legacy OCI_TEST_PULL/PUSH/CONTENT_DISCOVERY/CONTENT_MANAGEMENT=1:
+		"OCI_API_PULL=true",
+		"OCI_API_PUSH=true",
+		"OCI_API_TAGS_LIST=true",
+		"OCI_API_REFERRER=true",
+		"OCI_API_TAGS_DELETE=true",
+		"OCI_API_MANIFESTS_DELETE=true",
+		"OCI_API_BLOBS_DELETE=true",
+		"OCI_RESULTS_DIR=" + results,
+		"OCI_LOG=warn",
+	}
+	start := time.Now()
+	out, runErr := runIn(t, work, 8*time.Minute, env, bin)
+	elapsed := time.Since(start).Round(time.Millisecond)
+	if err := os.WriteFile(filepath.Join(results, "conformance.log"), []byte(out), 0o644); err != nil {
+		t.Logf("write conformance.log: %v", err)
+	}
+
+	counts := map[string]int{}
+	resultLine := ""
+	var failed []string
+	for _, line := range strings.Split(out, "\n") {
+		if m := countLine.FindStringSubmatch(line); m != nil {
+			n, _ := strconv.Atoi(m[2])
+			counts[m[1]] = n
+		}
+		if strings.HasPrefix(line, "OCI Conformance Result:") {
+			resultLine = line
+		}
+		if strings.HasSuffix(line, ": FAIL") || strings.HasSuffix(line, ": Error") || strings.HasPrefix(strings.TrimSpace(line), "- ") {
+			failed = append(failed, line)
+		}
+	}
+	summary := out
+	if i := strings.Index(out, "OCI Conformance Result:"); i >= 0 {
+		summary = out[i:]
+	}
+	t.Logf("conformance suite ran in %s; report dir %s (results.yaml, junit.xml, report.html, conformance.log)", elapsed, results)
+	t.Logf("summary:\n%s", summary)
+	if len(failed) > 0 {
+		t.Logf("failing steps:\n%s", strings.Join(failed, "\n"))
+	}
+	t.Logf("RESULT: %s (pass %d, fail %d, error %d, skip %d, disabled %d, total %d) in %s",
+		resultLine, counts["Pass"], counts["FAIL"], counts["Error"], counts["Skip"], counts["Disabled"], counts["Total"], elapsed)
+
+	if resultLine == "" {
+		t.Fatalf("no result line from the suite (err %v); output:\n%s", runErr, tail(out, 80))
+	}
+	if counts["FAIL"] != 0 || counts["Error"] != 0 {
+		t.Fatalf("conformance: %d failures, %d errors (%s)", counts["FAIL"], counts["Error"], resultLine)
+	}
+	if counts["Pass"] == 0 {
+		t.Fatalf("conformance: nothing passed (%s)", resultLine)
+	}
+	if runErr != nil {
+		t.Fatalf("conformance exited with %v although no failure was counted", runErr)
+	}
+	for _, f := range []string{"results.yaml", "junit.xml", "report.html"} {
+		if _, err := os.Stat(filepath.Join(results, f)); err != nil {
+			t.Errorf("report %s missing: %v", f, err)
+		}
+	}
+}
