@@ -1,0 +1,205 @@
+package s3store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/airlock-registry/airlock/shared/storage"
+)
+
+// DefaultPartSize is the size of the multipart parts Append writes.
+const DefaultPartSize = 8 << 20
+
+// maxManifestBody caps GetManifestBody reads (the spec's manifests are ≤ 4 MiB).
+const maxManifestBody = 32 << 20
+
+// maxCopySize is S3's limit for a single CopyObject; larger objects are copied
+// part by part with UploadPartCopy.
+const maxCopySize = 5 << 30
+
+var _ storage.Blobs = (*Store)(nil)
+
+// Store is storage.Blobs on one S3 bucket. It keeps no state between calls
+// except a pool of part buffers; it is safe for concurrent use.
+type Store struct {
+	client   *s3.Client
+	presign  *s3.PresignClient
+	bucket   string
+	partSize int64
+	// copyPart is the size of the ranges UploadPartCopy copies for objects
+	// larger than copyLimit (which a single CopyObject cannot copy).
+	copyLimit, copyPart int64
+	bufs                sync.Pool // *[]byte of partSize
+}
+
+// Option configures New.
+type Option func(*Store)
+
+// WithPartSize sets the size of the multipart parts Append writes (memory used
+// per Append is about one part). Values below storage.MinPartSize are raised to it.
+func WithPartSize(n int64) Option {
+	return func(s *Store) { s.partSize = max(n, storage.MinPartSize) }
+}
+
+// New returns a Store keeping its objects in bucket.
+func New(client *s3.Client, bucket string, opts ...Option) *Store {
+	s := &Store{
+		client:    client,
+		presign:   s3.NewPresignClient(client),
+		bucket:    bucket,
+		partSize:  DefaultPartSize,
+		copyLimit: maxCopySize,
+		copyPart:  1 << 30,
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// PartSize returns the size of the multipart parts Append writes.
+func (s *Store) PartSize() int64 { return s.partSize }
+
+// PresignGet returns a URL that serves the blob's bytes for ttl.
+func (s *Store) PresignGet(ctx context.Context, d digest.Digest, ttl time.Duration) (string, error) {
+	return s.presignKey(ctx, storage.BlobKey(d), ttl)
+}
+
+// PresignManifest returns a URL serving a stored manifest body for ttl.
+func (s *Store) PresignManifest(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	return s.presignKey(ctx, key, ttl)
+}
+
+func (s *Store) presignKey(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	req, err := s.presign.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key},
+		s3.WithPresignExpires(ttl))
+	if err != nil {
+		return "", fmt.Errorf("presign %s: %w", key, err)
+	}
+	return req.URL, nil
+}
+
+// BlobExists tells whether the blob object exists (HeadObject).
+func (s *Store) BlobExists(ctx context.Context, d digest.Digest) (bool, error) {
+	_, err := s.head(ctx, storage.BlobKey(d))
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("blob %s: %w", d, err)
+	}
+	return true, nil
+}
+
+// head returns an object's size, or an error wrapping storage.ErrNotFound.
+func (s *Store) head(ctx context.Context, key string) (int64, error) {
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return 0, fmt.Errorf("head %s: %w", key, mapErr(err))
+	}
+	return aws.ToInt64(out.ContentLength), nil
+}
+
+// DeleteBlob removes the blob object (deleting a missing blob is not an error).
+func (s *Store) DeleteBlob(ctx context.Context, d digest.Digest) error {
+	key := storage.BlobKey(d)
+	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key}); err != nil {
+		return fmt.Errorf("delete blob %s: %w", d, mapErr(err))
+	}
+	return nil
+}
+
+// PutManifestBody stores a manifest too large for an item and returns its key.
+func (s *Store) PutManifestBody(ctx context.Context, d digest.Digest, body []byte) (string, error) {
+	key := storage.ManifestKey(d)
+	if err := s.put(ctx, key, body); err != nil {
+		return "", fmt.Errorf("manifest %s: %w", d, err)
+	}
+	return key, nil
+}
+
+// GetManifestBody reads a manifest body stored by PutManifestBody, or returns
+// an error wrapping storage.ErrNotFound.
+func (s *Store) GetManifestBody(ctx context.Context, key string) ([]byte, error) {
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return nil, fmt.Errorf("get manifest body %s: %w", key, mapErr(err))
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(out.Body, maxManifestBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("read manifest body %s: %w", key, err)
+	}
+	if len(b) > maxManifestBody {
+		return nil, fmt.Errorf("manifest body %s larger than %d bytes", key, maxManifestBody)
+	}
+	return b, nil
+}
+
+// put writes one object from memory (a seekable body: the SDK signs it over plain http).
+func (s *Store) put(ctx context.Context, key string, b []byte) error {
+	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: &s.bucket, Key: &key, Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
+	})
+	if err != nil {
+		return fmt.Errorf("put %s: %w", key, mapErr(err))
+	}
+	return nil
+}
+
+// mapErr wraps storage.ErrNotFound around S3's "no such thing" errors
+// (NoSuchKey, NotFound from HEAD, NoSuchUpload, any 404), keeping err's text.
+func mapErr(err error) error {
+	if err == nil || errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	if isNotFound(err) {
+		return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
+	}
+	return err
+}
+
+func isNotFound(err error) bool {
+	var nsk *types.NoSuchKey
+	var nf *types.NotFound
+	var nsu *types.NoSuchUpload
+	if errors.As(err, &nsk) || errors.As(err, &nf) || errors.As(err, &nsu) {
+		return true
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "NoSuchKey", "NotFound", "NoSuchUpload":
+			return true
+		case "NoSuchBucket": // a 404 too, but a configuration error, not a missing item
+			return false
+		}
+	}
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound
+}
+
+// isNoSuchUpload reports whether err says the multipart upload is gone. After
+// UploadPart the error is only visible as an API error code.
+func isNoSuchUpload(err error) bool {
+	var nsu *types.NoSuchUpload
+	var ae smithy.APIError
+	return errors.As(err, &nsu) || (errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload")
+}
+
+// bytesReader returns a seekable body for b: the SDK can then compute its
+// payload hash and length, which it cannot for a stream over plain http.
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
