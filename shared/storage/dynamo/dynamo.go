@@ -1,0 +1,234 @@
+// Package dynamo implements storage.Metadata on one DynamoDB table.
+//
+// The table has a string partition key "pk", a string sort key "sk" and the
+// TTL attribute "expiresAt" (epoch seconds). Items (DESIGN §3):
+//
+//	pk IMG#<repo>/<name>  sk T#<tag>                 tag → digest
+//	                      sk M#<digest>              manifest
+//	                      sk B#<digest>              blob link (size)
+//	                      sk R#<subject>#<digest>    referrer descriptor
+//	pk BLOB#<digest>      sk BLOB                    global blob record
+//	pk CATALOG            sk <repo>/<name>           catalog entry
+//	pk UPLOAD#<id>        sk UPLOAD                  upload session
+//
+// No call uses transactions (dynalite has none): writes are ordered children
+// first (blob record → link → manifest → tag) and deletes in reverse, so a
+// crash between two writes leaves garbage for purge, never a dangling
+// reference. Every read is strongly consistent, and reads of upload sessions
+// filter expiresAt themselves because TTL deletion is lazy (and absent from
+// the emulators).
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/airlock-registry/airlock/shared/storage"
+)
+
+// Attribute names of the key and of the TTL.
+const (
+	attrPK      = "pk"
+	attrSK      = "sk"
+	attrExpires = "expiresAt"
+)
+
+// Sort-key prefixes and fixed keys.
+const (
+	prefixTag      = "T#"
+	prefixManifest = "M#"
+	prefixLink     = "B#"
+	prefixReferrer = "R#"
+	pkCatalog      = "CATALOG"
+	skBlob         = "BLOB"
+	skUpload       = "UPLOAD"
+)
+
+// Store is the DynamoDB implementation of storage.Metadata.
+type Store struct {
+	db    *dynamodb.Client
+	table string
+	// now is the clock of expiry and lease checks.
+	now func() time.Time
+}
+
+var _ storage.Metadata = (*Store)(nil)
+
+// New returns a Store using table through client.
+func New(client *dynamodb.Client, table string) *Store {
+	return &Store{db: client, table: table, now: time.Now}
+}
+
+// key is the primary key of one item.
+type key struct {
+	PK string `dynamodbav:"pk"`
+	SK string `dynamodbav:"sk"`
+}
+
+func imagePK(img storage.Image) string { return "IMG#" + img.String() }
+func blobPK(d string) string           { return "BLOB#" + d }
+func uploadPK(id string) string        { return "UPLOAD#" + id }
+
+// av returns the DynamoDB form of k.
+func (k key) av() map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		attrPK: &types.AttributeValueMemberS{Value: k.PK},
+		attrSK: &types.AttributeValueMemberS{Value: k.SK},
+	}
+}
+
+// conditionFailed reports whether err is a lost conditional write.
+func conditionFailed(err error) bool {
+	var ccf *types.ConditionalCheckFailedException
+	return errors.As(err, &ccf)
+}
+
+// getItem reads one item (strongly consistent) into out; ErrNotFound when absent.
+func (s *Store) getItem(ctx context.Context, k key, out any) error {
+	res, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(s.table),
+		Key:            k.av(),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return err
+	}
+	if res.Item == nil {
+		return storage.ErrNotFound
+	}
+	if err := attributevalue.UnmarshalMap(res.Item, out); err != nil {
+		return fmt.Errorf("decode item %s %s: %w", k.PK, k.SK, err)
+	}
+	return nil
+}
+
+// putItem writes item, under cond when cond is set. A lost condition is
+// returned as storage.ErrConflict.
+func (s *Store) putItem(ctx context.Context, item any, cond *expression.ConditionBuilder) error {
+	av, err := attributevalue.MarshalMap(item)
+	if err != nil {
+		return fmt.Errorf("encode item: %w", err)
+	}
+	in := &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: av}
+	if cond != nil {
+		expr, err := expression.NewBuilder().WithCondition(*cond).Build()
+		if err != nil {
+			return fmt.Errorf("build condition: %w", err)
+		}
+		in.ConditionExpression = expr.Condition()
+		in.ExpressionAttributeNames = expr.Names()
+		in.ExpressionAttributeValues = expr.Values()
+	}
+	if _, err := s.db.PutItem(ctx, in); err != nil {
+		if conditionFailed(err) {
+			return storage.ErrConflict
+		}
+		return err
+	}
+	return nil
+}
+
+// deleteItem deletes one item, under cond when cond is set. A lost condition
+// is returned as storage.ErrConflict.
+func (s *Store) deleteItem(ctx context.Context, k key, cond *expression.ConditionBuilder) error {
+	in := &dynamodb.DeleteItemInput{TableName: aws.String(s.table), Key: k.av()}
+	if cond != nil {
+		expr, err := expression.NewBuilder().WithCondition(*cond).Build()
+		if err != nil {
+			return fmt.Errorf("build condition: %w", err)
+		}
+		in.ConditionExpression = expr.Condition()
+		in.ExpressionAttributeNames = expr.Names()
+		in.ExpressionAttributeValues = expr.Values()
+	}
+	if _, err := s.db.DeleteItem(ctx, in); err != nil {
+		if conditionFailed(err) {
+			return storage.ErrConflict
+		}
+		return err
+	}
+	return nil
+}
+
+// mustExist is the condition "the item being written or deleted exists".
+func mustExist() *expression.ConditionBuilder {
+	c := expression.AttributeExists(expression.Name(attrPK))
+	return &c
+}
+
+// mustNotExist is the condition "no item has this key yet".
+func mustNotExist() *expression.ConditionBuilder {
+	c := expression.AttributeNotExists(expression.Name(attrPK))
+	return &c
+}
+
+// query runs a Query in key order and returns the sort keys of up to limit
+// items (limit <= 0: all) after start ("" = from the beginning), following
+// pages. filter, when set, is applied to each item; the result is then the
+// matching items' sort keys.
+func (s *Store) query(ctx context.Context, kc expression.KeyConditionBuilder, filter *expression.ConditionBuilder, start *key, limit int) ([]string, error) {
+	b := expression.NewBuilder().WithKeyCondition(kc).
+		WithProjection(expression.NamesList(expression.Name(attrSK)))
+	if filter != nil {
+		b = b.WithFilter(*filter)
+	}
+	expr, err := b.Build()
+	if err != nil {
+		return nil, fmt.Errorf("build query: %w", err)
+	}
+	in := &dynamodb.QueryInput{
+		TableName:                 aws.String(s.table),
+		KeyConditionExpression:    expr.KeyCondition(),
+		FilterExpression:          expr.Filter(),
+		ProjectionExpression:      expr.Projection(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+		ConsistentRead:            aws.Bool(true),
+	}
+	if start != nil {
+		in.ExclusiveStartKey = start.av()
+	}
+	var out []string
+	for {
+		if limit > 0 {
+			// Limit counts items read before the filter; asking for the number
+			// still missing keeps pages small without ever stopping early.
+			in.Limit = aws.Int32(int32(min(limit-len(out), 1000)))
+		}
+		res, err := s.db.Query(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		for _, item := range res.Items {
+			var k key
+			if err := attributevalue.UnmarshalMap(item, &k); err != nil {
+				return nil, fmt.Errorf("decode key: %w", err)
+			}
+			out = append(out, k.SK)
+		}
+		if len(res.LastEvaluatedKey) == 0 || (limit > 0 && len(out) >= limit) {
+			return out, nil
+		}
+		in.ExclusiveStartKey = res.LastEvaluatedKey
+	}
+}
+
+// page turns up to n+1 listed names into a Page of at most n (n <= 0: all).
+func page(names []string, n int) storage.Page {
+	p := storage.Page{Items: names}
+	if n > 0 && len(names) > n {
+		p.Items, p.More = names[:n], true
+	}
+	if p.Items == nil {
+		p.Items = []string{}
+	}
+	return p
+}

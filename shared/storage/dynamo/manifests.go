@@ -1,0 +1,229 @@
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/airlock-registry/airlock/shared/storage"
+)
+
+// manifestItem is a manifest (pk IMG#<repo>/<name>, sk M#<digest>). The body
+// is stored inline when the registry passes it; otherwise BodyKey names the S3
+// object (the registry keeps items under DynamoDB's 400 KB limit).
+type manifestItem struct {
+	key
+	Digest       string            `dynamodbav:"digest"`
+	MediaType    string            `dynamodbav:"mediaType"`
+	Size         int64             `dynamodbav:"size"`
+	Body         []byte            `dynamodbav:"body,omitempty"`
+	BodyKey      string            `dynamodbav:"bodyKey,omitempty"`
+	Blobs        []string          `dynamodbav:"blobs,omitempty"`
+	Children     []string          `dynamodbav:"children,omitempty"`
+	Subject      string            `dynamodbav:"subject,omitempty"`
+	ArtifactType string            `dynamodbav:"artifactType,omitempty"`
+	Annotations  map[string]string `dynamodbav:"annotations,omitempty"`
+	Created      time.Time         `dynamodbav:"created"`
+}
+
+// referrerItem is the descriptor of a manifest with a subject
+// (pk IMG#<repo>/<name>, sk R#<subject>#<digest>).
+type referrerItem struct {
+	key
+	Digest       string            `dynamodbav:"digest"`
+	MediaType    string            `dynamodbav:"mediaType"`
+	Size         int64             `dynamodbav:"size"`
+	ArtifactType string            `dynamodbav:"artifactType,omitempty"`
+	Annotations  map[string]string `dynamodbav:"annotations,omitempty"`
+}
+
+func manifestKey(img storage.Image, d digest.Digest) key {
+	return key{PK: imagePK(img), SK: prefixManifest + d.String()}
+}
+
+func referrerKey(img storage.Image, subject, d digest.Digest) key {
+	return key{PK: imagePK(img), SK: prefixReferrer + subject.String() + "#" + d.String()}
+}
+
+func digests(ds []digest.Digest) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.String()
+	}
+	return out
+}
+
+func toDigests(ss []string) []digest.Digest {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := make([]digest.Digest, len(ss))
+	for i, s := range ss {
+		out[i] = digest.Digest(s)
+	}
+	return out
+}
+
+// PutManifest writes the manifest item, then its referrer item (when it has a
+// subject), then the catalog entry of img.
+func (s *Store) PutManifest(ctx context.Context, img storage.Image, m storage.Manifest) error {
+	it := manifestItem{
+		key:          manifestKey(img, m.Digest),
+		Digest:       m.Digest.String(),
+		MediaType:    m.MediaType,
+		Size:         m.Size,
+		Body:         m.Body,
+		BodyKey:      m.BodyKey,
+		Blobs:        digests(m.Blobs),
+		Children:     digests(m.Children),
+		Subject:      m.Subject.String(),
+		ArtifactType: m.ArtifactType,
+		Annotations:  m.Annotations,
+		Created:      m.Created.UTC(),
+	}
+	if err := s.putItem(ctx, it, nil); err != nil {
+		return fmt.Errorf("put manifest %s in %s: %w", m.Digest, img, err)
+	}
+	if m.Subject != "" {
+		ref := referrerItem{
+			key:          referrerKey(img, m.Subject, m.Digest),
+			Digest:       m.Digest.String(),
+			MediaType:    m.MediaType,
+			Size:         m.Size,
+			ArtifactType: m.ArtifactType,
+			Annotations:  m.Annotations,
+		}
+		if err := s.putItem(ctx, ref, nil); err != nil {
+			return fmt.Errorf("put referrer %s of %s in %s: %w", m.Digest, m.Subject, img, err)
+		}
+	}
+	if err := s.putItem(ctx, key{PK: pkCatalog, SK: img.String()}, nil); err != nil {
+		return fmt.Errorf("add %s to catalog: %w", img, err)
+	}
+	return nil
+}
+
+// GetManifest returns the manifest d of img, or storage.ErrNotFound.
+func (s *Store) GetManifest(ctx context.Context, img storage.Image, d digest.Digest) (storage.Manifest, error) {
+	var it manifestItem
+	if err := s.getItem(ctx, manifestKey(img, d), &it); err != nil {
+		return storage.Manifest{}, fmt.Errorf("get manifest %s in %s: %w", d, img, err)
+	}
+	return storage.Manifest{
+		Digest:       digest.Digest(it.Digest),
+		MediaType:    it.MediaType,
+		Size:         it.Size,
+		Body:         it.Body,
+		BodyKey:      it.BodyKey,
+		Blobs:        toDigests(it.Blobs),
+		Children:     toDigests(it.Children),
+		Subject:      digest.Digest(it.Subject),
+		ArtifactType: it.ArtifactType,
+		Annotations:  it.Annotations,
+		Created:      it.Created,
+	}, nil
+}
+
+// DeleteManifest deletes, in this order, the tags of img pointing at d, the
+// referrer item of d and the manifest item; storage.ErrNotFound when there is
+// no such manifest. A tag moved to another digest meanwhile is left alone.
+func (s *Store) DeleteManifest(ctx context.Context, img storage.Image, d digest.Digest) error {
+	var it manifestItem
+	if err := s.getItem(ctx, manifestKey(img, d), &it); err != nil {
+		return fmt.Errorf("delete manifest %s in %s: %w", d, img, err)
+	}
+	pointsAtD := expression.Name("digest").Equal(expression.Value(d.String()))
+	kc := expression.Key(attrPK).Equal(expression.Value(imagePK(img))).
+		And(expression.Key(attrSK).BeginsWith(prefixTag))
+	tags, err := s.query(ctx, kc, &pointsAtD, nil, 0)
+	if err != nil {
+		return fmt.Errorf("delete manifest %s in %s: list tags: %w", d, img, err)
+	}
+	for _, sk := range tags {
+		err := s.deleteItem(ctx, key{PK: imagePK(img), SK: sk}, &pointsAtD)
+		if err != nil && !errors.Is(err, storage.ErrConflict) {
+			return fmt.Errorf("delete manifest %s in %s: delete tag %s: %w", d, img, strings.TrimPrefix(sk, prefixTag), err)
+		}
+	}
+	if it.Subject != "" {
+		if err := s.deleteItem(ctx, referrerKey(img, digest.Digest(it.Subject), d), nil); err != nil {
+			return fmt.Errorf("delete manifest %s in %s: delete referrer: %w", d, img, err)
+		}
+	}
+	if err := s.deleteItem(ctx, manifestKey(img, d), nil); err != nil {
+		return fmt.Errorf("delete manifest %s in %s: %w", d, img, err)
+	}
+	return nil
+}
+
+// ListReferrers returns the descriptors of the manifests of img whose subject
+// is subject, in digest order.
+func (s *Store) ListReferrers(ctx context.Context, img storage.Image, subject digest.Digest) ([]ocispec.Descriptor, error) {
+	kc := expression.Key(attrPK).Equal(expression.Value(imagePK(img))).
+		And(expression.Key(attrSK).BeginsWith(prefixReferrer + subject.String() + "#"))
+	expr, err := expression.NewBuilder().WithKeyCondition(kc).Build()
+	if err != nil {
+		return nil, fmt.Errorf("list referrers: build query: %w", err)
+	}
+	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
+		TableName:                 aws.String(s.table),
+		KeyConditionExpression:    expr.KeyCondition(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+		ConsistentRead:            aws.Bool(true),
+	})
+	out := []ocispec.Descriptor{}
+	for p.HasMorePages() {
+		res, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list referrers of %s in %s: %w", subject, img, err)
+		}
+		var items []referrerItem
+		if err := attributevalue.UnmarshalListOfMaps(res.Items, &items); err != nil {
+			return nil, fmt.Errorf("list referrers of %s in %s: decode: %w", subject, img, err)
+		}
+		for _, r := range items {
+			out = append(out, ocispec.Descriptor{
+				MediaType:    r.MediaType,
+				Digest:       digest.Digest(r.Digest),
+				Size:         r.Size,
+				ArtifactType: r.ArtifactType,
+				Annotations:  r.Annotations,
+			})
+		}
+	}
+	return out, nil
+}
+
+// ListImages returns up to n catalog names strictly after last, in lexical
+// (UTF-8 byte) order.
+func (s *Store) ListImages(ctx context.Context, last string, n int) (storage.Page, error) {
+	kc := expression.Key(attrPK).Equal(expression.Value(pkCatalog))
+	var start *key
+	if last != "" {
+		start = &key{PK: pkCatalog, SK: last}
+	}
+	names, err := s.query(ctx, kc, nil, start, limitFor(n))
+	if err != nil {
+		return storage.Page{}, fmt.Errorf("list images after %q: %w", last, err)
+	}
+	return page(names, n), nil
+}
+
+// limitFor is the number of items to read for a page of n: one more tells
+// whether more exist.
+func limitFor(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	return n + 1
+}
