@@ -1,0 +1,337 @@
+package registry_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/airlock-registry/airlock/shared/registry"
+)
+
+// badCase is one request that must be refused.
+type badCase struct {
+	name   string
+	method string
+	path   string
+	body   any
+	hdr    []string
+	status int
+	code   registry.Code
+}
+
+func runBad(t *testing.T, e *env, cases []badCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.do(tc.method, tc.path, tc.body, tc.hdr...)
+			wantErr(t, tc.name, r, tc.status, tc.code)
+		})
+	}
+}
+
+// goodState is what a bad-input test pushes first and checks last.
+type goodState struct {
+	manifest []byte
+	layer    digest.Digest
+	layerB   []byte
+}
+
+func pushGood(e *env) goodState {
+	layer := randBytes(3000)
+	cfg := []byte(`{"os":"linux"}`)
+	e.pushBlob("app", cfg)
+	ld := e.pushBlob("app", layer)
+	m := manifestJSON(ocispec.MediaTypeImageManifest, desc(ocispec.MediaTypeImageConfig, cfg), desc(ocispec.MediaTypeImageLayerGzip, layer))
+	wantStatus(e.t, "push good", e.putManifest("app", "good", ocispec.MediaTypeImageManifest, m), http.StatusCreated)
+	return goodState{manifest: m, layer: ld, layerB: layer}
+}
+
+// check asserts that only the good image is stored and that it is served.
+func (g goodState) check(e *env) {
+	e.t.Helper()
+	if got := e.tags("app"); !slices.Equal(got, []string{"good"}) {
+		e.t.Errorf("tags after bad input = %v, want [good]", got)
+	}
+	if got := e.catalog(); !slices.Equal(got, []string{"local/app"}) {
+		e.t.Errorf("catalog after bad input = %v, want [local/app]", got)
+	}
+	e.assertManifest("app", "good", g.manifest, ocispec.MediaTypeImageManifest)
+	if !bytes.Equal(e.pullBlob("app", g.layer), g.layerB) {
+		e.t.Error("good layer no longer served")
+	}
+}
+
+func TestBadNamesTagsDigests(t *testing.T) {
+	e := newEnv(t)
+	good := pushGood(e)
+	m := good.manifest
+	mt := []string{"Content-Type", ocispec.MediaTypeImageManifest}
+	long := strings.Repeat("a", 256)
+	hex := digest.FromString("x").Encoded()
+	blob := []byte("some bytes")
+	bd := digest.FromBytes(blob).String()
+	cases := []badCase{
+		// names
+		{"dot-dot", "GET", "/v2/../x/tags/list", nil, nil, 400, registry.CodeNameInvalid},
+		{"dot-dot inside", "PUT", "/v2/app/../x/manifests/bad", m, mt, 400, registry.CodeNameInvalid},
+		{"dot", "PUT", "/v2/a/./b/manifests/bad", m, mt, 400, registry.CodeNameInvalid},
+		{"empty component", "GET", "/v2/a//b/tags/list", nil, nil, 400, registry.CodeNameInvalid},
+		{"upper case", "PUT", "/v2/App/manifests/bad", m, mt, 400, registry.CodeNameInvalid},
+		{"upper case upload", "POST", "/v2/local/App/blobs/uploads/", nil, nil, 400, registry.CodeNameInvalid},
+		{"trailing separator", "GET", "/v2/app-/tags/list", nil, nil, 400, registry.CodeNameInvalid},
+		{"256 characters", "PUT", "/v2/" + long + "/manifests/bad", m, mt, 400, registry.CodeNameInvalid},
+		{"256 characters with prefix", "POST", "/v2/local/" + long[:250] + "/blobs/uploads/?digest=" + bd, blob, nil, 400, registry.CodeNameInvalid},
+		{"escaped slash", "PUT", "/v2/local%2Fx/manifests/bad", m, mt, 400, registry.CodeNameInvalid},
+		{"escaped letter", "GET", "/v2/%61pp/tags/list", nil, nil, 400, registry.CodeNameInvalid},
+		{"escaped dot-dot", "GET", "/v2/%2E%2E/app/tags/list", nil, nil, 400, registry.CodeNameInvalid},
+		{"no name", "GET", "/v2//tags/list", nil, nil, 400, registry.CodeNameInvalid},
+		// tags
+		{"tag starting with dash", "PUT", "/v2/app/manifests/-bad", m, mt, 400, registry.CodeManifestInvalid},
+		{"tag starting with dot", "PUT", "/v2/app/manifests/.bad", m, mt, 400, registry.CodeManifestInvalid},
+		{"tag of 129 characters", "PUT", "/v2/app/manifests/" + strings.Repeat("t", 129), m, mt, 400, registry.CodeManifestInvalid},
+		{"tag with !", "PUT", "/v2/app/manifests/bad!", m, mt, 400, registry.CodeManifestInvalid},
+		{"tag with ~", "GET", "/v2/app/manifests/~bad", nil, nil, 400, registry.CodeManifestInvalid},
+		// digests
+		{"blob digest not hex", "GET", "/v2/app/blobs/sha256:xyz", nil, nil, 400, registry.CodeDigestInvalid},
+		{"blob digest short", "HEAD", "/v2/app/blobs/sha256:" + hex[:63], nil, nil, 400, ""},
+		{"blob digest upper hex", "GET", "/v2/app/blobs/sha256:" + strings.ToUpper(hex), nil, nil, 400, registry.CodeDigestInvalid},
+		{"blob digest without algorithm", "GET", "/v2/app/blobs/" + hex, nil, nil, 400, registry.CodeDigestInvalid},
+		{"blob md5", "GET", "/v2/app/blobs/md5:" + hex[:32], nil, nil, 400, registry.CodeDigestInvalid},
+		{"blob sha384", "GET", "/v2/app/blobs/sha384:" + strings.Repeat("ab", 48), nil, nil, 400, registry.CodeDigestInvalid},
+		{"delete blob bad digest", "DELETE", "/v2/app/blobs/sha256:zz", nil, nil, 400, registry.CodeDigestInvalid},
+		{"manifest digest not hex", "GET", "/v2/app/manifests/sha256:xyz", nil, nil, 400, registry.CodeDigestInvalid},
+		{"manifest md5", "PUT", "/v2/app/manifests/md5:" + hex[:32], m, mt, 400, registry.CodeDigestInvalid},
+		{"manifest sha384", "PUT", "/v2/app/manifests/sha384:" + strings.Repeat("ab", 48), m, mt, 400, registry.CodeDigestInvalid},
+		{"manifest digest mismatch", "PUT", "/v2/app/manifests/" + digest.FromString("other").String(), m, mt, 400, registry.CodeDigestInvalid},
+		{"monolithic md5", "POST", "/v2/app/blobs/uploads/?digest=md5:" + hex[:32], blob, nil, 400, registry.CodeDigestInvalid},
+		{"monolithic sha384", "POST", "/v2/app/blobs/uploads/?digest=sha384:" + strings.Repeat("ab", 48), blob, nil, 400, registry.CodeDigestInvalid},
+		{"monolithic garbage", "POST", "/v2/app/blobs/uploads/?digest=garbage", blob, nil, 400, registry.CodeDigestInvalid},
+		{"monolithic mismatch", "POST", "/v2/app/blobs/uploads/?digest=" + digest.FromString("other").String(), blob, nil, 400, registry.CodeDigestInvalid},
+		{"digest-algorithm sha384", "POST", "/v2/app/blobs/uploads/?digest-algorithm=sha384", nil, nil, 400, registry.CodeDigestInvalid},
+		{"digest-algorithm md5", "POST", "/v2/app/blobs/uploads/?digest-algorithm=md5", nil, nil, 400, registry.CodeDigestInvalid},
+		{"mount md5", "POST", "/v2/app/blobs/uploads/?mount=md5:" + hex[:32] + "&from=other/x", nil, nil, 400, registry.CodeDigestInvalid},
+		{"referrers md5", "GET", "/v2/app/referrers/md5:" + hex[:32], nil, nil, 400, registry.CodeDigestInvalid},
+	}
+	runBad(t, e, cases)
+	e.assertBlobAbsent("app", digest.FromBytes(blob))
+	e.assertBlobAbsent("app", digest.FromString("other"))
+	good.check(e)
+}
+
+func TestBadManifests(t *testing.T) {
+	e := newEnv(t)
+	good := pushGood(e)
+	oci, idx := ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex
+	cfg := []byte(`{"os":"linux","bad":1}`)
+	e.pushBlob("app", cfg)
+	cd := desc(ocispec.MediaTypeImageConfig, cfg)
+	missing := desc(ocispec.MediaTypeImageLayer, []byte("never pushed"))
+	elsewhere := []byte("only in another image")
+	e.pushBlob("other/img", elsewhere)
+	ok := manifestJSON(oci, cd)
+	put := func(name, ct string, body []byte, code registry.Code) badCase {
+		return badCase{name, "PUT", "/v2/app/manifests/bad", body, []string{"Content-Type", ct}, 400, code}
+	}
+	cases := []badCase{
+		put("not JSON", oci, []byte("this is not json"), registry.CodeManifestInvalid),
+		put("empty body", oci, []byte{}, registry.CodeManifestInvalid),
+		put("JSON array", oci, []byte(`[1,2]`), registry.CodeManifestInvalid),
+		put("truncated JSON", oci, ok[:len(ok)-1], registry.CodeManifestInvalid),
+		put("wrong media type", "text/plain", ok, registry.CodeManifestInvalid),
+		put("schema 1 media type", "application/vnd.docker.distribution.manifest.v1+prettyjws", ok, registry.CodeManifestInvalid),
+		put("mediaType mismatches Content-Type", mtDockerManifest, ok, registry.CodeManifestInvalid),
+		put("index body sent as manifest", oci, indexJSON(idx, desc(oci, good.manifest)), registry.CodeManifestInvalid),
+		put("schemaVersion 1", oci, bytes.Replace(ok, []byte(`"schemaVersion":2`), []byte(`"schemaVersion":1`), 1), registry.CodeManifestInvalid),
+		put("schemaVersion missing", oci, bytes.Replace(ok, []byte(`"schemaVersion":2,`), nil, 1), registry.CodeManifestInvalid),
+		put("no config", oci, []byte(`{"schemaVersion":2,"mediaType":"`+oci+`","layers":[]}`), registry.CodeManifestInvalid),
+		put("bad layer digest", oci, bytes.Replace(manifestJSON(oci, cd, missing), []byte(missing.Digest.Encoded()), []byte("zz"), 1), registry.CodeManifestInvalid),
+		put("layer without mediaType", oci, manifestJSON(oci, cd, ocispec.Descriptor{Digest: good.layer, Size: 3000}), registry.CodeManifestInvalid),
+		put("negative size", oci, manifestJSON(oci, cd, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: good.layer, Size: -1}), registry.CodeManifestInvalid),
+		put("index with layers", idx, []byte(`{"schemaVersion":2,"mediaType":"`+idx+`","manifests":[],"layers":[]}`), registry.CodeManifestInvalid),
+		put("missing layer", oci, manifestJSON(oci, cd, missing), registry.CodeManifestBlobUnknown),
+		put("missing config", oci, manifestJSON(oci, missing), registry.CodeManifestBlobUnknown),
+		put("layer only in another image", oci, manifestJSON(oci, cd, desc(ocispec.MediaTypeImageLayer, elsewhere)), registry.CodeManifestBlobUnknown),
+		put("index of a missing manifest", idx, indexJSON(idx, desc(oci, ok)), registry.CodeManifestBlobUnknown),
+		put("docker list of a missing manifest", mtDockerList, indexJSON(mtDockerList, desc(mtDockerManifest, ok)), registry.CodeManifestBlobUnknown),
+		{"no Content-Type and no mediaType", "PUT", "/v2/app/manifests/bad",
+			bytes.Replace(ok, []byte(`"mediaType":"`+oci+`",`), nil, 1), nil, 400, registry.CodeManifestInvalid},
+		{"layer blob as manifest by digest", "GET", "/v2/app/manifests/" + good.layer.String(), nil, nil, 404, registry.CodeManifestUnknown},
+	}
+	runBad(t, e, cases)
+	wantErr(t, "HEAD bad", e.do("HEAD", "/v2/app/manifests/bad", nil), http.StatusNotFound, "")
+	good.check(e)
+}
+
+// TestBadRanges sends chunks that do not continue the upload.
+func TestBadRanges(t *testing.T) {
+	e := newEnv(t)
+	good := pushGood(e)
+	data := randBytes(3000)
+	loc := e.startUpload("app", "")
+	e.patchChunks(loc, data[:1000], []int{1000})
+	cr := func(s string) []string { return []string{"Content-Range", s} }
+	cases := []struct {
+		name  string
+		body  []byte
+		rng   string
+		noHdr bool // the Range header is not required
+	}{
+		{"gap", data[1001:2000], "1001-1999", false},
+		{"overlap", data[500:1500], "500-1499", false},
+		{"replay", data[:1000], "0-999", false},
+		{"body shorter than range", data[1000:1500], "1000-1999", true},
+		{"body longer than range", data[1000:2000], "1000-1499", true},
+		{"garbage", data[1000:2000], "bytes=abc", true},
+		{"end before start", data[1000:2000], "1000-900", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.do("PATCH", loc, tc.body, cr(tc.rng)...)
+			wantErr(t, tc.name, r, http.StatusRequestedRangeNotSatisfiable, registry.CodeBlobUploadInvalid)
+			if !tc.noHdr {
+				wantHeader(t, tc.name, r, "Range", "0-999")
+			}
+			st := e.do("GET", loc, nil)
+			wantStatus(t, "status after "+tc.name, st, http.StatusNoContent)
+			wantHeader(t, "status after "+tc.name, st, "Range", "0-999")
+		})
+	}
+	// A PUT whose range does not continue the upload is refused too.
+	r := e.do("PUT", withQuery(loc, "digest="+digest.FromBytes(data).String()), data[2000:], cr("2000-2999")...)
+	wantErr(t, "PUT with a gap", r, http.StatusRequestedRangeNotSatisfiable, registry.CodeBlobUploadInvalid)
+	wantHeader(t, "PUT with a gap", r, "Range", "0-999")
+	e.assertBlobAbsent("app", digest.FromBytes(data))
+	// The session continues from where it was.
+	r = e.do("PATCH", loc, data[1000:2000], cr("1000-1999")...)
+	wantStatus(t, "continue", r, http.StatusAccepted)
+	r = e.do("PUT", withQuery(loc, "digest="+digest.FromBytes(data).String()), data[2000:], cr("2000-2999")...)
+	wantStatus(t, "complete", r, http.StatusCreated)
+	if !bytes.Equal(e.pullBlob("app", digest.FromBytes(data)), data) {
+		t.Fatal("blob differs after refused chunks")
+	}
+	good.check(e)
+}
+
+func TestDigestMismatchOnPut(t *testing.T) {
+	e := newEnv(t)
+	good := pushGood(e)
+	data := randBytes(7000)
+	wrong := digest.FromString("something else")
+	loc := e.startUpload("app", "")
+	e.patchChunks(loc, data[:4000], []int{4000})
+	r := e.do("PUT", withQuery(loc, "digest="+wrong.String()), data[4000:], "Content-Range", "4000-6999")
+	wantErr(t, "PUT with the wrong digest", r, http.StatusBadRequest, registry.CodeDigestInvalid)
+	e.assertBlobAbsent("app", wrong)
+	e.assertBlobAbsent("app", digest.FromBytes(data))
+	// Streamed PATCH then PUT with the wrong digest.
+	loc = e.startUpload("app", "")
+	wantStatus(t, "streamed PATCH", e.do("PATCH", loc, bytes.NewReader(data)), http.StatusAccepted)
+	wantErr(t, "PUT wrong digest", e.do("PUT", withQuery(loc, "digest="+wrong.String()), nil), http.StatusBadRequest, registry.CodeDigestInvalid)
+	e.assertBlobAbsent("app", wrong)
+	e.assertBlobAbsent("app", digest.FromBytes(data))
+	// A manifest cannot reference what was refused.
+	m := manifestJSON(ocispec.MediaTypeImageManifest, desc(ocispec.MediaTypeImageLayer, data))
+	wantErr(t, "manifest over a refused blob", e.putManifest("app", "bad", ocispec.MediaTypeImageManifest, m), http.StatusBadRequest, registry.CodeManifestBlobUnknown)
+	good.check(e)
+}
+
+func TestUnknownSessions(t *testing.T) {
+	e := newEnv(t)
+	good := pushGood(e)
+	data := randBytes(1000)
+	loc := e.startUpload("app", "")
+	e.patchChunks(loc, data[:500], []int{500})
+	id := uploadID(loc)
+	d := digest.FromBytes(data).String()
+	var cases []badCase
+	for _, p := range []string{"/v2/app/blobs/uploads/0123456789abcdef0123456789abcdef", "/v2/other/blobs/uploads/" + id, "/v2/local/app/x/blobs/uploads/" + id, "/v2/other/app/blobs/uploads/" + id} {
+		cases = append(cases,
+			badCase{"PATCH " + p, "PATCH", p, data[500:], []string{"Content-Range", "500-999"}, 404, registry.CodeBlobUploadUnknown},
+			badCase{"streamed PATCH " + p, "PATCH", p, bytes.NewReader(data[500:]), nil, 404, registry.CodeBlobUploadUnknown},
+			badCase{"PUT " + p, "PUT", p + "?digest=" + d, data[500:], nil, 404, registry.CodeBlobUploadUnknown},
+			badCase{"GET " + p, "GET", p, nil, nil, 404, registry.CodeBlobUploadUnknown},
+			badCase{"DELETE " + p, "DELETE", p, nil, nil, 404, registry.CodeBlobUploadUnknown},
+		)
+	}
+	runBad(t, e, cases)
+	// The session in its own image is untouched and completes.
+	st := e.do("GET", loc, nil)
+	wantStatus(t, "status", st, http.StatusNoContent)
+	wantHeader(t, "status", st, "Range", "0-499")
+	wantStatus(t, "complete", e.do("PUT", withQuery(loc, "digest="+d), data[500:], "Content-Range", "500-999"), http.StatusCreated)
+	e.assertBlobAbsent("other", digest.FromBytes(data))
+	e.assertBlobAbsent("other/app", digest.FromBytes(data))
+	good.check(e)
+}
+
+// TestBodyLimit reproduces the AWS front door: bodies over Deps.MaxBody get
+// 413 SIZE_INVALID, nothing is stored, and the session stays usable.
+func TestBodyLimit(t *testing.T) {
+	const limit = 1 << 20
+	e := newEnv(t, func(d *registry.Deps) { d.MaxBody = limit })
+	good := pushGood(e)
+	data := randBytes(2*limit + 4321)
+	d := digest.FromBytes(data)
+	mono := "/v2/app/blobs/uploads/?digest=" + d.String()
+	runBad(t, e, []badCase{
+		{"monolithic POST", "POST", mono, data, nil, 413, registry.CodeSizeInvalid},
+		{"streamed monolithic POST", "POST", mono, bytes.NewReader(data), nil, 413, registry.CodeSizeInvalid},
+		{"manifest PUT", "PUT", "/v2/app/manifests/bad", data, []string{"Content-Type", ocispec.MediaTypeImageManifest}, 413, registry.CodeSizeInvalid},
+	})
+	e.assertBlobAbsent("app", d)
+
+	loc := e.startUpload("app", "")
+	tooBig := []struct {
+		name   string
+		method string
+		body   any
+		hdr    []string
+	}{
+		{"PATCH with Content-Length", "PATCH", data, nil},
+		{"streamed PATCH", "PATCH", bytes.NewReader(data), nil},
+		{"ranged PATCH", "PATCH", data[:limit+1], []string{"Content-Range", fmt.Sprintf("0-%d", limit)}},
+		{"PUT with body", "PUT", data, nil},
+		{"streamed PUT", "PUT", bytes.NewReader(data), nil},
+	}
+	for _, tc := range tooBig {
+		t.Run(tc.name, func(t *testing.T) {
+			path := loc
+			if tc.method == "PUT" {
+				path = withQuery(loc, "digest="+d.String())
+			}
+			r := e.do(tc.method, path, tc.body, tc.hdr...)
+			wantErr(t, tc.name, r, http.StatusRequestEntityTooLarge, registry.CodeSizeInvalid)
+			if msg := errMessage(r); !strings.Contains(msg, "chunk") {
+				t.Errorf("413 message %q does not name the way out (chunked PATCH)", msg)
+			}
+			st := e.do("GET", loc, nil)
+			wantStatus(t, "session after 413", st, http.StatusNoContent)
+			wantHeader(t, "session after 413", st, "Range", "0-0")
+			e.assertBlobAbsent("app", d)
+		})
+	}
+	// Continue the same session in chunks within the limit.
+	chunk := limit / 2
+	var sizes []int
+	for off := 0; off < len(data); off += chunk {
+		sizes = append(sizes, min(chunk, len(data)-off))
+	}
+	loc = e.patchChunks(loc, data, sizes)
+	wantStatus(t, "complete", e.do("PUT", withQuery(loc, "digest="+d.String()), nil), http.StatusCreated)
+	if !bytes.Equal(e.pullBlob("app", d), data) {
+		t.Fatal("blob pushed in chunks after 413s differs")
+	}
+	// An exactly-at-limit chunk is fine.
+	exact := randBytes(limit)
+	wantStatus(t, "POST at the limit", e.do("POST", "/v2/app/blobs/uploads/?digest="+digest.FromBytes(exact).String(), exact), http.StatusCreated)
+	if got := e.tags("app"); !slices.Equal(got, []string{"good"}) {
+		t.Errorf("tags = %v", got)
+	}
+	_ = good
+}
