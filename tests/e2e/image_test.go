@@ -150,10 +150,34 @@ func readLayout(t testing.TB, dir string) v1.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := validate.Image(img); err != nil {
+	if err := validate.Image(img, validate.Fast); err != nil {
 		t.Fatalf("pulled image in %s is not valid: %v", dir, err)
 	}
+	verifyBlobs(t, dir, img)
 	return img
+}
+
+// verifyBlobs re-hashes every layer blob as stored (validate.Image would
+// gunzip, and these layers are plain tar) against its descriptor.
+func verifyBlobs(t testing.TB, dir string, img v1.Image) {
+	t.Helper()
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range m.Layers {
+		p := filepath.Join(dir, "blobs", l.Digest.Algorithm, l.Digest.Hex)
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatalf("layer %d blob: %v", i, err)
+		}
+		if st.Size() != l.Size {
+			t.Fatalf("layer %d blob %s: %d bytes, want %d", i, l.Digest, st.Size(), l.Size)
+		}
+		if got := fileDigest(t, p); got != l.Digest {
+			t.Fatalf("layer %d blob: digest %s, want %s", i, got, l.Digest)
+		}
+	}
 }
 
 // assertSameImage checks that got has want's manifest digest and layer digests.
