@@ -112,7 +112,8 @@ func (s *Store) Append(ctx context.Context, u *storage.Upload, r io.Reader) (int
 }
 
 // Complete turns the upload's bytes into the blob object for d and removes the
-// upload's objects. It may be retried after a failure.
+// upload's objects. When the blob exists already with the upload's size it
+// only removes them (Abort): so Complete may be retried, also after it succeeded.
 func (s *Store) Complete(ctx context.Context, u *storage.Upload, d digest.Digest) error {
 	total := stagedSize(u.Staged)
 	for _, p := range u.Parts {
@@ -122,6 +123,17 @@ func (s *Store) Complete(ctx context.Context, u *storage.Upload, d digest.Digest
 		return fmt.Errorf("complete upload %s: parts and staged objects hold %d bytes, offset is %d", u.ID, total, u.Offset)
 	}
 	key := storage.BlobKey(d)
+	// The blob may exist already: another upload of the same bytes, or this
+	// Complete retried after it succeeded (the caller failed afterwards). The
+	// caller verified d, so the upload's bytes are not needed: drop them.
+	if size, err := s.head(ctx, key); err == nil && size == total {
+		if err := s.Abort(ctx, u); err != nil {
+			return fmt.Errorf("complete upload %s as %s (exists): %w", u.ID, d, err)
+		}
+		return nil
+	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("complete upload %s as %s: %w", u.ID, d, err)
+	}
 	var err error
 	switch {
 	case u.MultipartID != "":
@@ -189,9 +201,6 @@ func (s *Store) completeMultipart(ctx context.Context, u *storage.Upload, key st
 		if size, herr := s.head(ctx, dk); herr != nil || size != total {
 			return fmt.Errorf("complete multipart upload: %w", mapErr(err))
 		}
-	}
-	if size, err := s.head(ctx, key); err == nil && size == total {
-		return nil // the blob exists already (content-addressed): nothing to copy
 	}
 	return s.copyObject(ctx, dk, key, total)
 }
