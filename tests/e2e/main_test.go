@@ -115,6 +115,18 @@ func run(t testing.TB, timeout time.Duration, env []string, name string, args ..
 // runIn is run with the working directory dir ("" for the current one).
 func runIn(t testing.TB, dir string, timeout time.Duration, env []string, name string, args ...string) (string, error) {
 	t.Helper()
+	out, d, err := execIn(dir, timeout, env, name, args...)
+	if err != nil {
+		t.Logf("$ %s %s (%s) FAILED: %v\n%s", filepath.Base(name), strings.Join(args, " "), d, err, tail(out, 100))
+	} else {
+		t.Logf("$ %s %s (%s)", filepath.Base(name), strings.Join(args, " "), d)
+	}
+	return out, err
+}
+
+// execIn runs a command and returns its combined output and duration,
+// logging nothing.
+func execIn(dir string, timeout time.Duration, env []string, name string, args ...string) (string, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
@@ -127,12 +139,7 @@ func runIn(t testing.TB, dir string, timeout time.Duration, env []string, name s
 	if ctx.Err() != nil {
 		err = fmt.Errorf("timed out after %s: %w", timeout, err)
 	}
-	if err != nil {
-		t.Logf("$ %s %s (%s) FAILED: %v\n%s", filepath.Base(name), strings.Join(args, " "), d, err, out)
-	} else {
-		t.Logf("$ %s %s (%s)", filepath.Base(name), strings.Join(args, " "), d)
-	}
-	return string(out), err
+	return string(out), d, err
 }
 
 // mustRun is run that fails the test on error.

@@ -128,7 +128,7 @@ func launch(t testing.TB, host string, args []string) (*registry, error) {
 	cmd := exec.Command(localdevBin, args...)
 	cmd.Dir = rootDir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // emulators die with it
-	cmd.WaitDelay = 2 * time.Second                         // a child holding the pipe cannot block Wait
+	cmd.WaitDelay = 2 * time.Second                       // a child holding the pipe cannot block Wait
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
 	cmd.Stderr = pw
