@@ -1,0 +1,63 @@
+//go:build bench
+
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/airlock-registry/airlock/localdev/harness"
+)
+
+// TestBench runs the whole benchmark and prints one table (also written to
+// <root>/.localdev/bench/bench-<time>.txt).
+func TestBench(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	root, err := harness.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := harness.EnsureTools(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Emulator data in a temporary directory (gigabytes, removed at the end).
+	data := t.TempDir()
+	ddb, err := harness.StartDynalite(ctx, filepath.Join(data, "dynalite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ddb.Stop() })
+	s3p, err := harness.StartVersitygw(ctx, filepath.Join(data, "s3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s3p.Stop() })
+
+	rep := &report{}
+	started := time.Now()
+	defer func() {
+		var buf bytes.Buffer
+		fmt.Fprintf(&buf, "Airlock benchmark %s (%d CPUs; dynalite %s, versitygw %s)\n",
+			started.Format(time.RFC3339), runtime.NumCPU(), ddb.Endpoint, s3p.Endpoint)
+		rep.write(&buf)
+		fmt.Fprintf(&buf, "\ntotal %s\n", time.Since(started).Round(time.Second))
+		dir := filepath.Join(root, ".localdev", "bench")
+		path := filepath.Join(dir, "bench-"+started.Format("20060102-150405")+".txt")
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			if err := os.WriteFile(path, buf.Bytes(), 0o644); err == nil {
+				fmt.Fprintf(&buf, "written to %s\n", path)
+			}
+		}
+		fmt.Print(buf.String())
+	}()
+
+	t.Run("calls", func(t *testing.T) { benchCalls(t, rep, ddb.Endpoint, s3p.Endpoint) })
+	t.Run("compare", func(t *testing.T) { benchCompare(t, rep, ensureDistribution(t, root), data, ddb.Endpoint, s3p.Endpoint) })
+}

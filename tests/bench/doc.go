@@ -1,0 +1,25 @@
+// Package bench is Airlock's benchmark (`make bench`, never part of `make test`).
+//
+// It is its own Go module (tests/bench/go.mod, replacing the main module with
+// ../..) so that the benchmark-only dependency on the SDK's multipart uploader
+// (feature/s3/manager, "the limit") stays out of the main module's go.mod.
+//
+// Run it with
+//
+//	cd tests/bench && go test -mod=mod -tags bench -run TestBench -v -timeout 30m .
+//
+// It measures, on one versitygw and one dynalite started from localdev/harness:
+//  1. AWS calls per registry operation (shared/awscount), with the registry
+//     in-process; the test FAILS when a call-count target is exceeded;
+//  2. push and pull of the same random image (go-containerregistry's remote
+//     package, in-process client) against the CNCF distribution registry and
+//     Airlock (a separate process), with the throughput ratio;
+//  3. the limit: the same bytes put with the SDK's multipart uploader and got
+//     with GetObject, both hashing, against Airlock's streamed push and pull;
+//     and a chunked push (256 KiB PATCHes with Content-Range) against both
+//     registries;
+//  4. the peak RSS (VmHWM) of the Airlock process during each push.
+//
+// Times are reported, never asserted. The table is printed and written to
+// .localdev/bench/ under the repository root.
+package bench

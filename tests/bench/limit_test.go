@@ -1,0 +1,78 @@
+//go:build bench
+
+package bench
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	digest "github.com/opencontainers/go-digest"
+)
+
+// limitPut uploads each blob to bucket with the SDK's multipart uploader
+// (default part size and concurrency), hashing with SHA-256 while streaming,
+// all blobs at once (as a registry client pushes layers in parallel).
+func limitPut(ctx context.Context, s3c *s3.Client, bucket string, blobs []blob) error {
+	up := manager.NewUploader(s3c)
+	return forEach(blobs, func(b blob) error {
+		h := sha256.New()
+		_, err := up.Upload(ctx, &s3.PutObjectInput{
+			Bucket: aws.String(bucket),
+			Key:    aws.String("limit/" + b.digest.Encoded()),
+			Body:   io.TeeReader(b.open(), h),
+		})
+		if err != nil {
+			return fmt.Errorf("upload %s: %w", b.digest, err)
+		}
+		if got := fmt.Sprintf("%x", h.Sum(nil)); got != b.digest.Encoded() {
+			return fmt.Errorf("upload %s: hashed %s", b.digest, got)
+		}
+		return nil
+	})
+}
+
+// limitGet downloads each blob with GetObject, hashing, all blobs at once.
+func limitGet(ctx context.Context, s3c *s3.Client, bucket string, blobs []blob) error {
+	return forEach(blobs, func(b blob) error {
+		out, err := s3c.GetObject(ctx, &s3.GetObjectInput{
+			Bucket: aws.String(bucket),
+			Key:    aws.String("limit/" + b.digest.Encoded()),
+		})
+		if err != nil {
+			return fmt.Errorf("get %s: %w", b.digest, err)
+		}
+		defer out.Body.Close()
+		h := sha256.New()
+		n, err := io.Copy(h, out.Body)
+		if err != nil {
+			return fmt.Errorf("get %s: %w", b.digest, err)
+		}
+		got := digest.NewDigestFromEncoded(digest.SHA256, fmt.Sprintf("%x", h.Sum(nil)))
+		if n != b.size || got != b.digest {
+			return fmt.Errorf("get %s: %d bytes, digest %s", b.digest, n, got)
+		}
+		return nil
+	})
+}
+
+// forEach runs f on every blob concurrently and returns the first error.
+func forEach(blobs []blob, f func(blob) error) error {
+	errs := make([]error, len(blobs))
+	var wg sync.WaitGroup
+	for i, b := range blobs {
+		wg.Go(func() { errs[i] = f(b) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
