@@ -114,6 +114,9 @@ func (p *Proc) Exited() bool {
 	}
 }
 
+// Done is closed when the process has ended (crashed or stopped).
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
 // logTail returns the last bytes of the emulator's log, for error messages.
 func (p *Proc) logTail() string {
 	b, err := os.ReadFile(p.LogPath)

@@ -1,0 +1,232 @@
+// Command localdev runs Airlock on one machine: it starts local emulators of
+// DynamoDB (dynalite or DynamoDB Local) and S3 (versitygw or MinIO) with their
+// data under one directory, creates the table and bucket template.yaml
+// defines, and serves the very same registry handler the Lambda function runs
+// on 127.0.0.1 (default :5000).
+//
+//	go run ./localdev [-addr 127.0.0.1:5000] [-data .localdev] [-config localdev/airlock.yaml]
+//	                  [-max-body BYTES] [-dynamo dynalite|ddblocal] [-s3 versitygw|minio] [-emulators-only]
+//
+// Once it accepts requests it prints exactly one line containing "ready" and
+// the URL. SIGINT or SIGTERM stops every child process.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/airlock-registry/airlock/localdev/harness"
+	"github.com/airlock-registry/airlock/shared/config"
+	"github.com/airlock-registry/airlock/shared/registry"
+	"github.com/airlock-registry/airlock/shared/storage/dynamo"
+	"github.com/airlock-registry/airlock/shared/storage/s3store"
+)
+
+// options are the command-line flags.
+type options struct {
+	addr          string
+	data          string
+	config        string
+	maxBody       int64
+	dynamo        string
+	s3            string
+	emulatorsOnly bool
+	logLevel      string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.addr, "addr", "127.0.0.1:5000", "listen address of the registry (port 0: any free port)")
+	flag.StringVar(&o.data, "data", ".localdev", "directory holding the emulators' data and logs")
+	flag.StringVar(&o.config, "config", "", "registry configuration file (default: localdev/airlock.yaml in the repository)")
+	flag.Int64Var(&o.maxBody, "max-body", 0, "largest request body accepted in bytes, emulating API Gateway/Lambda (0: no limit; AWS: 6000000)")
+	flag.StringVar(&o.dynamo, "dynamo", "dynalite", "DynamoDB emulator: dynalite or ddblocal (ddblocal only inside `unshare -n`)")
+	flag.StringVar(&o.s3, "s3", "versitygw", "S3 emulator: versitygw or minio")
+	flag.BoolVar(&o.emulatorsOnly, "emulators-only", false, "start the emulators, create table and bucket, print their endpoints, and serve nothing")
+	flag.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	flag.Parse()
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "localdev: -log-level: %v\n", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, log); err != nil {
+		log.Error("localdev failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+// emulators are the running DynamoDB and S3 emulators.
+type emulators struct {
+	dynamo, s3 *harness.Proc
+}
+
+// stop stops both emulators, logging failures.
+func (e *emulators) stop(log *slog.Logger) {
+	for _, p := range []*harness.Proc{e.dynamo, e.s3} {
+		if p == nil {
+			continue
+		}
+		if err := p.Stop(); err != nil {
+			log.Warn("stop emulator", "name", p.Name, "err", err)
+		}
+	}
+}
+
+// exited returns a channel closed when either emulator ends.
+func (e *emulators) exited() <-chan string {
+	ch := make(chan string, 2)
+	for _, p := range []*harness.Proc{e.dynamo, e.s3} {
+		go func() { <-p.Done(); ch <- p.Name + " (log " + p.LogPath + ")" }()
+	}
+	return ch
+}
+
+func run(ctx context.Context, o options, log *slog.Logger) error {
+	if o.config == "" {
+		root, err := harness.Root()
+		if err != nil {
+			return err
+		}
+		o.config = filepath.Join(root, "localdev", "airlock.yaml")
+	}
+	cfg, err := config.Load(o.config)
+	if err != nil {
+		return err
+	}
+
+	emu, err := startEmulators(ctx, o, log)
+	if emu != nil {
+		defer emu.stop(log)
+	}
+	if err != nil {
+		return err
+	}
+	db, err := harness.DynamoClient(ctx, emu.dynamo.Endpoint)
+	if err != nil {
+		return err
+	}
+	if err := harness.CreateTable(ctx, db, harness.Table); err != nil {
+		return err
+	}
+	s3c, err := s3store.NewClient(ctx, s3store.Options{
+		Endpoint: emu.s3.Endpoint, Region: harness.Region,
+		AccessKey: harness.AccessKey, SecretKey: harness.SecretKey,
+	})
+	if err != nil {
+		return err
+	}
+	if err := harness.CreateBucket(ctx, s3c, harness.Bucket); err != nil {
+		return err
+	}
+
+	if o.emulatorsOnly {
+		fmt.Printf("emulators ready: AIRLOCK_DYNAMODB_ENDPOINT=%s AIRLOCK_S3_ENDPOINT=%s AIRLOCK_TABLE=%s AIRLOCK_BUCKET=%s AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_REGION=%s\n",
+			emu.dynamo.Endpoint, emu.s3.Endpoint, harness.Table, harness.Bucket, harness.AccessKey, harness.SecretKey, harness.Region)
+		select {
+		case <-ctx.Done():
+			log.Info("stopping")
+			return nil
+		case name := <-emu.exited():
+			return fmt.Errorf("emulator %s exited", name)
+		}
+	}
+
+	h, err := registry.New(registry.Deps{
+		Meta:    dynamo.New(db, harness.Table),
+		Blobs:   s3store.New(s3c, harness.Bucket),
+		Config:  cfg,
+		MaxBody: o.maxBody,
+		Logger:  log,
+	})
+	if err != nil {
+		return err
+	}
+	return serve(ctx, o.addr, h, emu, log)
+}
+
+// startEmulators installs what is missing and starts the chosen emulators
+// with their data under o.data. On error it returns what it started, to stop.
+func startEmulators(ctx context.Context, o options, log *slog.Logger) (*emulators, error) {
+	if err := harness.EnsureTools(ctx); err != nil {
+		return nil, err
+	}
+	emu := &emulators{}
+	var err error
+	t0 := time.Now()
+	switch o.dynamo {
+	case "dynalite":
+		emu.dynamo, err = harness.StartDynalite(ctx, filepath.Join(o.data, "dynalite"))
+	case "ddblocal":
+		emu.dynamo, err = harness.StartDynamoDBLocal(ctx, filepath.Join(o.data, "ddblocal"))
+	default:
+		return nil, fmt.Errorf("-dynamo %q: want dynalite or ddblocal", o.dynamo)
+	}
+	if err != nil {
+		return emu, err
+	}
+	log.Info("dynamodb emulator up", "name", emu.dynamo.Name, "endpoint", emu.dynamo.Endpoint, "log", emu.dynamo.LogPath, "took", time.Since(t0).Round(time.Millisecond))
+
+	t0 = time.Now()
+	switch o.s3 {
+	case "versitygw":
+		emu.s3, err = harness.StartVersitygw(ctx, filepath.Join(o.data, "versitygw"))
+	case "minio":
+		if err = harness.EnsureMinIO(ctx); err == nil {
+			emu.s3, err = harness.StartMinIO(ctx, filepath.Join(o.data, "minio"))
+		}
+	default:
+		return emu, fmt.Errorf("-s3 %q: want versitygw or minio", o.s3)
+	}
+	if err != nil {
+		return emu, err
+	}
+	log.Info("s3 emulator up", "name", emu.s3.Name, "endpoint", emu.s3.Endpoint, "log", emu.s3.LogPath, "took", time.Since(t0).Round(time.Millisecond))
+	return emu, nil
+}
+
+// serve listens on addr, prints the ready line, and serves h until ctx ends
+// or an emulator dies.
+func serve(ctx context.Context, addr string, h http.Handler, emu *emulators, log *slog.Logger) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	fmt.Printf("airlock ready on http://%s\n", l.Addr())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("stopping")
+	case name := <-emu.exited():
+		runErr = fmt.Errorf("emulator %s exited", name)
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			runErr = fmt.Errorf("serve: %w", err)
+		}
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shut); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	return runErr
+}
