@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -29,6 +30,13 @@ import (
 const serveEnv = "AIRLOCK_BENCH_SERVE"
 
 func TestMain(m *testing.M) {
+	// harness.Root looks for the nearest go.mod, which is this module's own:
+	// point it at the main module two directories up.
+	if os.Getenv("AIRLOCK_ROOT") == "" {
+		if root, err := filepath.Abs(filepath.Join("..", "..")); err == nil {
+			os.Setenv("AIRLOCK_ROOT", root)
+		}
+	}
 	if os.Getenv(serveEnv) != "" {
 		if err := serveMain(); err != nil {
 			fmt.Fprintln(os.Stderr, "airlock bench server:", err)
