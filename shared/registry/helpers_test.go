@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -77,7 +78,8 @@ func newEnv(t *testing.T, opts ...func(*registry.Deps)) *env {
 		t.Fatalf("s3 client: %v", err)
 	}
 	e := &env{t: t, meta: dynamo.New(ddb, table), blobs: s3store.New(s3c, bucket), s3: endpoint}
-	e.deps = registry.Deps{Meta: e.meta, Blobs: e.blobs, Config: mustConfig(t, testConfig)}
+	e.deps = registry.Deps{Meta: e.meta, Blobs: e.blobs, Config: mustConfig(t, testConfig),
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	for _, o := range opts {
 		o(&e.deps)
 	}

@@ -216,7 +216,7 @@ func TestLargeManifests(t *testing.T) {
 	e.pushBlob("big", cfg)
 	e.pushBlob("big", layer)
 	cd, ld := desc(ocispec.MediaTypeImageConfig, cfg), desc(ocispec.MediaTypeImageLayer, layer)
-	for _, size := range []int{360 << 10, 400_000, registry.MaxManifestSize - 1000, registry.MaxManifestSize} {
+	for _, size := range []int{300 << 10, 360 << 10, 400_000, registry.MaxManifestSize - 1000, registry.MaxManifestSize} {
 		body := bigManifest(cd, ld, size)
 		if len(body) != size {
 			t.Fatalf("built %d bytes, want %d", len(body), size)

@@ -239,15 +239,34 @@ func TestSHA512Upload(t *testing.T) {
 		wantStatus(t, "HEAD sha512", h, http.StatusOK)
 		wantHeader(t, "HEAD sha512", h, "Content-Length", strconv.Itoa(len(data)))
 	})
-	t.Run("sha256 session completed with sha512", func(t *testing.T) {
+	t.Run("short sha256 session completed with sha512", func(t *testing.T) {
+		// All bytes are staged: the registry reads them back to verify.
 		loc := e.startUpload("mixed", "")
 		loc = e.patchChunks(loc, data, []int{9000})
-		r := e.do("PUT", withQuery(loc, "digest="+d.String()), nil)
-		wantErr(t, "PUT sha512 on a sha256 session", r, http.StatusBadRequest, registry.CodeDigestInvalid)
-		e.assertBlobAbsent("mixed", d)
-		// The session survives and completes with the right algorithm.
-		r = e.do("PUT", withQuery(loc, "digest="+digest.FromBytes(data).String()), nil)
-		wantStatus(t, "PUT sha256", r, http.StatusCreated)
+		wantStatus(t, "PUT sha512 on a sha256 session", e.do("PUT", withQuery(loc, "digest="+d.String()), nil), http.StatusCreated)
+		if !bytes.Equal(e.pullBlob("mixed", d), data) {
+			t.Fatal("blob differs")
+		}
+		other := sha512.Sum512([]byte("other"))
+		wrong := digest.NewDigestFromBytes(digest.SHA512, other[:])
+		loc = e.startUpload("mixed2", "")
+		loc = e.patchChunks(loc, data, []int{9000})
+		wantErr(t, "wrong sha512", e.do("PUT", withQuery(loc, "digest="+wrong.String()), nil), http.StatusBadRequest, registry.CodeDigestInvalid)
+		e.assertBlobAbsent("mixed2", wrong)
+		e.assertBlobAbsent("mixed2", d)
+	})
+	t.Run("long sha256 session completed with sha512", func(t *testing.T) {
+		big := randBytes(storage.MinPartSize + 1000)
+		sum := sha512.Sum512(big)
+		bd := digest.NewDigestFromBytes(digest.SHA512, sum[:])
+		loc := e.startUpload("mixed3", "")
+		wantStatus(t, "PATCH", e.do("PATCH", loc, bytes.NewReader(big)), http.StatusAccepted)
+		r := e.do("PUT", withQuery(loc, "digest="+bd.String()), nil)
+		wantErr(t, "PUT sha512 on a long sha256 session", r, http.StatusBadRequest, registry.CodeDigestInvalid)
+		if !strings.Contains(errMessage(r), "digest-algorithm=sha512") {
+			t.Errorf("message %q does not name ?digest-algorithm=sha512", errMessage(r))
+		}
+		e.assertBlobAbsent("mixed3", bd)
 	})
 }
 
