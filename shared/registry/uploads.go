@@ -417,6 +417,9 @@ func (rg *Registry) uploadStatus(w http.ResponseWriter, r *http.Request, t targe
 // cancelUpload aborts a session and removes what it wrote.
 // https://github.com/opencontainers/distribution-spec/blob/main/spec.md#canceling-an-upload
 func (rg *Registry) cancelUpload(w http.ResponseWriter, r *http.Request, t target) error {
+	if err := denyWrites(t); err != nil {
+		return err
+	}
 	u, err := rg.Meta.GetUpload(r.Context(), t.ref)
 	if errors.Is(err, storage.ErrNotFound) || err == nil && u.Image != t.img {
 		return uploadUnknown(t.ref)
