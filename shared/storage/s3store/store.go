@@ -26,9 +26,15 @@ const DefaultPartSize = 8 << 20
 // maxManifestBody caps GetManifestBody reads (the spec's manifests are ≤ 4 MiB).
 const maxManifestBody = 32 << 20
 
-// maxCopySize is S3's limit for a single CopyObject; larger objects are copied
-// part by part with UploadPartCopy.
-const maxCopySize = 5 << 30
+// Server-side copies (data object to blob key on Complete): objects up to
+// copyLimit take one CopyObject; larger ones (S3 copies at most 5 GiB at once,
+// and one copy of gigabytes outlasts API Gateway's 30 s) are copied in
+// copyPartSize ranges with UploadPartCopy, copyWorkers at a time.
+const (
+	copyLimit    = 256 << 20
+	copyPartSize = 128 << 20
+	copyWorkers  = 8
+)
 
 var _ storage.Blobs = (*Store)(nil)
 
@@ -39,8 +45,7 @@ type Store struct {
 	presign  *s3.PresignClient
 	bucket   string
 	partSize int64
-	// copyPart is the size of the ranges UploadPartCopy copies for objects
-	// larger than copyLimit (which a single CopyObject cannot copy).
+	// copyLimit and copyPart: see the constants (tests lower them).
 	copyLimit, copyPart int64
 	bufs                sync.Pool // *[]byte of partSize
 }
@@ -61,8 +66,8 @@ func New(client *s3.Client, bucket string, opts ...Option) *Store {
 		presign:   s3.NewPresignClient(client),
 		bucket:    bucket,
 		partSize:  DefaultPartSize,
-		copyLimit: maxCopySize,
-		copyPart:  1 << 30,
+		copyLimit: copyLimit,
+		copyPart:  copyPartSize,
 	}
 	for _, o := range opts {
 		o(s)

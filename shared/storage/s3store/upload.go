@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -399,118 +398,6 @@ func (s *Store) deletePrefix(ctx context.Context, id string) error {
 			e := out.Errors[0]
 			return fmt.Errorf("delete %s: %s %s (and %d more)", aws.ToString(e.Key), aws.ToString(e.Code), aws.ToString(e.Message), len(out.Errors)-1)
 		}
-	}
-	return nil
-}
-
-// copyObject copies src to dst in the bucket: one CopyObject, or part by part
-// (UploadPartCopy) for objects larger than a single copy may be.
-func (s *Store) copyObject(ctx context.Context, src, dst string, size int64) error {
-	source := copySource(s.bucket, src)
-	if size <= s.copyLimit {
-		if _, err := s.client.CopyObject(ctx, &s3.CopyObjectInput{Bucket: &s.bucket, Key: &dst, CopySource: &source}); err != nil {
-			return fmt.Errorf("copy %s to %s: %w", src, dst, mapErr(err))
-		}
-		return nil
-	}
-	out, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &dst})
-	if err != nil {
-		return fmt.Errorf("copy %s to %s: create multipart upload: %w", src, dst, err)
-	}
-	mid := out.UploadId
-	var parts []types.CompletedPart
-	for off, num := int64(0), int32(1); off < size; off, num = off+s.copyPart, num+1 {
-		rng := fmt.Sprintf("bytes=%d-%d", off, min(off+s.copyPart, size)-1)
-		pc, err := s.client.UploadPartCopy(ctx, &s3.UploadPartCopyInput{
-			Bucket: &s.bucket, Key: &dst, UploadId: mid, PartNumber: aws.Int32(num),
-			CopySource: &source, CopySourceRange: &rng,
-		})
-		if err != nil {
-			cctx, cancel := cleanupContext(ctx)
-			_, _ = s.client.AbortMultipartUpload(cctx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &dst, UploadId: mid})
-			cancel()
-			return fmt.Errorf("copy %s to %s: part %d: %w", src, dst, num, mapErr(err))
-		}
-		parts = append(parts, types.CompletedPart{PartNumber: aws.Int32(num), ETag: pc.CopyPartResult.ETag})
-	}
-	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
-		Bucket: &s.bucket, Key: &dst, UploadId: mid, MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
-	})
-	if err != nil {
-		return fmt.Errorf("copy %s to %s: complete: %w", src, dst, err)
-	}
-	return nil
-}
-
-// copySource is the x-amz-copy-source value for key in bucket (URL-encoded, "/" kept).
-func copySource(bucket, key string) string {
-	return (&url.URL{Path: bucket + "/" + key}).EscapedPath()
-}
-
-var _ storage.StagedReader = (*Store)(nil)
-
-// ReadStaged streams the staged bytes of an upload that has no multipart part
-// yet, in order (storage.StagedReader). Objects are opened one at a time.
-func (s *Store) ReadStaged(ctx context.Context, u *storage.Upload) (io.ReadCloser, error) {
-	if u.MultipartID != "" || len(u.Parts) > 0 {
-		return nil, fmt.Errorf("read staged bytes of upload %s: it has multipart parts", u.ID)
-	}
-	return &stagedStream{ctx: ctx, s: s, rest: slices.Clone(u.Staged)}, nil
-}
-
-// stagedStream reads staged objects one after the other, checking each one's size.
-type stagedStream struct {
-	ctx  context.Context
-	s    *Store
-	rest []storage.Staged
-	cur  io.ReadCloser
-	left int64 // bytes still expected from cur
-}
-
-// Read reads from the current object, opening the next one when it ends.
-func (r *stagedStream) Read(p []byte) (int, error) {
-	for {
-		if r.cur == nil {
-			if len(r.rest) == 0 {
-				return 0, io.EOF
-			}
-			x := r.rest[0]
-			r.rest = r.rest[1:]
-			out, err := r.s.client.GetObject(r.ctx, &s3.GetObjectInput{Bucket: &r.s.bucket, Key: &x.Key})
-			if err != nil {
-				return 0, fmt.Errorf("read staged %s: %w", x.Key, mapErr(err))
-			}
-			if n := aws.ToInt64(out.ContentLength); n != x.Size {
-				out.Body.Close()
-				return 0, fmt.Errorf("staged %s holds %d bytes, session says %d", x.Key, n, x.Size)
-			}
-			r.cur, r.left = out.Body, x.Size
-		}
-		n, err := r.cur.Read(p[:min(int64(len(p)), r.left)])
-		r.left -= int64(n)
-		if r.left == 0 {
-			r.cur.Close()
-			r.cur = nil
-			if n > 0 || len(p) == 0 {
-				return n, nil
-			}
-			continue
-		}
-		if errors.Is(err, io.EOF) {
-			return n, fmt.Errorf("staged object ended %d bytes early: %w", r.left, io.ErrUnexpectedEOF)
-		}
-		if n > 0 || err != nil {
-			return n, err
-		}
-	}
-}
-
-// Close closes the object being read.
-func (r *stagedStream) Close() error {
-	if r.cur != nil {
-		err := r.cur.Close()
-		r.cur = nil
-		return err
 	}
 	return nil
 }
