@@ -2,7 +2,6 @@ package registry_test
 
 import (
 	"bytes"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -268,70 +267,4 @@ func TestUnknownSessions(t *testing.T) {
 	e.assertBlobAbsent("other", digest.FromBytes(data))
 	e.assertBlobAbsent("other/app", digest.FromBytes(data))
 	good.check(e)
-}
-
-// TestBodyLimit reproduces the AWS front door: bodies over Deps.MaxBody get
-// 413 SIZE_INVALID, nothing is stored, and the session stays usable.
-func TestBodyLimit(t *testing.T) {
-	const limit = 1 << 20
-	e := newEnv(t, func(d *registry.Deps) { d.MaxBody = limit })
-	good := pushGood(e)
-	data := randBytes(2*limit + 4321)
-	d := digest.FromBytes(data)
-	mono := "/v2/app/blobs/uploads/?digest=" + d.String()
-	runBad(t, e, []badCase{
-		{"monolithic POST", "POST", mono, data, nil, 413, registry.CodeSizeInvalid},
-		{"streamed monolithic POST", "POST", mono, bytes.NewReader(data), nil, 413, registry.CodeSizeInvalid},
-		{"manifest PUT", "PUT", "/v2/app/manifests/bad", data, []string{"Content-Type", ocispec.MediaTypeImageManifest}, 413, registry.CodeSizeInvalid},
-	})
-	e.assertBlobAbsent("app", d)
-
-	loc := e.startUpload("app", "")
-	tooBig := []struct {
-		name   string
-		method string
-		body   any
-		hdr    []string
-	}{
-		{"PATCH with Content-Length", "PATCH", data, nil},
-		{"streamed PATCH", "PATCH", bytes.NewReader(data), nil},
-		{"ranged PATCH", "PATCH", data[:limit+1], []string{"Content-Range", fmt.Sprintf("0-%d", limit)}},
-		{"PUT with body", "PUT", data, nil},
-		{"streamed PUT", "PUT", bytes.NewReader(data), nil},
-	}
-	for _, tc := range tooBig {
-		t.Run(tc.name, func(t *testing.T) {
-			path := loc
-			if tc.method == "PUT" {
-				path = withQuery(loc, "digest="+d.String())
-			}
-			r := e.do(tc.method, path, tc.body, tc.hdr...)
-			wantErr(t, tc.name, r, http.StatusRequestEntityTooLarge, registry.CodeSizeInvalid)
-			if msg := errMessage(r); !strings.Contains(msg, "chunk") {
-				t.Errorf("413 message %q does not name the way out (chunked PATCH)", msg)
-			}
-			st := e.do("GET", loc, nil)
-			wantStatus(t, "session after 413", st, http.StatusNoContent)
-			wantHeader(t, "session after 413", st, "Range", "0-0")
-			e.assertBlobAbsent("app", d)
-		})
-	}
-	// Continue the same session in chunks within the limit.
-	chunk := limit / 2
-	var sizes []int
-	for off := 0; off < len(data); off += chunk {
-		sizes = append(sizes, min(chunk, len(data)-off))
-	}
-	loc = e.patchChunks(loc, data, sizes)
-	wantStatus(t, "complete", e.do("PUT", withQuery(loc, "digest="+d.String()), nil), http.StatusCreated)
-	if !bytes.Equal(e.pullBlob("app", d), data) {
-		t.Fatal("blob pushed in chunks after 413s differs")
-	}
-	// An exactly-at-limit chunk is fine.
-	exact := randBytes(limit)
-	wantStatus(t, "POST at the limit", e.do("POST", "/v2/app/blobs/uploads/?digest="+digest.FromBytes(exact).String(), exact), http.StatusCreated)
-	if got := e.tags("app"); !slices.Equal(got, []string{"good"}) {
-		t.Errorf("tags = %v", got)
-	}
-	_ = good
 }

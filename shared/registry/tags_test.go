@@ -45,6 +45,9 @@ func (e *env) pages(first, field string) [][]string {
 			if err != nil || u.Path != strings.Split(first, "?")[0] {
 				e.t.Fatalf("GET %s: Link %q points elsewhere", first, l)
 			}
+			if m[1] == next {
+				e.t.Fatalf("GET %s: Link %q points at the same page", next, l)
+			}
 			next = m[1]
 		}
 	}
