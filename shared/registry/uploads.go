@@ -218,7 +218,7 @@ func (rg *Registry) acquire(r *http.Request, t target, start int64) (storage.Upl
 // appendBody streams the request body into the held session u and commits it.
 func (rg *Registry) appendBody(r *http.Request, u *storage.Upload, end int64, ranged bool) (hash.Hash, error) {
 	held := *u
-	release := func() { _ = rg.Meta.CommitUpload(r.Context(), held) }
+	release := func() { _ = rg.Meta.CommitUpload(context.WithoutCancel(r.Context()), held) }
 	h, err := hashFor(u)
 	if err != nil {
 		release()
