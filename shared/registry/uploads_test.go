@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -310,4 +311,15 @@ func TestConcurrentPatchSameOffset(t *testing.T) {
 			t.Fatalf("round %d: final blob is not the winning chunk", round)
 		}
 	}
+}
+
+// TestExpiredSession: a session past its expiry is unknown, whatever is stored.
+func TestExpiredSession(t *testing.T) {
+	e := newEnv(t, func(d *registry.Deps) { d.Now = func() time.Time { return time.Now().Add(-25 * time.Hour) } })
+	loc := e.startUpload("app", "")
+	data := randBytes(100)
+	wantErr(t, "status of an expired session", e.do("GET", loc, nil), http.StatusNotFound, registry.CodeBlobUploadUnknown)
+	wantErr(t, "PATCH an expired session", e.do("PATCH", loc, data, "Content-Range", "0-99"), http.StatusNotFound, registry.CodeBlobUploadUnknown)
+	wantErr(t, "PUT an expired session", e.do("PUT", withQuery(loc, "digest="+digest.FromBytes(data).String()), data), http.StatusNotFound, registry.CodeBlobUploadUnknown)
+	e.assertBlobAbsent("app", digest.FromBytes(data))
 }
