@@ -61,6 +61,7 @@ func TestConformance(t *testing.T) {
 	counts := map[string]int{}
 	resultLine := ""
 	var failed []string
+	inFailure := false
 	for _, line := range strings.Split(out, "\n") {
 		if m := countLine.FindStringSubmatch(line); m != nil {
 			n, _ := strconv.Atoi(m[2])
@@ -69,8 +70,17 @@ func TestConformance(t *testing.T) {
 		if strings.HasPrefix(line, "OCI Conformance Result:") {
 			resultLine = line
 		}
-		if strings.HasSuffix(line, ": FAIL") || strings.HasSuffix(line, ": Error") || strings.HasPrefix(strings.TrimSpace(line), "- ") {
+		// Status lines end in ": <status>"; "- reason" lines belong to the one above.
+		switch {
+		case strings.HasSuffix(line, ": FAIL") || strings.HasSuffix(line, ": Error"):
+			inFailure = true
 			failed = append(failed, line)
+		case strings.HasPrefix(strings.TrimSpace(line), "- "):
+			if inFailure {
+				failed = append(failed, line)
+			}
+		default:
+			inFailure = false
 		}
 	}
 	summary := out
