@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,10 +43,12 @@ func TestBench(t *testing.T) {
 
 	rep := &report{}
 	started := time.Now()
+	loadStart := loadavg()
 	defer func() {
 		var buf bytes.Buffer
 		fmt.Fprintf(&buf, "Airlock benchmark %s (%d CPUs; dynalite %s, versitygw %s)\n",
 			started.Format(time.RFC3339), runtime.NumCPU(), ddb.Endpoint, s3p.Endpoint)
+		fmt.Fprintf(&buf, "load average (1/5/15 min) at start %s, at end %s; other processes share these CPUs, so times are indicative\n", loadStart, loadavg())
 		rep.write(&buf)
 		fmt.Fprintf(&buf, "\ntotal %s\n", time.Since(started).Round(time.Second))
 		dir := filepath.Join(root, ".localdev", "bench")
@@ -59,5 +62,20 @@ func TestBench(t *testing.T) {
 	}()
 
 	t.Run("calls", func(t *testing.T) { benchCalls(t, rep, ddb.Endpoint, s3p.Endpoint) })
-	t.Run("compare", func(t *testing.T) { benchCompare(t, rep, ensureDistribution(t, root), data, ddb.Endpoint, s3p.Endpoint) })
+	t.Run("compare", func(t *testing.T) {
+		benchCompare(t, rep, ensureDistribution(t, root), data, ddb.Endpoint, s3p.Endpoint)
+	})
+}
+
+// loadavg returns the first three fields of /proc/loadavg.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }

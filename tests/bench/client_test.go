@@ -125,11 +125,36 @@ func (c *client) pushBlob(ctx context.Context, name string, b blob, chunk int64)
 }
 
 // pushSmall uploads bytes as one monolithic POST ?digest= (the config blob).
+// A registry that answers 202 instead (distribution opens a session and
+// ignores the body) gets the bytes again in PUT ?digest= on the session.
 func (c *client) pushSmall(ctx context.Context, name string, body []byte) error {
-	u := c.base + "/v2/" + name + "/blobs/uploads/?digest=" + url.QueryEscape(digest.FromBytes(body).String())
+	d := digest.FromBytes(body).String()
+	u := c.base + "/v2/" + name + "/blobs/uploads/?digest=" + url.QueryEscape(d)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/octet-stream")
-	_, err := c.do(req, http.StatusCreated)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST blob: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusCreated:
+		return nil
+	case http.StatusAccepted:
+	default:
+		return fmt.Errorf("POST %s: status %d", req.URL.Path, resp.StatusCode)
+	}
+	loc, err := location(resp)
+	if err != nil {
+		return err
+	}
+	q := loc.Query()
+	q.Set("digest", d)
+	loc.RawQuery = q.Encode()
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPut, loc.String(), bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	_, err = c.do(req, http.StatusCreated)
 	return err
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"net/http"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -75,4 +76,51 @@ func forEach(blobs []blob, f func(blob) error) error {
 		}
 	}
 	return nil
+}
+
+// limitCopy copies each limit object to another key with CopyObject, all at
+// once: what a registry that copies a completed upload to its blob key pays.
+func limitCopy(ctx context.Context, s3c *s3.Client, bucket string, blobs []blob) error {
+	return forEach(blobs, func(b blob) error {
+		_, err := s3c.CopyObject(ctx, &s3.CopyObjectInput{
+			Bucket:     aws.String(bucket),
+			Key:        aws.String("limit-copy/" + b.digest.Encoded()),
+			CopySource: aws.String(bucket + "/limit/" + b.digest.Encoded()),
+		})
+		if err != nil {
+			return fmt.Errorf("copy %s: %w", b.digest, err)
+		}
+		return nil
+	})
+}
+
+// limitPresignedGet downloads each limit object through a presigned GET URL
+// with net/http, hashing, all at once: the S3 side of a registry pull.
+func limitPresignedGet(ctx context.Context, ps *s3.PresignClient, bucket string, blobs []blob) error {
+	return forEach(blobs, func(b blob) error {
+		req, err := ps.PresignGetObject(ctx, &s3.GetObjectInput{
+			Bucket: aws.String(bucket),
+			Key:    aws.String("limit/" + b.digest.Encoded()),
+		})
+		if err != nil {
+			return fmt.Errorf("presign %s: %w", b.digest, err)
+		}
+		resp, err := http.Get(req.URL)
+		if err != nil {
+			return fmt.Errorf("presigned get %s: %w", b.digest, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("presigned get %s: status %d", b.digest, resp.StatusCode)
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, resp.Body)
+		if err != nil {
+			return fmt.Errorf("presigned get %s: %w", b.digest, err)
+		}
+		if got := fmt.Sprintf("%x", h.Sum(nil)); n != b.size || got != b.digest.Encoded() {
+			return fmt.Errorf("presigned get %s: %d bytes, digest %s", b.digest, n, got)
+		}
+		return nil
+	})
 }

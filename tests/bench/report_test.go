@@ -37,7 +37,9 @@ func (r *report) section(title string, header ...string) *section {
 
 func (s *section) row(cells ...string) { s.rows = append(s.rows, cells) }
 
-func (s *section) note(format string, args ...any) { s.notes = append(s.notes, fmt.Sprintf(format, args...)) }
+func (s *section) note(format string, args ...any) {
+	s.notes = append(s.notes, fmt.Sprintf(format, args...))
+}
 
 // write renders every section as aligned columns.
 func (r *report) write(w io.Writer) {
