@@ -28,6 +28,7 @@ func runBad(t *testing.T, e *env, cases []badCase) {
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			e := e.sub(t)
 			r := e.do(tc.method, tc.path, tc.body, tc.hdr...)
 			wantErr(t, tc.name, r, tc.status, tc.code)
 		})
@@ -191,6 +192,7 @@ func TestBadRanges(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			e := e.sub(t)
 			r := e.do("PATCH", loc, tc.body, cr(tc.rng)...)
 			wantErr(t, tc.name, r, http.StatusRequestedRangeNotSatisfiable, registry.CodeBlobUploadInvalid)
 			if !tc.noHdr {

@@ -54,6 +54,7 @@ func TestBlobPullHeadDelete(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			e := e.sub(t)
 			r := e.do(tc.method, path, nil, tc.hdr...)
 			wantStatus(t, tc.name, r, tc.status)
 			for k, v := range tc.headers {

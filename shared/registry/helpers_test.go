@@ -104,6 +104,13 @@ func (e *env) withConfig(doc string) *env {
 	return &e2
 }
 
+// sub returns e reporting to t (a subtest).
+func (e *env) sub(t *testing.T) *env {
+	c := *e
+	c.t = t
+	return &c
+}
+
 func mustConfig(t *testing.T, doc string) *config.Config {
 	t.Helper()
 	c, err := config.Parse([]byte(doc))

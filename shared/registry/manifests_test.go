@@ -27,6 +27,7 @@ func TestManifestKinds(t *testing.T) {
 	}
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
+			e := e.sub(t)
 			name := "kinds/" + k.name
 			m1, d1 := e.pushImage(name, "amd64", k.image)
 			m2, d2 := e.pushImage(name, "", k.image) // by digest
@@ -105,6 +106,7 @@ func TestManifestIfNoneMatchAndAccept(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			e := e.sub(t)
 			r := e.do(tc.method, "/v2/app/manifests/"+tc.ref, nil, tc.hdr...)
 			if tc.status >= 400 {
 				wantErr(t, tc.name, r, tc.status, tc.code)

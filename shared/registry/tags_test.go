@@ -26,6 +26,7 @@ func (e *env) pages(first, field string) [][]string {
 	var out [][]string
 	next := first
 	for next != "" && len(out) < 50 {
+		cur := next
 		r := e.do("GET", next, nil)
 		wantStatus(e.t, "GET "+next, r, http.StatusOK)
 		wantHeader(e.t, "GET "+next, r, "Content-Type", "application/json")
@@ -45,8 +46,8 @@ func (e *env) pages(first, field string) [][]string {
 			if err != nil || u.Path != strings.Split(first, "?")[0] {
 				e.t.Fatalf("GET %s: Link %q points elsewhere", first, l)
 			}
-			if m[1] == next {
-				e.t.Fatalf("GET %s: Link %q points at the same page", next, l)
+			if m[1] == cur {
+				e.t.Fatalf("GET %s: Link %q points at the same page", cur, l)
 			}
 			next = m[1]
 		}
@@ -92,6 +93,7 @@ func TestTagsList(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.query, func(t *testing.T) {
+			e := e.sub(t)
 			got := e.pages("/v2/app/tags/list"+tc.query, "tags")
 			if fmt.Sprint(got) != fmt.Sprint(tc.pages) {
 				t.Errorf("pages = %v, want %v", got, tc.pages)
@@ -170,6 +172,7 @@ func TestPolicies(t *testing.T) {
 	mt := ocispec.MediaTypeImageManifest
 	for _, repo := range []string{"strict", "relaxed"} {
 		t.Run(repo, func(t *testing.T) {
+			e := e.sub(t)
 			name := repo + "/app"
 			a, da := e.pushImage(name, "v1", mt)
 			b := manifestVariant(a, 1)
@@ -200,6 +203,7 @@ func TestPolicies(t *testing.T) {
 		})
 	}
 	t.Run("allow", func(t *testing.T) {
+		e := e.sub(t)
 		a, _ := e.pushImage("app", "v1", mt)
 		b := manifestVariant(a, 2)
 		wantStatus(t, "redeploy allowed", e.putManifest("app", "v1", mt, b), http.StatusCreated)
@@ -236,6 +240,7 @@ func TestReadOnly(t *testing.T) {
 	}
 	for _, w := range writes {
 		t.Run(w.name, func(t *testing.T) {
+			e := e.sub(t)
 			r := e.do(w.method, w.path, w.body, "Content-Type", ocispec.MediaTypeImageManifest)
 			wantErr(t, w.name, r, http.StatusForbidden, registry.CodeDenied)
 		})

@@ -186,6 +186,7 @@ func TestCrossRepoMount(t *testing.T) {
 	d := e.pushBlob("local/src", data)
 
 	t.Run("success", func(t *testing.T) {
+		e := e.sub(t)
 		r := e.do("POST", "/v2/other/dst/blobs/uploads/?mount="+d.String()+"&from=local/src", nil)
 		wantStatus(t, "mount", r, http.StatusCreated)
 		wantHeader(t, "mount", r, "Location", "/v2/other/dst/blobs/"+d.String())
@@ -195,6 +196,7 @@ func TestCrossRepoMount(t *testing.T) {
 		}
 	})
 	t.Run("source through the default repository", func(t *testing.T) {
+		e := e.sub(t)
 		r := e.do("POST", "/v2/dst2/blobs/uploads/?mount="+d.String()+"&from=src", nil)
 		wantStatus(t, "mount from default", r, http.StatusCreated)
 	})
@@ -206,6 +208,7 @@ func TestCrossRepoMount(t *testing.T) {
 	}
 	for _, tc := range fallbacks {
 		t.Run(tc.name, func(t *testing.T) {
+			e := e.sub(t)
 			r := e.do("POST", "/v2/other/dst3/blobs/uploads/"+tc.query, nil)
 			wantStatus(t, "mount fallback", r, http.StatusAccepted)
 			if !strings.HasPrefix(r.Header.Get("Location"), "/v2/other/dst3/blobs/uploads/") {
@@ -224,6 +227,7 @@ func TestSHA512Upload(t *testing.T) {
 	d := digest.NewDigestFromBytes(digest.SHA512, sum[:])
 
 	t.Run("chunked", func(t *testing.T) {
+		e := e.sub(t)
 		loc := e.startUpload("app", "?digest-algorithm=sha512")
 		loc = e.patchChunks(loc, data, []int{4000, 5000})
 		r := e.do("PUT", withQuery(loc, "digest="+d.String()), nil)
@@ -234,6 +238,7 @@ func TestSHA512Upload(t *testing.T) {
 		}
 	})
 	t.Run("monolithic", func(t *testing.T) {
+		e := e.sub(t)
 		r := e.do("POST", "/v2/mono/blobs/uploads/?digest="+d.String(), data)
 		wantStatus(t, "POST sha512", r, http.StatusCreated)
 		h := e.do("HEAD", "/v2/mono/blobs/"+d.String(), nil)
@@ -241,6 +246,7 @@ func TestSHA512Upload(t *testing.T) {
 		wantHeader(t, "HEAD sha512", h, "Content-Length", strconv.Itoa(len(data)))
 	})
 	t.Run("short sha256 session completed with sha512", func(t *testing.T) {
+		e := e.sub(t)
 		// All bytes are staged: the registry reads them back to verify.
 		loc := e.startUpload("mixed", "")
 		loc = e.patchChunks(loc, data, []int{9000})
@@ -257,6 +263,7 @@ func TestSHA512Upload(t *testing.T) {
 		e.assertBlobAbsent("mixed2", d)
 	})
 	t.Run("long sha256 session completed with sha512", func(t *testing.T) {
+		e := e.sub(t)
 		big := randBytes(storage.MinPartSize + 1000)
 		sum := sha512.Sum512(big)
 		bd := digest.NewDigestFromBytes(digest.SHA512, sum[:])
