@@ -35,6 +35,9 @@ const (
 	// inlineManifestSize is the largest body kept in the DynamoDB item; larger
 	// bodies go to S3 (an item is at most 400 KB).
 	inlineManifestSize = 350 << 10
+	// maxReferrerAnnotations caps the annotations copied into a referrer
+	// descriptor; larger ones are left out of the referrers list.
+	maxReferrerAnnotations = 16 << 10
 )
 
 var tagRe = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
@@ -99,7 +102,7 @@ func parseManifest(contentType string, body []byte) (storage.Manifest, error) {
 	if doc.SchemaVersion == nil || *doc.SchemaVersion != 2 {
 		return m, manifestInvalid("schemaVersion must be 2")
 	}
-	m.MediaType, m.Annotations, m.ArtifactType = mt, doc.Annotations, doc.ArtifactType
+	m.MediaType, m.ArtifactType = mt, doc.ArtifactType
 	if isIndex(mt) {
 		if doc.Config != nil || doc.Layers != nil {
 			return m, manifestInvalid("an index has no config or layers")
@@ -142,6 +145,11 @@ func parseManifest(contentType string, body []byte) (storage.Manifest, error) {
 			return m, err
 		}
 		m.Subject = doc.Subject.Digest
+		// Annotations are kept only for the referrers list, and only when they
+		// are small: the manifest's item must stay under DynamoDB's 400 KB.
+		if a, _ := json.Marshal(doc.Annotations); len(a) <= maxReferrerAnnotations {
+			m.Annotations = doc.Annotations
+		}
 	}
 	return m, nil
 }
