@@ -292,7 +292,9 @@ func testTagPagination(t *testing.T, s storage.Metadata) {
 	for {
 		page, err := s.ListTags(ctx, imgA, last, 5)
 		must(t, fmt.Sprintf("ListTags last=%q n=5", last), err)
-		pages++
+		if pages++; pages > len(tags) {
+			t.Fatalf("ListTags n=5: still More after %d pages (is last ignored?)", pages)
+		}
 		if len(page.Items) > 5 {
 			t.Fatalf("ListTags n=5 returned %d items", len(page.Items))
 		}
