@@ -25,9 +25,11 @@ func TestBench(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	setup := time.Now()
 	if err := harness.EnsureTools(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("harness.EnsureTools: %s (waits for other installs holding bin/.tools.lock)", time.Since(setup).Round(time.Millisecond))
 	// Emulator data in a temporary directory (gigabytes, removed at the end).
 	data := t.TempDir()
 	ddb, err := harness.StartDynalite(ctx, filepath.Join(data, "dynalite"))

@@ -104,13 +104,27 @@ func (c calls) detail(svc string) string {
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(c.ops)) {
 		if s, op, _ := strings.Cut(k, "."); s == svc {
-			parts = append(parts, fmt.Sprintf("%s×%d", op, c.ops[k]))
+			parts = append(parts, fmt.Sprintf("%s×%d", short(op), c.ops[k]))
 		}
 	}
 	if len(parts) == 0 {
 		return "-"
 	}
 	return strings.Join(parts, " ")
+}
+
+// short abbreviates long operation names for the table.
+func short(op string) string {
+	switch op {
+	case "CreateMultipartUpload":
+		return "CreateMPU"
+	case "CompleteMultipartUpload":
+		return "CompleteMPU"
+	case "AbortMultipartUpload":
+		return "AbortMPU"
+	}
+	op = strings.TrimSuffix(op, "Item")
+	return strings.TrimSuffix(op, "Object")
 }
 
 // secs formats a duration in seconds.
