@@ -195,6 +195,8 @@ func (r *registry) kill() {
 // puts its log into the test log when the test failed.
 func (r *registry) stop(t testing.TB) {
 	pid := r.cmd.Process.Pid
+	start := time.Now()
+	defer func() { t.Logf("localdev %s stopped in %s", r.URL, time.Since(start).Round(time.Millisecond)) }()
 	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	select {
 	case <-r.done:
