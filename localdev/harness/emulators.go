@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // StartDynalite starts dynalite (npm, LevelDB) on 127.0.0.1. With dataDir ""
@@ -41,7 +44,7 @@ func StartDynalite(ctx context.Context, dataDir string) (*Proc, error) {
 				"--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"}
 			return append(a, pathArgs...)
 		},
-		readyPath: "/",
+		ready: dynamoReady,
 	})
 }
 
@@ -100,7 +103,7 @@ func StartDynamoDBLocal(ctx context.Context, dataDir string) (*Proc, error) {
 				"-port", strconv.Itoa(port), "-sharedDb", "-disableTelemetry"}
 			return append(a, store...)
 		},
-		readyPath: "/",
+		ready: dynamoReady,
 	})
 }
 
@@ -123,7 +126,7 @@ func StartVersitygw(ctx context.Context, dataDir string) (*Proc, error) {
 				"--access", AccessKey, "--secret", SecretKey, "--region", Region,
 				"--keep-alive", "--quiet", "posix", dataDir}
 		},
-		readyPath: "/",
+		ready: s3Ready,
 	})
 }
 
@@ -153,8 +156,7 @@ func StartMinIO(ctx context.Context, dataDir string) (*Proc, error) {
 			"MINIO_UPDATE=off",
 			"MINIO_CI_CD=1",
 		},
-		readyPath: "/minio/health/ready",
-		readyOK:   true,
+		ready: s3Ready,
 	})
 }
 
@@ -176,4 +178,20 @@ func s3Dirs(dataDir, name string) (string, string, error) {
 		return "", "", fmt.Errorf("start %s: %w", name, err)
 	}
 	return abs, abs + ".log", nil
+}
+
+// dynamoReady succeeds once a signed ListTables call does.
+func dynamoReady(ctx context.Context, endpoint string) error {
+	db, err := DynamoClient(ctx, endpoint)
+	if err != nil {
+		return err
+	}
+	_, err = db.ListTables(ctx, &dynamodb.ListTablesInput{}, func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
+	return err
+}
+
+// s3Ready succeeds once a signed ListBuckets call does.
+func s3Ready(ctx context.Context, endpoint string) error {
+	_, err := S3Client(endpoint).ListBuckets(ctx, &s3.ListBucketsInput{}, func(o *s3.Options) { o.RetryMaxAttempts = 1 })
+	return err
 }

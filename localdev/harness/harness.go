@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -149,10 +148,9 @@ type spec struct {
 	args func(port int) []string
 	env  []string
 	dir  string
-	// readyPath is requested until it answers; any HTTP status counts as
-	// ready unless readyOK is set, then only 200 does.
-	readyPath string
-	readyOK   bool
+	// ready is called until it succeeds (a signed API call: an HTTP answer
+	// alone is not enough, MinIO answers 503 while it initialises).
+	ready func(ctx context.Context, endpoint string) error
 }
 
 // start runs s on a free port and waits until it answers HTTP. A process
@@ -221,25 +219,19 @@ func startOn(ctx context.Context, s spec, port int) (*Proc, error) {
 func waitReady(ctx context.Context, p *Proc, s spec) error {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
-	url := p.Endpoint + s.readyPath
+	var lastErr error
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return fmt.Errorf("start %s: %w", s.name, err)
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if !s.readyOK || resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		callCtx, callCancel := context.WithTimeout(ctx, 5*time.Second)
+		lastErr = s.ready(callCtx, p.Endpoint)
+		callCancel()
+		if lastErr == nil {
+			return nil
 		}
 		select {
 		case <-p.done:
 			return fmt.Errorf("start %s: exited before answering (%v); log %s:\n%s", s.name, p.waitErr, p.LogPath, p.logTail())
 		case <-ctx.Done():
-			return fmt.Errorf("start %s: not answering on %s: %w; log %s:\n%s", s.name, p.Endpoint, ctx.Err(), p.LogPath, p.logTail())
+			return fmt.Errorf("start %s: not answering on %s: %w (last: %v); log %s:\n%s", s.name, p.Endpoint, ctx.Err(), lastErr, p.LogPath, p.logTail())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
