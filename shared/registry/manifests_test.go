@@ -2,17 +2,22 @@ package registry_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/airlock-registry/airlock/shared/registry"
+	"github.com/airlock-registry/airlock/shared/storage"
 )
 
 // TestManifestKinds pushes each supported manifest type by tag and by digest
@@ -237,5 +242,39 @@ func TestLargeManifests(t *testing.T) {
 	wantErr(t, "GET refused manifest", e.do("GET", "/v2/big/manifests/over", nil), http.StatusNotFound, registry.CodeManifestUnknown)
 	if !bytes.Equal(e.pullBlob("big", ld.Digest), layer) {
 		t.Error("layer unreadable")
+	}
+}
+
+// TestManifestManyLayers: a manifest under the inline limit made of layer
+// descriptors (not annotations) must still fit its DynamoDB item, whose
+// blobs list grows with the layers, and round-trip. Distinct layers are
+// linked straight through the Metadata store (thousands of pushes are slow).
+func TestManifestManyLayers(t *testing.T) {
+	e := newEnv(t)
+	cfg := []byte(`{"os":"linux"}`)
+	e.pushBlob("app", cfg)
+	img := storage.Image{Repo: "local", Name: "app"}
+	layers := make([]ocispec.Descriptor, 2200)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < len(layers); i += 8 {
+				data := []byte(fmt.Sprintf("layer %d", i))
+				layers[i] = desc(ocispec.MediaTypeImageLayerGzip, data)
+				b := storage.Blob{Digest: layers[i].Digest, Size: layers[i].Size, Created: time.Now()}
+				if err := e.meta.LinkBlob(context.Background(), img, b); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, n := range []int{1000, 2200} {
+		body := manifestJSON(ocispec.MediaTypeImageManifest, desc(ocispec.MediaTypeImageConfig, cfg), layers[:n]...)
+		tag := fmt.Sprintf("l%d", n)
+		r := e.putManifest("app", tag, ocispec.MediaTypeImageManifest, body)
+		wantStatus(t, fmt.Sprintf("PUT %d layers (%d bytes)", n, len(body)), r, http.StatusCreated)
+		e.assertManifest("app", tag, body, ocispec.MediaTypeImageManifest)
 	}
 }
