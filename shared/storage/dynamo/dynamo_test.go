@@ -1,8 +1,11 @@
 package dynamo_test
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -20,29 +23,45 @@ import (
 	"github.com/airlock-registry/airlock/shared/storage/storagetest"
 )
 
+// TestMain runs the tests against the emulator chosen by AIRLOCK_TEST_DYNAMO.
+// DynamoDB Local cannot bind loopback only, so for it the whole test binary
+// re-runs itself inside a private network namespace (unshare -n, root):
+// one JVM start for every test instead of one per test.
 func TestMain(m *testing.M) {
+	if harness.DynamoBackend() == "ddblocal" && !harness.InPrivateNetns() {
+		os.Exit(rerunInNetns())
+	}
 	code := m.Run()
 	harness.StopAll()
 	os.Exit(code)
 }
 
-// inEmulator runs the calling test against the emulator chosen by
-// AIRLOCK_TEST_DYNAMO; DynamoDB Local cannot bind loopback only, so for it
-// the test re-runs itself inside a private network namespace. It returns
-// false when that re-run has already reported the result.
-func inEmulator(t *testing.T) bool {
-	if harness.DynamoBackend() == "ddblocal" && !harness.InPrivateNetns() {
-		harness.RunInNetns(t)
-		return false
+// rerunInNetns runs this test binary with the same arguments inside a new
+// network namespace with loopback up, and returns its exit code.
+func rerunInNetns() int {
+	root, err := harness.Root()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
-	return true
+	args := append([]string{"-n", "sh", "-c", `ip link set lo up && exec "$@"`, "sh"}, os.Args...)
+	cmd := exec.Command("unshare", args...)
+	cmd.Env = append(os.Environ(), "AIRLOCK_ROOT="+root)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	fmt.Fprintln(os.Stderr, "dynamo tests: AIRLOCK_TEST_DYNAMO=ddblocal, re-running inside unshare -n")
+	if err := cmd.Run(); err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return exit.ExitCode()
+		}
+		fmt.Fprintf(os.Stderr, "unshare -n (needs root and util-linux): %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // TestMetadata runs the storage conformance suite against a fresh table per subtest.
 func TestMetadata(t *testing.T) {
-	if !inEmulator(t) {
-		return
-	}
 	storagetest.TestMetadata(t, func(t *testing.T) storage.Metadata {
 		db, table := harness.TestDynamo(t)
 		return dynamo.New(db, table)
@@ -74,9 +93,6 @@ func (c *countingClient) calls(t *testing.T, what string, fn func() error) int64
 // design promises (DESIGN §4): one read per blob HEAD, tag or manifest
 // lookup, one conditional update per upload acquire or commit.
 func TestCallCounts(t *testing.T) {
-	if !inEmulator(t) {
-		return
-	}
 	db, table := harness.TestDynamo(t)
 	counter := &countingClient{inner: awshttp.NewBuildableClient()}
 	db = dynamodb.New(db.Options(), func(o *dynamodb.Options) {
@@ -123,9 +139,6 @@ func TestCallCounts(t *testing.T) {
 // TTL attribute of upload sessions is a Number of epoch seconds (DynamoDB TTL
 // ignores any other type), and a released lease leaves no lease attributes.
 func TestItemShapes(t *testing.T) {
-	if !inEmulator(t) {
-		return
-	}
 	db, table := harness.TestDynamo(t)
 	s := dynamo.New(db, table)
 	ctx := t.Context()
