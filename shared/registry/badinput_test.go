@@ -270,3 +270,34 @@ func TestUnknownSessions(t *testing.T) {
 	e.assertBlobAbsent("other/app", digest.FromBytes(data))
 	good.check(e)
 }
+
+// TestOversizedKeys: request values longer than a DynamoDB key may be (2 KB
+// partition, 1 KB sort key) must not reach the store as keys and fail with 500.
+func TestOversizedKeys(t *testing.T) {
+	e := newEnv(t)
+	e.pushImage("app", "ab", ocispec.MediaTypeImageManifest)
+	long := strings.Repeat("a", 3000)
+	for _, m := range []string{"GET", "PATCH", "PUT", "DELETE"} {
+		p := "/v2/app/blobs/uploads/" + long
+		if m == "PUT" {
+			p += "?digest=" + digest.FromString("x").String()
+		}
+		wantErr(t, m+" long upload id", e.do(m, p, []byte("x")), http.StatusNotFound, registry.CodeBlobUploadUnknown)
+	}
+	// A long last is answered correctly ("ab" sorts after "aaa…") or refused with 400.
+	for _, c := range []struct{ path, field, want string }{
+		{"/v2/app/tags/list?last=" + long, "tags", "ab"},
+		{"/v2/_catalog?last=local/" + long, "repositories", "local/app"},
+	} {
+		r := e.do("GET", c.path, nil)
+		switch r.Status {
+		case http.StatusBadRequest:
+		case http.StatusOK:
+			if !strings.Contains(string(r.Body), `"`+c.want+`"`) {
+				t.Errorf("GET %.40s…: %s, want %q listed", c.path, r.Body, c.want)
+			}
+		default:
+			t.Errorf("GET %.40s…: got %s, want 200 or 400", c.path, r)
+		}
+	}
+}
