@@ -5,6 +5,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -21,8 +22,9 @@ const chunkSmall = 256 << 10
 // pulls is how many times each pull runs (the best time is reported); bigRuns
 // how many times the 3 × 200 MiB push and its limit run (fresh blobs each time).
 const (
-	pulls   = 3
+	pulls   = 5
 	bigRuns = 2
+	rounds  = 3
 )
 
 // servers are the two registries under test, each restartable so that every
@@ -101,7 +103,14 @@ func benchCompare(t *testing.T, rep *report, distBin, data, dynamoURL, s3URL str
 		if err != nil {
 			t.Logf("read memory of %s: %v", who, err)
 		}
-		peaks = append(peaks, peak{who: who, push: what, body: body, start: m0, end: m1})
+		pk := peak{who: who, push: what, body: body, start: m0, end: m1}
+		if i := slices.IndexFunc(peaks, func(o peak) bool { return o.who == who && o.push == what }); i >= 0 {
+			if pk.end.hwm > peaks[i].end.hwm { // repeated runs: keep the highest peak
+				peaks[i] = pk
+			}
+		} else {
+			peaks = append(peaks, pk)
+		}
 		return d
 	}
 	// pull runs f pulls times and returns the best duration.
@@ -117,14 +126,21 @@ func benchCompare(t *testing.T, rep *report, distBin, data, dynamoURL, s3URL str
 	// 2. The same 60 MiB image through both registries, with go-containerregistry.
 	sec2 := rep.section("2. Same image on the same versitygw: CNCF distribution v3.1.2 (s3 driver, redirect on) vs Airlock (own process); client: go-containerregistry v0.22.1 remote, in-process",
 		"image", "op", "distribution", "Airlock", "throughput Airlock/distribution", "target", "")
-	imA := newImage(3000, 3, 20<<20)
-	gA, err := ggcrImage(imA)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Rounds alternate the registries, each with fresh blobs; the best time counts.
 	const ggcrPushLabel = "ggcr push 3×20 MiB (HEAD, POST, 1 streamed PATCH, PUT per blob; 4 at a time)"
-	dPush := push("distribution", ggcrPushLabel, 20<<20, func(u string) error { return ggcrPush(ctx, u, "bench/a", "v1", gA) })
-	aPush := push("Airlock", ggcrPushLabel, 20<<20, func(u string) error { return ggcrPush(ctx, u, "local/bench/a", "v1", gA) })
+	var dPush, aPush time.Duration
+	var imA testImage
+	for r := range rounds {
+		imA = newImage(3000+uint64(r)*10, 3, 20<<20)
+		gA, err := ggcrImage(imA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tag := fmt.Sprintf("v%d", r)
+		dPush = minNonZero(dPush, push("distribution", ggcrPushLabel, 20<<20, func(u string) error { return ggcrPush(ctx, u, "bench/a", tag, gA) }))
+		aPush = minNonZero(aPush, push("Airlock", ggcrPushLabel, 20<<20, func(u string) error { return ggcrPush(ctx, u, "local/bench/a", tag, gA) }))
+	}
+	lastTag := fmt.Sprintf("v%d", rounds-1)
 	checkPull := func(what string, want int64, f func() (int64, error)) func() error {
 		return func() error {
 			n, err := f()
@@ -135,16 +151,16 @@ func benchCompare(t *testing.T, rep *report, distBin, data, dynamoURL, s3URL str
 		}
 	}
 	dPull := pull("distribution ggcr pull 3×20 MiB", checkPull("distribution", imA.total(), func() (int64, error) {
-		return ggcrPull(ctx, sv.dist.url, "bench/a", "v1")
+		return ggcrPull(ctx, sv.dist.url, "bench/a", lastTag)
 	}))
 	aPull := pull("Airlock ggcr pull 3×20 MiB", checkPull("Airlock", imA.total(), func() (int64, error) {
-		return ggcrPull(ctx, sv.air.url, "local/bench/a", "v1")
+		return ggcrPull(ctx, sv.air.url, "local/bench/a", lastTag)
 	}))
 	sec2.row("3 × 20 MiB", "push", secs(dPush)+" "+rate(imA.total(), dPush), secs(aPush)+" "+rate(imA.total(), aPush),
 		ratio(dPush.Seconds(), aPush.Seconds()), "≥ 1.0×", verdict(dPush >= aPush))
 	sec2.row("3 × 20 MiB", "pull", secs(dPull)+" "+rate(imA.total(), dPull), secs(aPull)+" "+rate(imA.total(), aPull),
 		ratio(dPull.Seconds(), aPull.Seconds()), "≥ 1.0×", verdict(dPull >= aPull))
-	sec2.note("pulls: best of %d runs; pushes: one run each on a freshly started server (a second push of the same blobs is a no-op)", pulls)
+	sec2.note("best of %d pulls; pushes: best of %d rounds alternating the registries, fresh blobs each round, each push on a freshly started server", pulls, rounds)
 	sec2.note("pull: manifest, config, 3 layers in parallel following the 307 to versitygw, digests verified while reading")
 
 	// 3. Airlock against the limit: the SDK straight to the same versitygw.
@@ -184,22 +200,30 @@ func benchCompare(t *testing.T, rep *report, distBin, data, dynamoURL, s3URL str
 	seed := uint64(5000)
 	for _, who := range []string{"Airlock", "distribution"} {
 		times := map[int64]time.Duration{}
+		var sizes int64
+		n := rounds
+		if who == "distribution" {
+			n = 1 // its 256 KiB chunked push takes ~40 s
+		}
+		for range n {
+			for _, chunk := range []int64{chunkSmall, 0, 4 << 20} {
+				if chunk == 4<<20 && who == "distribution" {
+					continue
+				}
+				im := newImage(seed, 3, 20<<20)
+				seed += 10
+				sizes = im.total()
+				name := repo[who] + fmt.Sprintf("c%d", seed)
+				d := push(who, "own client push 3×20 MiB, "+chunkLabel(chunk), max(chunk, 20<<20*boolInt(chunk == 0)), func(u string) error {
+					return newClient(u).pushImage(ctx, name, "v1", im, chunk)
+				})
+				times[chunk] = minNonZero(times[chunk], d)
+			}
+		}
 		for _, chunk := range []int64{chunkSmall, 0, 4 << 20} {
-			if chunk == 4<<20 && who == "distribution" {
-				continue
+			if d, ok := times[chunk]; ok {
+				sec3.row(who+" push "+chunkLabel(chunk), mib(sizes), secs(d), rate(sizes, d), "", "", "")
 			}
-			im := newImage(seed, 3, 20<<20)
-			seed += 10
-			label, body := "streamed (1 PATCH per layer)", int64(20<<20)
-			if chunk > 0 {
-				label, body = kib(chunk)+" chunks (PATCH + Content-Range)", chunk
-			}
-			name := repo[who] + fmt.Sprintf("c%d", seed)
-			d := push(who, "own client push 3×20 MiB, "+label, body, func(u string) error {
-				return newClient(u).pushImage(ctx, name, "v1", im, chunk)
-			})
-			times[chunk] = d
-			sec3.row(who+" push "+label, mib(im.total()), secs(d), rate(im.total(), d), "", "", "")
 		}
 		ch, st := times[chunkSmall], times[0]
 		target, ok := "", ""
@@ -209,7 +233,7 @@ func benchCompare(t *testing.T, rep *report, distBin, data, dynamoURL, s3URL str
 		sec3.row(who+": 256 KiB chunked / streamed", "", "", "", ratio(ch.Seconds(), st.Seconds())+" of streamed time", target, ok)
 	}
 	sec3.note("3×200 MiB push and its limit: best of %d runs with fresh blobs; gets: best of %d", bigRuns, pulls)
-	sec3.note("chunked and streamed 3×20 MiB pushes: own minimal client (POST, PATCHes, PUT ?digest=, then config and manifest), layers one after the other, one run each on a fresh server")
+	sec3.note("chunked and streamed 3×20 MiB pushes: own minimal client (POST, PATCHes, PUT ?digest=, then config and manifest), layers one after the other, each push on a fresh server; Airlock: best of %d rounds, distribution: 1", rounds)
 
 	// 4. Peak RSS.
 	sec4 := rep.section("4. Peak RSS of the server process during each push (fresh process per push; VmHWM from /proc/<pid>/status)",
@@ -222,6 +246,21 @@ func benchCompare(t *testing.T, rep *report, distBin, data, dynamoURL, s3URL str
 		sec4.row(p.who, p.push, kib(p.body), mibf(p.start.rss), mibf(p.end.hwm), mibf(p.end.hwm-p.start.rss), tgt)
 	}
 	sec4.note("Airlock's s3store part size is %s: a streamed body is cut into parts, and short chunks are staged and read back into one part, so the largest buffer is a part, not the request body", mib(s3store.DefaultPartSize))
+}
+
+// chunkLabel describes a push by its chunk size (0: streamed).
+func chunkLabel(chunk int64) string {
+	if chunk == 0 {
+		return "streamed (1 PATCH per layer)"
+	}
+	return kib(chunk) + " chunks (PATCH + Content-Range)"
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // minNonZero returns the smaller of a and b, treating a zero a as unset.
