@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -97,5 +98,27 @@ func TestBlobDedupe(t *testing.T) {
 	e.assertBlobAbsent("a", d)
 	if got := e.pullBlob("b", d); !bytes.Equal(got, data) {
 		t.Fatal("b's copy differs after deleting a's link")
+	}
+}
+
+// TestPresignTTL: the redirect honours Deps.PresignTTL (S3 refuses the URL after it).
+func TestPresignTTL(t *testing.T) {
+	e := newEnv(t, func(d *registry.Deps) { d.PresignTTL = time.Second })
+	data := randBytes(100)
+	d := e.pushBlob("app", data)
+	r := e.do("GET", "/v2/app/blobs/"+d.String(), nil)
+	wantStatus(t, "GET", r, http.StatusTemporaryRedirect)
+	time.Sleep(2500 * time.Millisecond)
+	res, err := http.Get(r.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusForbidden {
+		t.Errorf("expired presigned URL answered %d, want 403", res.StatusCode)
+	}
+	// A fresh redirect works.
+	if !bytes.Equal(e.pullBlob("app", d), data) {
+		t.Error("fresh presigned URL failed")
 	}
 }
