@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -63,9 +64,21 @@ func rerunInNetns() int {
 // TestMetadata runs the storage conformance suite against a fresh table per subtest.
 func TestMetadata(t *testing.T) {
 	storagetest.TestMetadata(t, func(t *testing.T) storage.Metadata {
-		db, table := harness.TestDynamo(t)
+		db, table := testDynamo(t)
 		return dynamo.New(db, table)
 	})
+}
+
+// createMu serialises harness.TestDynamo: it parses template.yaml with
+// goformation, whose package-level tag registry is not safe for concurrent
+// use (go test -race reports it), and the subtests run in parallel.
+var createMu sync.Mutex
+
+// testDynamo is harness.TestDynamo, one table creation at a time.
+func testDynamo(t *testing.T) (*dynamodb.Client, string) {
+	createMu.Lock()
+	defer createMu.Unlock()
+	return harness.TestDynamo(t)
 }
 
 // countingClient counts the HTTP requests (DynamoDB API calls) it sends.
@@ -93,7 +106,7 @@ func (c *countingClient) calls(t *testing.T, what string, fn func() error) int64
 // design promises (DESIGN §4): one read per blob HEAD, tag or manifest
 // lookup, one conditional update per upload acquire or commit.
 func TestCallCounts(t *testing.T) {
-	db, table := harness.TestDynamo(t)
+	db, table := testDynamo(t)
 	counter := &countingClient{inner: awshttp.NewBuildableClient()}
 	db = dynamodb.New(db.Options(), func(o *dynamodb.Options) {
 		o.HTTPClient = counter
@@ -139,7 +152,7 @@ func TestCallCounts(t *testing.T) {
 // TTL attribute of upload sessions is a Number of epoch seconds (DynamoDB TTL
 // ignores any other type), and a released lease leaves no lease attributes.
 func TestItemShapes(t *testing.T) {
-	db, table := harness.TestDynamo(t)
+	db, table := testDynamo(t)
 	s := dynamo.New(db, table)
 	ctx := t.Context()
 	exp := time.Now().Add(time.Hour).Truncate(time.Second)
