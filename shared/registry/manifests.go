@@ -35,6 +35,9 @@ const (
 	// inlineManifestSize is the largest body kept in the DynamoDB item; larger
 	// bodies go to S3 (an item is at most 400 KB).
 	inlineManifestSize = 350 << 10
+	// maxReferences caps the blobs and child manifests one manifest may
+	// reference, so that its item (which lists them) stays under 400 KB.
+	maxReferences = 4096
 	// maxReferrerAnnotations caps the annotations copied into a referrer
 	// descriptor; larger ones are left out of the referrers list.
 	maxReferrerAnnotations = 16 << 10
@@ -140,6 +143,10 @@ func parseManifest(contentType string, body []byte) (storage.Manifest, error) {
 			m.Blobs = append(m.Blobs, d.Digest)
 		}
 	}
+	m.Blobs, m.Children = dedupe(m.Blobs), dedupe(m.Children)
+	if n := len(m.Blobs) + len(m.Children); n > maxReferences {
+		return m, manifestInvalid("the manifest references %d blobs and manifests; the limit is %d", n, maxReferences)
+	}
 	if doc.Subject != nil {
 		if err := checkDescriptor("subject", *doc.Subject); err != nil {
 			return m, err
@@ -202,7 +209,7 @@ func (rg *Registry) putManifest(w http.ResponseWriter, r *http.Request, t target
 	if err := rg.checkReferences(r, t, m); err != nil {
 		return err
 	}
-	if len(body) > inlineManifestSize {
+	if itemSize(body, m) > inlineManifestSize {
 		if m.BodyKey, err = rg.Blobs.PutManifestBody(ctx, m.Digest, body); err != nil {
 			return fmt.Errorf("store manifest body: %w", err)
 		}
@@ -381,4 +388,32 @@ func (rg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request, t tar
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil
+}
+
+// dedupe removes repeated digests, keeping the first of each.
+func dedupe(ds []digest.Digest) []digest.Digest {
+	seen := make(map[digest.Digest]bool, len(ds))
+	out := ds[:0]
+	for _, d := range ds {
+		if !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// itemSize estimates the size of the manifest's item if its body were kept inline.
+func itemSize(body []byte, m storage.Manifest) int {
+	n := len(body) + 1024
+	for _, d := range m.Blobs {
+		n += len(d) + 8
+	}
+	for _, d := range m.Children {
+		n += len(d) + 8
+	}
+	for k, v := range m.Annotations {
+		n += len(k) + len(v) + 8
+	}
+	return n
 }

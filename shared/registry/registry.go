@@ -150,6 +150,9 @@ func (rg *Registry) serve(w http.ResponseWriter, r *http.Request) error {
 // nameComponent is one path component of a repository name (distribution spec).
 var nameRe = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
 
+// uploadIDRe matches the session ids newID makes.
+var uploadIDRe = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
 // maxNameLength is the longest name accepted (distribution's limit).
 const maxNameLength = 255
 
@@ -188,6 +191,9 @@ func (rg *Registry) parsePath(p string) (target, error) {
 		t.kind, t.ref, nameSegs = "referrers", segs[n-1], segs[:n-2]
 	default:
 		return target{}, apiErr(http.StatusNotFound, CodeNameUnknown, "no registry endpoint at %s", p)
+	}
+	if t.kind == "upload" && t.ref != "" && !uploadIDRe.MatchString(t.ref) {
+		return target{}, uploadUnknown(t.ref)
 	}
 	t.full = strings.Join(nameSegs, "/")
 	if len(t.full) > maxNameLength {

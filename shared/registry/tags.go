@@ -25,7 +25,11 @@ func pageParams(r *http.Request) (int, string, error) {
 		}
 		n = min(v, maxPage)
 	}
-	return n, q.Get("last"), nil
+	last := q.Get("last")
+	if len(last) > maxNameLength {
+		return 0, "", apiErr(http.StatusBadRequest, CodeUnsupported, "last is %d characters long; names and tags are at most %d", len(last), maxNameLength)
+	}
+	return n, last, nil
 }
 
 func writeJSON(w http.ResponseWriter, r *http.Request, contentType string, v any) {

@@ -33,6 +33,9 @@ func newID() string {
 }
 
 func uploadUnknown(id string) error {
+	if len(id) > 64 {
+		id = id[:64] + "..."
+	}
 	return apiErr(http.StatusNotFound, CodeBlobUploadUnknown, "upload %q is not known (unknown, finished, cancelled or expired)", id)
 }
 
@@ -193,14 +196,17 @@ func (rg *Registry) acquire(r *http.Request, t target, start int64) (storage.Upl
 	if start < 0 {
 		start = cur.Offset
 	}
-	notSatisfiable := func(off int64) error {
+	notSatisfiable := func(off int64, busy bool) error {
 		e := apiErr(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid,
 			"chunk starts at byte %d but the upload has %d bytes committed; send the next chunk from byte %d", start, off, off)
+		if busy {
+			e.Message = fmt.Sprintf("another request is writing to this upload at byte %d; check the upload's status (GET) and continue from its Range", off)
+		}
 		e.Header = http.Header{"Range": {rangeHeader(off)}, "Location": {uploadLocation(t, t.ref)}, "Docker-Upload-Uuid": {t.ref}}
 		return e
 	}
 	if start != cur.Offset {
-		return cur, notSatisfiable(cur.Offset)
+		return cur, notSatisfiable(cur.Offset, false)
 	}
 	u, err := rg.Meta.AcquireUpload(ctx, t.ref, start, newID(), rg.Now().Add(leaseTTL))
 	switch {
@@ -208,7 +214,7 @@ func (rg *Registry) acquire(r *http.Request, t target, start int64) (storage.Upl
 		return u, uploadUnknown(t.ref)
 	case errors.Is(err, storage.ErrConflict):
 		// Another writer holds the session or moved the offset.
-		return u, notSatisfiable(cur.Offset)
+		return u, notSatisfiable(cur.Offset, true)
 	case err != nil:
 		return u, fmt.Errorf("acquire upload: %w", err)
 	}
