@@ -81,7 +81,7 @@ NETNS_PKGS := ./shared/storage/dynamo ./shared/storage/s3store ./localdev/harnes
 NETNS_ENV  := AIRLOCK_ROOT=$(ROOT) AIRLOCK_TEST_DYNAMO=ddblocal AIRLOCK_TEST_S3=minio
 
 .PHONY: test vet test-unit test-netns test-e2e
-test: vet test-unit test-netns test-e2e ## go vet + the whole test suite
+test: vet test-unit test-netns test-e2e test-e2e-netns ## go vet + the whole test suite
 
 vet: ## go vet (the e2e package too)
 	$(GO) vet ./...
@@ -105,6 +105,19 @@ test-netns: tools ## storage packages on DynamoDB Local + MinIO inside `unshare 
 test-e2e: tools ## conformance suite, real clients and dockerd against localdev
 	@mkdir -p $(DIST)
 	$(GO) test -tags e2e -count=1 -v -timeout $(TEST_TIMEOUT) ./tests/e2e/ 2>&1 | tee $(DIST)/e2e.log
+
+# --- e2e on DynamoDB Local + MinIO (the second CI target, DESIGN §7): the same
+# tests in a private network namespace; test binary and localdev are built
+# first (the namespace has no network for the module proxy).
+.PHONY: test-e2e-netns
+test-e2e-netns: tools ## the e2e tests on DynamoDB Local + MinIO inside `unshare -n` (root)
+	@mkdir -p $(DIST)/netns
+	$(GO) test -c -tags e2e -o $(DIST)/netns/e2e.test ./tests/e2e/
+	$(GO) build -o $(BIN)/localdev-netns ./localdev
+	unshare -n sh -c 'ip link set lo up && cd $(ROOT)/tests/e2e && \
+	  $(NETNS_ENV) AIRLOCK_E2E_LOCALDEV=$(BIN)/localdev-netns $(DIST)/netns/e2e.test -test.v -test.count=1 -test.timeout $(TEST_TIMEOUT)' \
+	  2>&1 | tee $(DIST)/e2e-netns.log
+# --- end e2e netns
 
 # ----------------------------------------------------------------------------
 # Benchmark (its own module, tests/bench/go.mod).
