@@ -251,8 +251,9 @@ func TestDocker(t *testing.T) {
 		if err == nil {
 			t.Fatalf("docker push of a 3 MiB layer to a registry limited to %d bytes succeeded:\n%s", limit, out)
 		}
-		if !strings.Contains(out, strconv.Itoa(limit)) && !strings.Contains(out, "413") {
-			t.Fatalf("docker push output names neither the %d-byte limit nor 413:\n%s", limit, out)
+		// docker prints an OCI error as "<code in words>: <message>".
+		if !strings.Contains(out, "size invalid: ") || !strings.Contains(out, strconv.Itoa(limit)) {
+			t.Fatalf("docker push output lacks the registry's SIZE_INVALID error naming the %d-byte limit:\n%s", limit, out)
 		}
 		var lines []string
 		for _, l := range strings.Split(out, "\n") {
