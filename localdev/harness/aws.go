@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -57,12 +58,21 @@ func S3Client(endpoint string) *s3.Client {
 // TableDefinition reads template.yaml (at the repository root) with
 // goformation and returns the AWS::DynamoDB::Table named TableResource:
 // the one source of truth for the table's keys.
+//
+// The template is parsed once per process, under a lock: goformation keeps a
+// package-level registry that is not safe for concurrent use. Callers must
+// not modify the returned table.
 func TableDefinition() (*cfndynamodb.Table, error) {
 	root, err := Root()
 	if err != nil {
 		return nil, err
 	}
 	path := filepath.Join(root, "template.yaml")
+	tableDefs.mu.Lock()
+	defer tableDefs.mu.Unlock()
+	if t, ok := tableDefs.byPath[path]; ok {
+		return t, nil
+	}
 	tmpl, err := goformation.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %w", path, err)
@@ -71,7 +81,17 @@ func TableDefinition() (*cfndynamodb.Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s in %s: %w", TableResource, path, err)
 	}
+	if tableDefs.byPath == nil {
+		tableDefs.byPath = map[string]*cfndynamodb.Table{}
+	}
+	tableDefs.byPath[path] = t
 	return t, nil
+}
+
+// tableDefs caches TableDefinition per template path.
+var tableDefs struct {
+	mu     sync.Mutex
+	byPath map[string]*cfndynamodb.Table
 }
 
 // CreateTableInput translates the template's table into a CreateTable call

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +60,21 @@ func TestTableDefinitionFromTemplate(t *testing.T) {
 	}
 	if def.TimeToLiveSpecification == nil || aws.ToString(def.TimeToLiveSpecification.AttributeName) != "expiresAt" {
 		t.Errorf("TTL attribute: got %+v, want expiresAt", def.TimeToLiveSpecification)
+	}
+}
+
+// Concurrent table creation is safe (goformation is not; go test -race).
+func TestCreateTableConcurrently(t *testing.T) {
+	t.Setenv(EnvDynamo, "dynalite")
+	for i := range 4 {
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			t.Parallel()
+			db, table := TestDynamo(t)
+			out, err := db.DescribeTable(testCtx(t), &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+			if err != nil || out.Table.TableStatus != types.TableStatusActive {
+				t.Fatalf("table %s: %v %+v", table, err, out)
+			}
+		})
 	}
 }
 
