@@ -76,7 +76,7 @@ func startDockerd(t *testing.T, mirror string) *dockerd {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start dockerd: %v", err)

@@ -127,8 +127,9 @@ func startRegistry(t testing.TB, o registryOpts) *registry {
 func launch(t testing.TB, host string, args []string) (*registry, error) {
 	cmd := exec.Command(localdevBin, args...)
 	cmd.Dir = rootDir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // emulators die with it
-	cmd.WaitDelay = 2 * time.Second                       // a child holding the pipe cannot block Wait
+	// Own group (emulators are stopped with it); SIGTERM if this test binary dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.WaitDelay = 2 * time.Second // a child holding the pipe cannot block Wait
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
 	cmd.Stderr = pw
