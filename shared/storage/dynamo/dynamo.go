@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
@@ -51,6 +52,16 @@ const (
 	skBlob         = "BLOB"
 	skUpload       = "UPLOAD"
 )
+
+// DynamoDB's key size limits, in bytes of UTF-8.
+const (
+	maxPK = 2048
+	maxSK = 1024
+)
+
+// errKeyTooLong is returned when an item to write has a key over DynamoDB's
+// limits. Reads and deletes of such keys need no call: nothing can be stored there.
+var errKeyTooLong = errors.New("key too long for DynamoDB (partition key ≤ 2048 bytes, sort key ≤ 1024)")
 
 // Store is the DynamoDB implementation of storage.Metadata.
 type Store struct {
@@ -85,6 +96,9 @@ func (k key) av() map[string]types.AttributeValue {
 	}
 }
 
+// fits reports whether k is within DynamoDB's key size limits.
+func (k key) fits() bool { return len(k.PK) <= maxPK && len(k.SK) <= maxSK }
+
 // conditionFailed reports whether err is a lost conditional write.
 func conditionFailed(err error) bool {
 	var ccf *types.ConditionalCheckFailedException
@@ -93,6 +107,9 @@ func conditionFailed(err error) bool {
 
 // getItem reads one item (strongly consistent) into out; ErrNotFound when absent.
 func (s *Store) getItem(ctx context.Context, k key, out any) error {
+	if !k.fits() {
+		return storage.ErrNotFound
+	}
 	res, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      aws.String(s.table),
 		Key:            k.av(),
@@ -117,6 +134,10 @@ func (s *Store) putItem(ctx context.Context, item any, cond *expression.Conditio
 	if err != nil {
 		return fmt.Errorf("encode item: %w", err)
 	}
+	var k key
+	if err := attributevalue.UnmarshalMap(av, &k); err != nil || !k.fits() {
+		return fmt.Errorf("put item %.64s… %.64s…: %w", k.PK, k.SK, errKeyTooLong)
+	}
 	in := &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: av}
 	if cond != nil {
 		expr, err := expression.NewBuilder().WithCondition(*cond).Build()
@@ -139,6 +160,12 @@ func (s *Store) putItem(ctx context.Context, item any, cond *expression.Conditio
 // deleteItem deletes one item, under cond when cond is set. A lost condition
 // is returned as storage.ErrConflict.
 func (s *Store) deleteItem(ctx context.Context, k key, cond *expression.ConditionBuilder) error {
+	if !k.fits() { // no such item: a condition on it fails, a plain delete is done
+		if cond != nil {
+			return storage.ErrConflict
+		}
+		return nil
+	}
 	in := &dynamodb.DeleteItemInput{TableName: aws.String(s.table), Key: k.av()}
 	if cond != nil {
 		expr, err := expression.NewBuilder().WithCondition(*cond).Build()
@@ -170,11 +197,18 @@ func mustNotExist() *expression.ConditionBuilder {
 	return &c
 }
 
-// query runs a Query in key order and returns the sort keys of up to limit
-// items (limit <= 0: all) after start ("" = from the beginning), following
-// pages. filter, when set, is applied to each item; the result is then the
-// matching items' sort keys.
-func (s *Store) query(ctx context.Context, kc expression.KeyConditionBuilder, filter *expression.ConditionBuilder, start *key, limit int) ([]string, error) {
+// query lists, in key order, the sort keys of the items of partition pk
+// whose sort key starts with prefix and sorts strictly after after ("": from
+// the first), up to limit of them (limit <= 0: all), following pages. filter,
+// when set, keeps only the items matching it.
+func (s *Store) query(ctx context.Context, pk, prefix, after string, filter *expression.ConditionBuilder, limit int) ([]string, error) {
+	if len(pk) > maxPK || len(prefix) > maxSK {
+		return nil, nil // no item can have such a key
+	}
+	kc := expression.Key(attrPK).Equal(expression.Value(pk))
+	if prefix != "" {
+		kc = kc.And(expression.Key(attrSK).BeginsWith(prefix))
+	}
 	b := expression.NewBuilder().WithKeyCondition(kc).
 		WithProjection(expression.NamesList(expression.Name(attrSK)))
 	if filter != nil {
@@ -193,8 +227,8 @@ func (s *Store) query(ctx context.Context, kc expression.KeyConditionBuilder, fi
 		ExpressionAttributeValues: expr.Values(),
 		ConsistentRead:            aws.Bool(true),
 	}
-	if start != nil {
-		in.ExclusiveStartKey = start.av()
+	if after != "" {
+		in.ExclusiveStartKey = key{PK: pk, SK: truncateKey(after, maxSK)}.av()
 	}
 	var out []string
 	for {
@@ -219,6 +253,20 @@ func (s *Store) query(ctx context.Context, kc expression.KeyConditionBuilder, fi
 		}
 		in.ExclusiveStartKey = res.LastEvaluatedKey
 	}
+}
+
+// truncateKey cuts a start key longer than DynamoDB allows to n bytes (at a
+// rune boundary). Stored keys are at most n bytes long, so exactly the same
+// ones sort after the cut key as after the whole one (for ASCII keys, which
+// all tags and image names are).
+func truncateKey(k string, n int) string {
+	if len(k) <= n {
+		return k
+	}
+	for n > 0 && !utf8.RuneStart(k[n]) {
+		n--
+	}
+	return k[:n]
 }
 
 // page turns up to n+1 listed names into a Page of at most n (n <= 0: all).

@@ -19,16 +19,20 @@ import (
 
 // manifestItem is a manifest (pk IMG#<repo>/<name>, sk M#<digest>). The body
 // is stored inline when the registry passes it; otherwise BodyKey names the S3
-// object (the registry keeps items under DynamoDB's 400 KB limit).
+// object (the registry keeps items under DynamoDB's 400 KB limit). Large
+// bodies and digest lists are stored compressed in the *Gz attributes (pack.go).
 type manifestItem struct {
 	key
 	Digest       string            `dynamodbav:"digest"`
 	MediaType    string            `dynamodbav:"mediaType"`
 	Size         int64             `dynamodbav:"size"`
 	Body         []byte            `dynamodbav:"body,omitempty"`
+	BodyGz       []byte            `dynamodbav:"bodyGz,omitempty"`
 	BodyKey      string            `dynamodbav:"bodyKey,omitempty"`
 	Blobs        []string          `dynamodbav:"blobs,omitempty"`
+	BlobsGz      []byte            `dynamodbav:"blobsGz,omitempty"`
 	Children     []string          `dynamodbav:"children,omitempty"`
+	ChildrenGz   []byte            `dynamodbav:"childrenGz,omitempty"`
 	Subject      string            `dynamodbav:"subject,omitempty"`
 	ArtifactType string            `dynamodbav:"artifactType,omitempty"`
 	Annotations  map[string]string `dynamodbav:"annotations,omitempty"`
@@ -54,25 +58,6 @@ func referrerKey(img storage.Image, subject, d digest.Digest) key {
 	return key{PK: imagePK(img), SK: prefixReferrer + subject.String() + "#" + d.String()}
 }
 
-func digests(ds []digest.Digest) []string {
-	out := make([]string, len(ds))
-	for i, d := range ds {
-		out[i] = d.String()
-	}
-	return out
-}
-
-func toDigests(ss []string) []digest.Digest {
-	if len(ss) == 0 {
-		return nil
-	}
-	out := make([]digest.Digest, len(ss))
-	for i, s := range ss {
-		out[i] = digest.Digest(s)
-	}
-	return out
-}
-
 // PutManifest writes the manifest item, then its referrer item (when it has a
 // subject), then the catalog entry of img.
 func (s *Store) PutManifest(ctx context.Context, img storage.Image, m storage.Manifest) error {
@@ -81,15 +66,15 @@ func (s *Store) PutManifest(ctx context.Context, img storage.Image, m storage.Ma
 		Digest:       m.Digest.String(),
 		MediaType:    m.MediaType,
 		Size:         m.Size,
-		Body:         m.Body,
 		BodyKey:      m.BodyKey,
-		Blobs:        digests(m.Blobs),
-		Children:     digests(m.Children),
 		Subject:      m.Subject.String(),
 		ArtifactType: m.ArtifactType,
 		Annotations:  m.Annotations,
 		Created:      m.Created.UTC(),
 	}
+	it.Body, it.BodyGz = packBody(m.Body)
+	it.Blobs, it.BlobsGz = packDigests(m.Blobs)
+	it.Children, it.ChildrenGz = packDigests(m.Children)
 	if err := s.putItem(ctx, it, nil); err != nil {
 		return fmt.Errorf("put manifest %s in %s: %w", m.Digest, img, err)
 	}
@@ -118,19 +103,26 @@ func (s *Store) GetManifest(ctx context.Context, img storage.Image, d digest.Dig
 	if err := s.getItem(ctx, manifestKey(img, d), &it); err != nil {
 		return storage.Manifest{}, fmt.Errorf("get manifest %s in %s: %w", d, img, err)
 	}
-	return storage.Manifest{
+	m := storage.Manifest{
 		Digest:       digest.Digest(it.Digest),
 		MediaType:    it.MediaType,
 		Size:         it.Size,
-		Body:         it.Body,
 		BodyKey:      it.BodyKey,
-		Blobs:        toDigests(it.Blobs),
-		Children:     toDigests(it.Children),
 		Subject:      digest.Digest(it.Subject),
 		ArtifactType: it.ArtifactType,
 		Annotations:  it.Annotations,
 		Created:      it.Created,
-	}, nil
+	}
+	var err error
+	if m.Body, err = unpackBody(it.Body, it.BodyGz); err == nil {
+		if m.Blobs, err = unpackDigests(it.Blobs, it.BlobsGz); err == nil {
+			m.Children, err = unpackDigests(it.Children, it.ChildrenGz)
+		}
+	}
+	if err != nil {
+		return storage.Manifest{}, fmt.Errorf("get manifest %s in %s: %w", d, img, err)
+	}
+	return m, nil
 }
 
 // DeleteManifest deletes, in this order, the tags of img pointing at d, the
@@ -142,9 +134,7 @@ func (s *Store) DeleteManifest(ctx context.Context, img storage.Image, d digest.
 		return fmt.Errorf("delete manifest %s in %s: %w", d, img, err)
 	}
 	pointsAtD := expression.Name("digest").Equal(expression.Value(d.String()))
-	kc := expression.Key(attrPK).Equal(expression.Value(imagePK(img))).
-		And(expression.Key(attrSK).BeginsWith(prefixTag))
-	tags, err := s.query(ctx, kc, &pointsAtD, nil, 0)
+	tags, err := s.query(ctx, imagePK(img), prefixTag, "", &pointsAtD, 0)
 	if err != nil {
 		return fmt.Errorf("delete manifest %s in %s: list tags: %w", d, img, err)
 	}
@@ -168,8 +158,13 @@ func (s *Store) DeleteManifest(ctx context.Context, img storage.Image, d digest.
 // ListReferrers returns the descriptors of the manifests of img whose subject
 // is subject, in digest order.
 func (s *Store) ListReferrers(ctx context.Context, img storage.Image, subject digest.Digest) ([]ocispec.Descriptor, error) {
+	prefix := prefixReferrer + subject.String() + "#"
+	out := []ocispec.Descriptor{}
+	if !(key{PK: imagePK(img), SK: prefix}).fits() {
+		return out, nil // no item can have such a key
+	}
 	kc := expression.Key(attrPK).Equal(expression.Value(imagePK(img))).
-		And(expression.Key(attrSK).BeginsWith(prefixReferrer + subject.String() + "#"))
+		And(expression.Key(attrSK).BeginsWith(prefix))
 	expr, err := expression.NewBuilder().WithKeyCondition(kc).Build()
 	if err != nil {
 		return nil, fmt.Errorf("list referrers: build query: %w", err)
@@ -181,7 +176,6 @@ func (s *Store) ListReferrers(ctx context.Context, img storage.Image, subject di
 		ExpressionAttributeValues: expr.Values(),
 		ConsistentRead:            aws.Bool(true),
 	})
-	out := []ocispec.Descriptor{}
 	for p.HasMorePages() {
 		res, err := p.NextPage(ctx)
 		if err != nil {
@@ -207,12 +201,7 @@ func (s *Store) ListReferrers(ctx context.Context, img storage.Image, subject di
 // ListImages returns up to n catalog names strictly after last, in lexical
 // (UTF-8 byte) order.
 func (s *Store) ListImages(ctx context.Context, last string, n int) (storage.Page, error) {
-	kc := expression.Key(attrPK).Equal(expression.Value(pkCatalog))
-	var start *key
-	if last != "" {
-		start = &key{PK: pkCatalog, SK: last}
-	}
-	names, err := s.query(ctx, kc, nil, start, limitFor(n))
+	names, err := s.query(ctx, pkCatalog, "", last, nil, limitFor(n))
 	if err != nil {
 		return storage.Page{}, fmt.Errorf("list images after %q: %w", last, err)
 	}

@@ -67,14 +67,11 @@ func (s *Store) DeleteTag(ctx context.Context, img storage.Image, tag string) er
 // ListTags returns up to n tags of img (n <= 0: all) strictly after last, in
 // lexical (UTF-8 byte) order: one Query in key order, starting after T#<last>.
 func (s *Store) ListTags(ctx context.Context, img storage.Image, last string, n int) (storage.Page, error) {
-	kc := expression.Key(attrPK).Equal(expression.Value(imagePK(img))).
-		And(expression.Key(attrSK).BeginsWith(prefixTag))
-	var start *key
+	after := ""
 	if last != "" {
-		k := tagKey(img, last)
-		start = &k
+		after = prefixTag + last
 	}
-	sks, err := s.query(ctx, kc, nil, start, limitFor(n))
+	sks, err := s.query(ctx, imagePK(img), prefixTag, after, nil, limitFor(n))
 	if err != nil {
 		return storage.Page{}, fmt.Errorf("list tags of %s after %q: %w", img, last, err)
 	}

@@ -133,6 +133,9 @@ func (s *Store) AcquireUpload(ctx context.Context, id string, offset int64, leas
 	if lease == "" {
 		return storage.Upload{}, fmt.Errorf("acquire upload %s: empty lease", id)
 	}
+	if !uploadKey(id).fits() {
+		return storage.Upload{}, fmt.Errorf("acquire upload %.64s…: %w", id, storage.ErrNotFound)
+	}
 	now := s.now()
 	update := expression.Set(expression.Name("lease"), expression.Value(lease)).
 		Set(expression.Name("leaseUntil"), expression.Value(until.UnixMilli()))
@@ -175,8 +178,8 @@ func (s *Store) AcquireUpload(ctx context.Context, id string, offset int64, leas
 // the stored lease is still u.Lease (storage.ErrConflict otherwise, including
 // when the session is gone).
 func (s *Store) CommitUpload(ctx context.Context, u storage.Upload) error {
-	if u.Lease == "" {
-		return fmt.Errorf("commit upload %s: no lease: %w", u.ID, storage.ErrConflict)
+	if u.Lease == "" || !uploadKey(u.ID).fits() {
+		return fmt.Errorf("commit upload %.64s: no lease held: %w", u.ID, storage.ErrConflict)
 	}
 	held := expression.Name("lease").Equal(expression.Value(u.Lease))
 	lease := u.Lease

@@ -37,6 +37,8 @@ func TestMetadata(t *testing.T, newStore func(t *testing.T) storage.Metadata) {
 		{"BlobLink", testBlobLink},
 		{"Manifest", testManifest},
 		{"ManifestLargeBody", testManifestLargeBody},
+		{"ManifestManyBlobs", testManifestManyBlobs},
+		{"OversizedKeys", testOversizedKeys},
 		{"Tags", testTags},
 		{"TagOrder", testTagOrder},
 		{"TagPagination", testTagPagination},
