@@ -183,18 +183,28 @@ func contentRange(r *http.Request) (start, end int64, ok bool, err error) {
 // lease for an append at the given offset (-1: the committed offset).
 func (rg *Registry) acquire(r *http.Request, t target, start int64) (storage.Upload, error) {
 	ctx := r.Context()
+	lease, until := newID(), rg.Now().Add(leaseTTL)
+	if start >= 0 {
+		// The usual chunk: one conditional write both checks and takes the session.
+		u, err := rg.Meta.AcquireUpload(ctx, t.ref, start, lease, until)
+		if err == nil {
+			if u.Image != t.img {
+				_ = rg.Meta.CommitUpload(context.WithoutCancel(ctx), u)
+				return u, uploadUnknown(t.ref)
+			}
+			return u, nil
+		}
+		if !errors.Is(err, storage.ErrConflict) && !errors.Is(err, storage.ErrNotFound) {
+			return u, fmt.Errorf("acquire upload: %w", err)
+		}
+	}
+	// Diagnose (or, for a chunk without Content-Range, learn the offset).
 	cur, err := rg.Meta.GetUpload(ctx, t.ref)
-	if errors.Is(err, storage.ErrNotFound) {
+	if errors.Is(err, storage.ErrNotFound) || err == nil && cur.Image != t.img {
 		return cur, uploadUnknown(t.ref)
 	}
 	if err != nil {
 		return cur, fmt.Errorf("get upload: %w", err)
-	}
-	if cur.Image != t.img {
-		return cur, uploadUnknown(t.ref)
-	}
-	if start < 0 {
-		start = cur.Offset
 	}
 	notSatisfiable := func(off int64, busy bool) error {
 		e := apiErr(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid,
@@ -205,15 +215,15 @@ func (rg *Registry) acquire(r *http.Request, t target, start int64) (storage.Upl
 		e.Header = http.Header{"Range": {rangeHeader(off)}, "Location": {uploadLocation(t, t.ref)}, "Docker-Upload-Uuid": {t.ref}}
 		return e
 	}
-	if start != cur.Offset {
-		return cur, notSatisfiable(cur.Offset, false)
+	if start >= 0 {
+		return cur, notSatisfiable(cur.Offset, start == cur.Offset)
 	}
-	u, err := rg.Meta.AcquireUpload(ctx, t.ref, start, newID(), rg.Now().Add(leaseTTL))
+	start = cur.Offset
+	u, err := rg.Meta.AcquireUpload(ctx, t.ref, start, lease, until)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return u, uploadUnknown(t.ref)
 	case errors.Is(err, storage.ErrConflict):
-		// Another writer holds the session or moved the offset.
 		return u, notSatisfiable(cur.Offset, true)
 	case err != nil:
 		return u, fmt.Errorf("acquire upload: %w", err)
