@@ -5,6 +5,9 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,6 +60,45 @@ func TestClients(t *testing.T) {
 		t.Logf("crane pull %s", mibps(size, time.Since(start)))
 		assertSameImage(t, "crane pull", img, readLayout(t, out))
 		assertManifestDigest(t, reg, "local/crane/app", "v1", want)
+	})
+
+	t.Run("blob-redirect", func(t *testing.T) {
+		// Layer bytes never flow through the registry: GET answers 307 to a
+		// presigned URL on another host (DESIGN §6), which serves the bytes.
+		m, err := img.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := m.Layers[0]
+		resp, body := do(t, http.MethodGet, reg.URL+"/v2/local/crane/app/blobs/"+l.Digest.String(), nil, nil)
+		if resp.StatusCode != http.StatusTemporaryRedirect {
+			t.Fatalf("GET blob: %s, want 307; %s", resp.Status, body)
+		}
+		loc, err := url.Parse(resp.Header.Get("Location"))
+		if err != nil || loc.Host == "" {
+			t.Fatalf("GET blob: Location %q is not an absolute URL (%v)", resp.Header.Get("Location"), err)
+		}
+		if loc.Host == reg.Host || strings.HasSuffix(loc.Hostname(), "."+strings.Split(reg.Host, ":")[0]) {
+			t.Fatalf("presigned URL host %s is the registry's host %s", loc.Host, reg.Host)
+		}
+		start := time.Now()
+		s3resp, err := http.Get(loc.String())
+		if err != nil {
+			t.Fatalf("GET presigned URL: %v", err)
+		}
+		defer s3resp.Body.Close()
+		if s3resp.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(io.LimitReader(s3resp.Body, 4096))
+			t.Fatalf("GET presigned URL: %s %s", s3resp.Status, b)
+		}
+		got, n, err := v1.SHA256(s3resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != l.Digest || n != l.Size {
+			t.Fatalf("presigned URL served %d bytes with digest %s, want %d bytes %s", n, got, l.Size, l.Digest)
+		}
+		t.Logf("blob GET: 307 to %s://%s, %s straight from S3", loc.Scheme, loc.Host, mibps(n, time.Since(start)))
 	})
 
 	t.Run("regctl", func(t *testing.T) {
