@@ -166,8 +166,26 @@ func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 func (s *Store) completeMultipart(ctx context.Context, u *storage.Upload, key string, total int64) error {
+	dk := dataKey(u.ID)
+	if err := s.finishMultipart(ctx, u); err != nil {
+		if !isNoSuchUpload(err) {
+			return err
+		}
+		// A retried Complete: an earlier attempt completed the multipart
+		// upload (its reply lost). Only that writes the data key: go on when
+		// the object is there with the upload's size.
+		if size, herr := s.head(ctx, dk); herr != nil || size != total {
+			return err
+		}
+	}
+	return s.copyObject(ctx, dk, key, total)
+}
+
+// finishMultipart uploads the staged bytes as the last part and completes
+// u's multipart upload into the data key.
+func (s *Store) finishMultipart(ctx context.Context, u *storage.Upload) error {
 	w := *u
-	parts := slices.Clone(u.Parts)
+	w.Parts = slices.Clone(u.Parts)
 	if staged := stagedSize(u.Staged); staged > 0 {
 		bp := s.getBuf()
 		defer s.bufs.Put(bp)
@@ -175,15 +193,14 @@ func (s *Store) completeMultipart(ctx context.Context, u *storage.Upload, key st
 		if err := s.readStaged(ctx, u.Staged, buf); err != nil {
 			return err
 		}
-		w.Parts = parts
 		p, err := s.uploadPart(ctx, &w, buf)
 		if err != nil {
 			return err
 		}
-		parts = append(parts, p)
+		w.Parts = append(w.Parts, p)
 	}
-	cparts := make([]types.CompletedPart, len(parts))
-	for i, p := range parts {
+	cparts := make([]types.CompletedPart, len(w.Parts))
+	for i, p := range w.Parts {
 		cparts[i] = types.CompletedPart{PartNumber: aws.Int32(p.Number), ETag: aws.String(p.ETag)}
 	}
 	dk := dataKey(u.ID)
@@ -192,16 +209,9 @@ func (s *Store) completeMultipart(ctx context.Context, u *storage.Upload, key st
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: cparts},
 	})
 	if err != nil {
-		if !isNoSuchUpload(err) {
-			return fmt.Errorf("complete multipart upload: %w", err)
-		}
-		// A retried Complete: the upload was completed before; go on when its
-		// object is there with the right size.
-		if size, herr := s.head(ctx, dk); herr != nil || size != total {
-			return fmt.Errorf("complete multipart upload: %w", mapErr(err))
-		}
+		return fmt.Errorf("complete multipart upload: %w", mapErr(err))
 	}
-	return s.copyObject(ctx, dk, key, total)
+	return nil
 }
 
 // Abort removes everything the upload wrote: its multipart uploads (the
