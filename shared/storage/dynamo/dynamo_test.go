@@ -188,3 +188,60 @@ func TestItemShapes(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkHotPaths measures the calls on the pull and push paths against
+// the emulator (go test -run '^$' -bench . ./shared/storage/dynamo/).
+func BenchmarkHotPaths(b *testing.B) {
+	createMu.Lock()
+	db, table := harness.TestDynamo(b)
+	createMu.Unlock()
+	s := dynamo.New(db, table)
+	ctx := b.Context()
+	img := storage.Image{Repo: "local", Name: "app"}
+	d := digest.FromString("layer")
+	m := storage.Manifest{Digest: digest.FromString("m"), MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 2, Body: []byte("{}")}
+	if err := s.LinkBlob(ctx, img, storage.Blob{Digest: d, Size: 5}); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.PutManifest(ctx, img, m); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.PutTag(ctx, img, "latest", m.Digest, storage.TagOverwrite); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("StatBlob", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.StatBlob(ctx, img, d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ResolveTag+GetManifest", func(b *testing.B) {
+		for b.Loop() {
+			dd, err := s.ResolveTag(ctx, img, "latest")
+			if err == nil {
+				_, err = s.GetManifest(ctx, img, dd)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("AcquireCommit", func(b *testing.B) {
+		u := storage.Upload{ID: "bench", Image: img, ExpiresAt: time.Now().Add(time.Hour)}
+		if err := s.CreateUpload(ctx, u); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			held, err := s.AcquireUpload(ctx, u.ID, u.Offset, "l", time.Now().Add(time.Minute))
+			if err != nil {
+				b.Fatal(err)
+			}
+			held.Offset++
+			if err := s.CommitUpload(ctx, held); err != nil {
+				b.Fatal(err)
+			}
+			u = held
+		}
+	})
+}
