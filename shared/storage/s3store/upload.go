@@ -20,6 +20,15 @@ import (
 // stageReaders bounds the staged objects read back in parallel for one part.
 const stageReaders = 8
 
+// Coalescing of tiny chunks: once coalesceAfter objects are staged, a chunk
+// that fits with the last staged object in coalesceLimit bytes joins it.
+// This bounds the staged entries of a session (DynamoDB items are ≤ 400 KB)
+// to about coalesceAfter + 2·MinPartSize/coalesceLimit = 176.
+const (
+	coalesceAfter = 16
+	coalesceLimit = 64 << 10
+)
+
 // cleanupTimeout bounds best-effort cleanup run after the caller's context ended.
 const cleanupTimeout = 30 * time.Second
 
@@ -71,12 +80,9 @@ func (s *Store) Append(ctx context.Context, u *storage.Upload, r io.Reader) (int
 		n := int64(m)
 		if ended && staged+n < storage.MinPartSize {
 			if n > 0 {
-				key := stageKey(w.ID, w.Offset)
-				if err := s.put(ctx, key, buf[staged:staged+n]); err != nil {
+				if err := s.stage(ctx, &w, buf[:staged+n], n); err != nil {
 					return fail(err)
 				}
-				w.Staged = append(w.Staged, storage.Staged{Key: key, Size: n})
-				w.Offset += n
 				appended += n
 			}
 			break
@@ -108,6 +114,37 @@ func (s *Store) Append(ctx context.Context, u *storage.Upload, r io.Reader) (int
 	}
 	*u = w
 	return appended, nil
+}
+
+// stage writes the last n bytes of buf (which has room for the staged bytes
+// before them) as a staged object. Tiny chunks after many staged objects are
+// coalesced with the last staged object instead (read back and written again
+// as one object under a new key), which keeps the session item small
+// whatever the client's chunk size, at the price of rewriting at most
+// coalesceLimit bytes per tiny chunk.
+func (s *Store) stage(ctx context.Context, w *storage.Upload, buf []byte, n int64) error {
+	end := int64(len(buf))
+	k := len(w.Staged)
+	if k >= coalesceAfter && w.Staged[k-1].Size+n <= coalesceLimit {
+		last := w.Staged[k-1]
+		start := end - n - last.Size
+		if err := s.readObject(ctx, last.Key, buf[start:end-n]); err != nil {
+			return err
+		}
+		key := fmt.Sprintf("%s-%020d", stageKey(w.ID, w.Offset-last.Size), w.Offset+n)
+		if err := s.put(ctx, key, buf[start:end]); err != nil {
+			return err
+		}
+		w.Staged[k-1] = storage.Staged{Key: key, Size: last.Size + n}
+	} else {
+		key := stageKey(w.ID, w.Offset)
+		if err := s.put(ctx, key, buf[end-n:end]); err != nil {
+			return err
+		}
+		w.Staged = append(w.Staged, storage.Staged{Key: key, Size: n})
+	}
+	w.Offset += n
+	return nil
 }
 
 // Complete turns the upload's bytes into the blob object for d and removes the

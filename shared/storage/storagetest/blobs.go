@@ -34,6 +34,10 @@ type RequestCounter interface {
 	ResetRequests()
 }
 
+// MaxStagedEntries bounds the staged objects a session may list, whatever the
+// client's chunk size: the session is one DynamoDB item (≤ 400 KB).
+const MaxStagedEntries = 256
+
 // TestBlobs runs the storage.Blobs conformance suite. newStore returns a store
 // on a fresh, empty bucket; it may implement UploadInspector and RequestCounter
 // (the subtests needing them skip, saying so, when it does not).
@@ -62,6 +66,11 @@ func TestBlobs(t *testing.T, newStore func(t *testing.T) storage.Blobs) {
 	t.Run("ChunksEndOnPartBoundary", func(t *testing.T) {
 		t.Parallel()
 		testBlobChunks(t, newStore(t), []int{3 * mib, 2 * mib, 5 * mib})
+	})
+	t.Run("TinyChunks", func(t *testing.T) {
+		t.Parallel()
+		sizes := append(repeat(1<<10, 500), repeat(7<<10+3, 150)...)
+		testBlobChunks(t, newStore(t), append(sizes, 5*mib, 33<<10, 33<<10))
 	})
 	t.Run("Small", func(t *testing.T) {
 		t.Parallel()
@@ -153,6 +162,9 @@ func checkUploadShape(t testing.TB, u *storage.Upload) {
 			t.Errorf("staged %+v: want bytes under %s", st, storage.UploadPrefix(u.ID))
 		}
 		staged += st.Size
+	}
+	if len(u.Staged) > MaxStagedEntries {
+		t.Errorf("%d staged entries: the session item would grow past DynamoDB's limits", len(u.Staged))
 	}
 	if staged >= storage.MinPartSize {
 		t.Errorf("%d bytes staged: a part should have been made at %d", staged, storage.MinPartSize)

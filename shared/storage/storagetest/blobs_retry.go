@@ -90,7 +90,13 @@ func testRetryLostCommit(t *testing.T, s storage.Blobs) {
 	ctx := context.Background()
 	u := newBlobUpload(t)
 	var all bytes.Buffer
+	for range 20 { // enough tiny chunks for a store to coalesce them
+		b := randomBytes(t, 1<<10)
+		all.Write(b)
+		appendChunk(t, ctx, s, u, b)
+	}
 	for _, sizes := range [][2]int{
+		{2 << 10, 3 << 10},   // tiny chunks (coalesced by the S3 store)
 		{2 << 20, 2 << 20},   // staged, lost staged chunk at the same key
 		{7 << 20, 7 << 20},   // lost attempt made the first part and the multipart upload
 		{1 << 20, 1 << 20},   // staged after a part
