@@ -5,13 +5,17 @@
 //
 //	blobs/<alg>/<2 hex>/<hex>            storage.BlobKey: blob bytes
 //	manifests/<alg>/<2 hex>/<hex>        storage.ManifestKey: large manifest bodies
-//	uploads/<id>/stage-<20-digit offset> a short chunk staged until a part can be made
+//	uploads/<id>/stage-<start>           a short chunk staged until a part can be made
+//	uploads/<id>/stage-<start>-<end>     tiny chunks coalesced into one staged object
 //	uploads/<id>/data                    the multipart upload's object, copied to the blob key on Complete
 //
-// Append is the hot path of a chunked push (DESIGN §4): chunks shorter than a
-// part are staged as their own objects; once staged and new bytes make at least
-// storage.MinPartSize, the staged objects are read back once and sent with the
-// new bytes as one multipart part. Every byte is written at most twice.
+// (offsets as 20 digits). Append is the hot path of a chunked push (DESIGN §4):
+// chunks shorter than a part are staged as their own objects; once staged and
+// new bytes make at least storage.MinPartSize, the staged objects are read back
+// once and sent with the new bytes as one multipart part. Every byte is written
+// at most twice, except chunks under 64 KiB after 16 staged ones, which are
+// coalesced (rewritten) to keep the session item small. Staged objects stay
+// until Complete or Abort deletes the upload's prefix.
 package s3store
 
 import (
