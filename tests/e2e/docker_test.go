@@ -243,6 +243,17 @@ func TestDocker(t *testing.T) {
 	t.Run("push-over-limit", func(t *testing.T) {
 		const limit = 1 * mib
 		small := startRegistry(t, registryOpts{MaxBody: limit})
+		// Layers under the limit push fine through the same limit (docker
+		// streams each layer as one PATCH without Content-Length).
+		okRef := small.Host + "/local/small:1"
+		d.load(t, okRef, 2, 256*1024)
+		out := d.mustDocker(t, 5*time.Minute, "push", okRef)
+		m := pushDigest.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no digest in docker push output:\n%s", out)
+		}
+		assertManifestDigestStr(t, small, "local/small", "1", m[1])
+
 		ref := small.Host + "/local/big:1"
 		d.load(t, ref, 1, 3*mib) // random, so gzip leaves it ≈ 3 MiB > 1 MiB
 		start := time.Now()
