@@ -50,6 +50,7 @@ func TestConformance(t *testing.T) {
 		"OCI_API_TAGS_DELETE=true",
 		"OCI_API_MANIFESTS_DELETE=true",
 		"OCI_API_BLOBS_DELETE=true",
+		"OCI_API_BLOBS_UPLOAD_CANCEL=true", // off by default in the suite; Airlock supports it
 		"OCI_RESULTS_DIR=" + results,
 		"OCI_LOG=warn",
 	}
