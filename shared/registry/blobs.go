@@ -72,7 +72,8 @@ func (rg *Registry) getBlob(w http.ResponseWriter, r *http.Request, t target) er
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	u, err := rg.Blobs.PresignGet(r.Context(), d, rg.PresignTTL)
+	// The link carries the object's key: no further read.
+	u, err := rg.Blobs.PresignGet(r.Context(), b.ObjectKey(), rg.PresignTTL)
 	if err != nil {
 		return fmt.Errorf("presign blob %s: %w", d, err)
 	}

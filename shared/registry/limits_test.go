@@ -105,7 +105,11 @@ func TestHeadWithoutS3(t *testing.T) {
 	e := newEnv(t)
 	data := randBytes(1234)
 	d := e.pushBlob("app", data)
-	if err := e.blobs.DeleteBlob(t.Context(), d); err != nil {
+	b, err := e.meta.GetBlob(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.blobs.DeleteBlob(t.Context(), b.ObjectKey()); err != nil {
 		t.Fatal(err)
 	}
 	h := e.do("HEAD", "/v2/app/blobs/"+d.String(), nil)

@@ -231,8 +231,10 @@ func (rg *Registry) acquire(r *http.Request, t target, start int64) (storage.Upl
 	return u, nil
 }
 
-// appendBody streams the request body into the held session u and commits it.
-func (rg *Registry) appendBody(r *http.Request, u *storage.Upload, end int64, ranged bool) (hash.Hash, error) {
+// appendBody streams body (the request's, or what is left of it) into the
+// held session u, hashing it; last appends the upload's last bytes (PUT). On
+// failure it releases the lease with the session as it was.
+func (rg *Registry) appendBody(r *http.Request, u *storage.Upload, body io.Reader, end int64, ranged, last bool) (hash.Hash, error) {
 	held := *u
 	release := func() { _ = rg.Meta.CommitUpload(context.WithoutCancel(r.Context()), held) }
 	h, err := hashFor(u)
@@ -240,15 +242,15 @@ func (rg *Registry) appendBody(r *http.Request, u *storage.Upload, end int64, ra
 		release()
 		return nil, err
 	}
-	var body io.Reader = http.NoBody
-	if r.Body != nil {
-		body = r.Body
-	}
 	if ranged {
 		body = io.LimitReader(body, end-u.Offset+2) // one byte more shows an over-long body
 	}
 	start := u.Offset
-	n, err := rg.Blobs.Append(r.Context(), u, io.TeeReader(body, h))
+	appendFn := rg.Blobs.Append
+	if last {
+		appendFn = rg.Blobs.AppendLast
+	}
+	n, err := appendFn(r.Context(), u, io.TeeReader(body, h))
 	if err == nil && ranged && start+n != end+1 {
 		err = apiErr(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid,
 			"Content-Range %d-%d announces %d bytes but the body has %d", start, end, end-start+1, n)
@@ -286,7 +288,7 @@ func (rg *Registry) patchUpload(w http.ResponseWriter, r *http.Request, t target
 	if err != nil {
 		return err
 	}
-	if _, err := rg.appendBody(r, &u, end, ranged); err != nil {
+	if _, err := rg.appendBody(r, &u, requestBody(r), end, ranged, false); err != nil {
 		return err
 	}
 	u.ExpiresAt = rg.Now().Add(uploadTTL)
@@ -333,84 +335,6 @@ func (rg *Registry) putUpload(w http.ResponseWriter, r *http.Request, t target) 
 	return rg.finish(w, r, t, &u, d, true)
 }
 
-// finish appends the body to u, verifies the digest and makes the blob
-// visible. stored tells whether u is a session item (else a monolithic POST).
-func (rg *Registry) finish(w http.ResponseWriter, r *http.Request, t target, u *storage.Upload, d digest.Digest, stored bool) error {
-	ctx := r.Context()
-	end, ranged := int64(0), false
-	if s, e, ok, _ := contentRange(r); ok {
-		_, end, ranged = s, e, true
-	}
-	var h hash.Hash
-	var err error
-	if stored {
-		h, err = rg.appendBody(r, u, end, ranged)
-	} else {
-		h, err = rg.appendMonolithic(r, u)
-	}
-	if err != nil {
-		return err
-	}
-	cleanup := func() {
-		_ = rg.Blobs.Abort(ctx, u)
-		if stored {
-			_ = rg.Meta.DeleteUpload(ctx, u.ID)
-		}
-	}
-	got, err := rg.contentDigest(ctx, u, d.Algorithm(), h)
-	if err != nil {
-		cleanup()
-		return err
-	}
-	if got != d {
-		cleanup()
-		return apiErr(http.StatusBadRequest, CodeDigestInvalid, "uploaded content has digest %s, not %s; nothing was stored", got, d)
-	}
-	b := storage.Blob{Digest: d, Size: u.Offset, Created: rg.Now()}
-	existing, err := rg.Meta.GetBlob(ctx, d)
-	switch {
-	case err == nil:
-		b = existing
-		_ = rg.Blobs.Abort(ctx, u)
-	case errors.Is(err, storage.ErrNotFound):
-		if err := rg.Blobs.Complete(ctx, u, d); err != nil {
-			return fmt.Errorf("complete blob %s: %w", d, err)
-		}
-		if err := rg.Meta.PutBlob(ctx, b); err != nil {
-			return fmt.Errorf("record blob %s: %w", d, err)
-		}
-	default:
-		return fmt.Errorf("get blob %s: %w", d, err)
-	}
-	if err := rg.Meta.LinkBlob(ctx, t.img, b); err != nil {
-		return fmt.Errorf("link blob %s: %w", d, err)
-	}
-	if stored {
-		if err := rg.Meta.DeleteUpload(ctx, u.ID); err != nil {
-			rg.Logger.WarnContext(ctx, "delete finished upload", "id", u.ID, "err", err)
-		}
-	}
-	blobCreated(w, t, d)
-	return nil
-}
-
-// appendMonolithic streams a POST ?digest= body into a transient upload.
-func (rg *Registry) appendMonolithic(r *http.Request, u *storage.Upload) (hash.Hash, error) {
-	h, err := hashFor(u)
-	if err != nil {
-		return nil, err
-	}
-	var body io.Reader = http.NoBody
-	if r.Body != nil {
-		body = r.Body
-	}
-	if _, err := rg.Blobs.Append(r.Context(), u, io.TeeReader(body, h)); err != nil {
-		_ = rg.Blobs.Abort(r.Context(), u)
-		return nil, rg.bodyErr(err, "monolithic upload")
-	}
-	return h, nil
-}
-
 // uploadStatus reports the committed range of a session.
 // https://github.com/opencontainers/distribution-spec/blob/main/spec.md#getting-the-upload-status
 func (rg *Registry) uploadStatus(w http.ResponseWriter, r *http.Request, t target) error {
@@ -452,29 +376,4 @@ func (rg *Registry) cancelUpload(w http.ResponseWriter, r *http.Request, t targe
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
-}
-
-// contentDigest is the digest of the upload's bytes in algorithm alg: from
-// the session's hash when it used alg, else by reading back the staged bytes
-// of a short upload (the session cannot know the algorithm before PUT).
-func (rg *Registry) contentDigest(ctx context.Context, u *storage.Upload, alg digest.Algorithm, h hash.Hash) (digest.Digest, error) {
-	if u.HashAlgorithm == string(alg) {
-		return digest.NewDigest(alg, h), nil
-	}
-	sr, ok := rg.Blobs.(storage.StagedReader)
-	if !ok || u.MultipartID != "" {
-		return "", apiErr(http.StatusBadRequest, CodeDigestInvalid,
-			"upload was hashed with %s but completed with a %s digest; for uploads over %d bytes start the upload with ?digest-algorithm=%s",
-			u.HashAlgorithm, alg, storage.MinPartSize, alg)
-	}
-	rc, err := sr.ReadStaged(ctx, u)
-	if err != nil {
-		return "", fmt.Errorf("read staged bytes of upload %s: %w", u.ID, err)
-	}
-	defer rc.Close()
-	d, err := alg.FromReader(rc)
-	if err != nil {
-		return "", fmt.Errorf("hash staged bytes of upload %s: %w", u.ID, err)
-	}
-	return d, nil
 }

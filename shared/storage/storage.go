@@ -36,11 +36,25 @@ type Image struct {
 func (i Image) String() string { return i.Repo + "/" + i.Name }
 
 // Blob describes stored blob bytes: global record (BLOB#<digest>) or a link of
-// the blob into one image (B#<digest> under IMG#<repo>/<name>).
+// the blob into one image (B#<digest> under IMG#<repo>/<name>). Both carry the
+// object's key, so a blob GET is one read.
 type Blob struct {
-	Digest  digest.Digest
-	Size    int64
+	Digest digest.Digest
+	Size   int64
+	// Key is the S3 object holding the bytes: BlobKey(Digest) for blobs put
+	// whole, or the key a multipart upload was completed at (UploadKey).
+	// "" (records written before keys were recorded) means BlobKey(Digest).
+	Key     string
 	Created time.Time
+}
+
+// ObjectKey returns the S3 key of the blob's bytes (Key, or BlobKey(Digest)
+// when Key is empty).
+func (b Blob) ObjectKey() string {
+	if b.Key != "" {
+		return b.Key
+	}
+	return BlobKey(b.Digest)
 }
 
 // Manifest is one stored manifest (M#<digest>).
@@ -106,10 +120,13 @@ type Upload struct {
 	Image Image
 	// Offset is the number of bytes committed so far (parts + staged).
 	Offset int64
-	// MultipartID is the S3 multipart upload id, "" until the first part is written.
+	// MultipartID is the S3 multipart upload id (at UploadKey(ID)), "" until
+	// the first part is written.
 	MultipartID string
-	Parts       []Part
-	Staged      []Staged
+	// Parts are the multipart parts written, in order; all but a last one
+	// written by Blobs.AppendLast have at least MinPartSize bytes.
+	Parts  []Part
+	Staged []Staged
 	// HashState is the marshalled hash (encoding.BinaryMarshaler) of the
 	// first Offset bytes, for HashAlgorithm ("sha256" or "sha512").
 	HashAlgorithm string
@@ -132,9 +149,10 @@ type Page struct {
 // Metadata is everything the registry keeps in DynamoDB. Every method is one
 // or a few key-addressed calls; none scans.
 type Metadata interface {
-	// PutBlob records blob bytes stored at the content-addressed key. Creating
-	// a record that exists is not an error (the existing record is kept).
-	PutBlob(ctx context.Context, b Blob) error
+	// PutBlob records blob bytes stored at b.Key and returns the record now
+	// stored: b, or the record that existed already (another upload of the same
+	// bytes won; its Key may differ from b's). The existing record is never changed.
+	PutBlob(ctx context.Context, b Blob) (Blob, error)
 	// GetBlob returns the global record, or ErrNotFound.
 	GetBlob(ctx context.Context, d digest.Digest) (Blob, error)
 
@@ -189,25 +207,46 @@ type Metadata interface {
 
 // Blobs is everything the registry keeps in S3.
 type Blobs interface {
-	// Append writes r (the bytes after u.Offset) into the upload: short tails are
-	// staged as their own objects, and once staged bytes reach the minimum part
-	// size they are read back once and written with new bytes as one multipart
-	// part. It updates u's Offset, MultipartID, Parts and Staged and returns the
-	// number of bytes appended. Nothing is rewritten twice; memory is bounded by
-	// one part.
+	// Append writes r (the bytes after u.Offset) into the upload: parts of the
+	// store's part size go to the multipart upload, a short tail is staged as
+	// its own object (or, when a part precedes it in the same call, joins that
+	// part), and once staged bytes and new ones reach MinPartSize the staged
+	// objects are read back once and written with the new bytes as one part.
+	// It updates u's Offset, MultipartID, Parts and Staged and returns the
+	// number of bytes appended; on error u is unchanged. Memory is bounded by
+	// a few parts.
 	Append(ctx context.Context, u *Upload, r io.Reader) (int64, error)
+	// AppendLast is Append for the upload's last bytes (PUT ?digest= with a
+	// body): when the upload has a multipart upload, or the bytes make one,
+	// staged and new bytes go straight into parts, the last of which may be
+	// shorter than MinPartSize; nothing can be appended after it. Without a
+	// multipart upload, short bytes are staged as by Append.
+	AppendLast(ctx context.Context, u *Upload, r io.Reader) (int64, error)
 	// Complete turns the upload's bytes into the blob object for d (which the
-	// caller has verified from the hash state) and removes staged objects.
-	Complete(ctx context.Context, u *Upload, d digest.Digest) error
-	// Abort removes everything the upload wrote (idempotent).
+	// caller has verified from the hash state) and returns its key: a
+	// multipart upload is completed where it was written (UploadKey(u.ID)),
+	// without a copy; staged bytes without one are put at BlobKey(d). Staged
+	// objects still listed in u are removed; those already read into parts are
+	// left to the bucket's lifecycle rule on UploadPrefix. Complete may be
+	// retried, also after it succeeded.
+	Complete(ctx context.Context, u *Upload, d digest.Digest) (key string, err error)
+	// Abort removes everything the upload wrote that is not a completed blob,
+	// also what failed attempts left (idempotent; the purge and cancel path,
+	// it may list).
 	Abort(ctx context.Context, u *Upload) error
+	// PutSmall stores a whole blob of at most MinPartSize bytes, already
+	// verified to have digest d, with one write at BlobKey(d), and returns the key.
+	PutSmall(ctx context.Context, d digest.Digest, body []byte) (key string, err error)
 
-	// PresignGet returns a URL that serves the blob's bytes for ttl.
-	PresignGet(ctx context.Context, d digest.Digest, ttl time.Duration) (string, error)
-	// BlobExists tells whether the blob object exists (S3 HeadObject).
-	BlobExists(ctx context.Context, d digest.Digest) (bool, error)
-	// DeleteBlob removes the blob object (garbage collection only).
-	DeleteBlob(ctx context.Context, d digest.Digest) error
+	// PresignGet returns a URL that serves the object at key (Blob.ObjectKey) for ttl.
+	PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error)
+	// BlobExists tells whether the object at key exists (S3 HeadObject; never
+	// on a request path).
+	BlobExists(ctx context.Context, key string) (bool, error)
+	// DeleteBlob removes the object at key (garbage collection, and the
+	// loser's object when two uploads of one blob race); a missing object is
+	// not an error.
+	DeleteBlob(ctx context.Context, key string) error
 
 	// PutManifestBody stores a manifest too large for an item and returns its key.
 	PutManifestBody(ctx context.Context, d digest.Digest, body []byte) (string, error)
@@ -229,8 +268,14 @@ func ManifestKey(d digest.Digest) string {
 	return "manifests/" + string(d.Algorithm()) + "/" + hex[:2] + "/" + hex
 }
 
-// UploadPrefix is the S3 prefix under which an upload's staged objects live.
+// UploadPrefix is the S3 prefix under which an upload's staged objects live
+// (the bucket's lifecycle rule expires it).
 func UploadPrefix(id string) string { return "uploads/" + id + "/" }
+
+// UploadKey is the S3 key of an upload's multipart upload, and of the blob
+// once completed: outside UploadPrefix (so the lifecycle rule keeps it) and a
+// leaf (no other key starts with it followed by "/").
+func UploadKey(id string) string { return "blobs/uploads/" + id }
 
 // MinPartSize is S3's minimum size of every multipart part but the last.
 const MinPartSize = 5 << 20

@@ -17,15 +17,16 @@ type blobItem struct {
 	key
 	Digest  string    `dynamodbav:"digest"`
 	Size    int64     `dynamodbav:"size"`
+	Key     string    `dynamodbav:"s3key,omitempty"`
 	Created time.Time `dynamodbav:"created"`
 }
 
 func newBlobItem(k key, b storage.Blob) blobItem {
-	return blobItem{key: k, Digest: b.Digest.String(), Size: b.Size, Created: b.Created.UTC()}
+	return blobItem{key: k, Digest: b.Digest.String(), Size: b.Size, Key: b.Key, Created: b.Created.UTC()}
 }
 
 func (it blobItem) blob() storage.Blob {
-	return storage.Blob{Digest: digest.Digest(it.Digest), Size: it.Size, Created: it.Created}
+	return storage.Blob{Digest: digest.Digest(it.Digest), Size: it.Size, Key: it.Key, Created: it.Created}
 }
 
 func blobKey(d digest.Digest) key { return key{PK: blobPK(d.String()), SK: skBlob} }
@@ -34,13 +35,22 @@ func linkKey(img storage.Image, d digest.Digest) key {
 	return key{PK: imagePK(img), SK: prefixLink + d.String()}
 }
 
-// PutBlob creates the global record of b; an existing record is kept as is.
-func (s *Store) PutBlob(ctx context.Context, b storage.Blob) error {
+// PutBlob creates the global record of b with one conditional PutItem and
+// returns it; when a record exists already it is kept as is and returned
+// (one more, strongly consistent, read).
+func (s *Store) PutBlob(ctx context.Context, b storage.Blob) (storage.Blob, error) {
 	err := s.putItem(ctx, newBlobItem(blobKey(b.Digest), b), mustNotExist())
-	if err != nil && !errors.Is(err, storage.ErrConflict) {
-		return fmt.Errorf("put blob %s: %w", b.Digest, err)
+	if errors.Is(err, storage.ErrConflict) {
+		won, gerr := s.GetBlob(ctx, b.Digest)
+		if gerr != nil {
+			return storage.Blob{}, fmt.Errorf("put blob %s: exists, but: %w", b.Digest, gerr)
+		}
+		return won, nil
 	}
-	return nil
+	if err != nil {
+		return storage.Blob{}, fmt.Errorf("put blob %s: %w", b.Digest, err)
+	}
+	return b, nil
 }
 
 // GetBlob returns the global record of d, or storage.ErrNotFound.

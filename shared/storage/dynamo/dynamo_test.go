@@ -124,7 +124,8 @@ func TestCallCounts(t *testing.T) {
 		want int64
 		fn   func() error
 	}{
-		{"PutBlob", 1, func() error { return s.PutBlob(ctx, storage.Blob{Digest: d, Size: 5}) }},
+		{"PutBlob", 1, func() error { _, err := s.PutBlob(ctx, storage.Blob{Digest: d, Size: 5}); return err }},
+		{"PutBlob lost race (record exists: read it)", 2, func() error { _, err := s.PutBlob(ctx, storage.Blob{Digest: d, Size: 5}); return err }},
 		{"LinkBlob", 1, func() error { return s.LinkBlob(ctx, img, storage.Blob{Digest: d, Size: 5}) }},
 		{"StatBlob", 1, func() error { _, err := s.StatBlob(ctx, img, d); return err }},
 		{"PutManifest", 2, func() error { return s.PutManifest(ctx, img, m) }}, // manifest + catalog

@@ -3,19 +3,29 @@
 //
 // Keys (every one a leaf, see DESIGN §7):
 //
-//	blobs/<alg>/<2 hex>/<hex>            storage.BlobKey: blob bytes
+//	blobs/<alg>/<2 hex>/<hex>            storage.BlobKey: small blobs, put whole
+//	blobs/uploads/<id>                   storage.UploadKey: an upload's multipart upload, and the blob once completed
 //	manifests/<alg>/<2 hex>/<hex>        storage.ManifestKey: large manifest bodies
 //	uploads/<id>/stage-<start>           a short chunk staged until a part can be made
 //	uploads/<id>/stage-<start>-<end>     tiny chunks coalesced into one staged object
-//	uploads/<id>/data                    the multipart upload's object, copied to the blob key on Complete
 //
-// (offsets as 20 digits). Append is the hot path of a chunked push (DESIGN §4):
-// chunks shorter than a part are staged as their own objects; once staged and
-// new bytes make at least storage.MinPartSize, the staged objects are read back
-// once and sent with the new bytes as one multipart part. Every byte is written
-// at most twice, except chunks under 64 KiB after 16 staged ones, which are
-// coalesced (rewritten) to keep the session item small. Staged objects stay
-// until Complete or Abort deletes the upload's prefix.
+// (offsets as 20 digits). A multipart upload is created before the blob's
+// digest is known, so it is created at the upload's own key and the blob
+// keeps that key (recorded in its DynamoDB items): Complete copies nothing.
+// The bucket's lifecycle rule expires uploads/ (staged objects) and aborts
+// incomplete multipart uploads; blobs/ is never expired.
+//
+// Append is the hot path of a push (DESIGN §4). A streamed body is cut into
+// parts of the part size, uploaded one at a time while the next part is read;
+// a tail shorter than storage.MinPartSize joins the part before it, so a
+// streamed body stages nothing. Chunks shorter than a part are staged as their
+// own objects; once staged and new bytes make at least storage.MinPartSize, the
+// staged objects are read back once, in parallel, and sent with the new bytes
+// as one part. Every byte is written at most twice, except chunks under 64 KiB
+// after 16 staged ones, which are coalesced (rewritten) to keep the session
+// item small. Complete deletes the staged objects still listed in the session
+// with one DeleteObjects call; those read into earlier parts are left to the
+// lifecycle rule (tracking them would grow the session item with every chunk).
 package s3store
 
 import (

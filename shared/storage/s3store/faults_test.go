@@ -119,15 +119,16 @@ func TestTransportFaults(t *testing.T) {
 			}
 			d := digest.FromBytes(all.Bytes())
 			var err error
+			var key string
 			for range tries {
-				if err = s.Complete(ctx, u, d); err == nil {
+				if key, err = s.Complete(ctx, u, d); err == nil {
 					break
 				}
 			}
 			if err != nil {
 				t.Fatalf("Complete failed %d times: %v", tries, err)
 			}
-			url, err := reader.PresignGet(ctx, d, time.Minute)
+			url, err := reader.PresignGet(ctx, key, time.Minute)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -119,7 +119,7 @@ func BenchmarkPush(b *testing.B) {
 					}
 					// Each iteration writes a new blob key: other bytes, same digest would dedupe.
 					d := digest.FromString(fmt.Sprintf("%s-%d-%d", b.Name(), i, j))
-					if err := s.Complete(ctx, u, d); err != nil {
+					if _, err := s.Complete(ctx, u, d); err != nil {
 						b.Fatal(err)
 					}
 				}

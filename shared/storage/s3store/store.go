@@ -26,16 +26,6 @@ const DefaultPartSize = 8 << 20
 // maxManifestBody caps GetManifestBody reads (the spec's manifests are ≤ 4 MiB).
 const maxManifestBody = 32 << 20
 
-// Server-side copies (data object to blob key on Complete): objects up to
-// copyLimit take one CopyObject; larger ones (S3 copies at most 5 GiB at once,
-// and one copy of gigabytes outlasts API Gateway's 30 s) are copied in
-// copyPartSize ranges with UploadPartCopy, copyWorkers at a time.
-const (
-	copyLimit    = 256 << 20
-	copyPartSize = 128 << 20
-	copyWorkers  = 8
-)
-
 var _ storage.Blobs = (*Store)(nil)
 
 // Store is storage.Blobs on one S3 bucket. It keeps no state between calls
@@ -45,16 +35,14 @@ type Store struct {
 	presign  *s3.PresignClient
 	bucket   string
 	partSize int64
-	// copyLimit and copyPart: see the constants (tests lower them).
-	copyLimit, copyPart int64
-	bufs                sync.Pool // *[]byte of partSize
+	bufs     sync.Pool // *[]byte of partSize
 }
 
 // Option configures New.
 type Option func(*Store)
 
 // WithPartSize sets the size of the multipart parts Append writes (memory used
-// per Append is about one part). Values below storage.MinPartSize are raised to it.
+// per Append is at most three parts). Values below storage.MinPartSize are raised to it.
 func WithPartSize(n int64) Option {
 	return func(s *Store) { s.partSize = max(n, storage.MinPartSize) }
 }
@@ -62,12 +50,10 @@ func WithPartSize(n int64) Option {
 // New returns a Store keeping its objects in bucket.
 func New(client *s3.Client, bucket string, opts ...Option) *Store {
 	s := &Store{
-		client:    client,
-		presign:   s3.NewPresignClient(client),
-		bucket:    bucket,
-		partSize:  DefaultPartSize,
-		copyLimit: copyLimit,
-		copyPart:  copyPartSize,
+		client:   client,
+		presign:  s3.NewPresignClient(client),
+		bucket:   bucket,
+		partSize: DefaultPartSize,
 	}
 	for _, o := range opts {
 		o(s)
@@ -78,9 +64,10 @@ func New(client *s3.Client, bucket string, opts ...Option) *Store {
 // PartSize returns the size of the multipart parts Append writes.
 func (s *Store) PartSize() int64 { return s.partSize }
 
-// PresignGet returns a URL that serves the blob's bytes for ttl.
-func (s *Store) PresignGet(ctx context.Context, d digest.Digest, ttl time.Duration) (string, error) {
-	return s.presignKey(ctx, storage.BlobKey(d), ttl)
+// PresignGet returns a URL that serves the object at key (a blob's
+// ObjectKey) for ttl. It makes no request.
+func (s *Store) PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	return s.presignKey(ctx, key, ttl)
 }
 
 // PresignManifest returns a URL serving a stored manifest body for ttl.
@@ -97,14 +84,14 @@ func (s *Store) presignKey(ctx context.Context, key string, ttl time.Duration) (
 	return req.URL, nil
 }
 
-// BlobExists tells whether the blob object exists (HeadObject).
-func (s *Store) BlobExists(ctx context.Context, d digest.Digest) (bool, error) {
-	_, err := s.head(ctx, storage.BlobKey(d))
+// BlobExists tells whether the object at key exists (HeadObject).
+func (s *Store) BlobExists(ctx context.Context, key string) (bool, error) {
+	_, err := s.head(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("blob %s: %w", d, err)
+		return false, fmt.Errorf("blob object %s: %w", key, err)
 	}
 	return true, nil
 }
@@ -118,13 +105,25 @@ func (s *Store) head(ctx context.Context, key string) (int64, error) {
 	return aws.ToInt64(out.ContentLength), nil
 }
 
-// DeleteBlob removes the blob object (deleting a missing blob is not an error).
-func (s *Store) DeleteBlob(ctx context.Context, d digest.Digest) error {
-	key := storage.BlobKey(d)
+// DeleteBlob removes the object at key (deleting a missing one is not an error).
+func (s *Store) DeleteBlob(ctx context.Context, key string) error {
 	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key}); err != nil {
-		return fmt.Errorf("delete blob %s: %w", d, mapErr(err))
+		return fmt.Errorf("delete blob object %s: %w", key, mapErr(err))
 	}
 	return nil
+}
+
+// PutSmall stores a whole blob (at most storage.MinPartSize bytes, verified
+// by the caller to have digest d) with one PutObject at storage.BlobKey(d).
+func (s *Store) PutSmall(ctx context.Context, d digest.Digest, body []byte) (string, error) {
+	if len(body) > storage.MinPartSize {
+		return "", fmt.Errorf("put blob %s: %d bytes is over the small-blob limit of %d", d, len(body), storage.MinPartSize)
+	}
+	key := storage.BlobKey(d)
+	if err := s.put(ctx, key, body); err != nil {
+		return "", fmt.Errorf("put blob %s: %w", d, err)
+	}
+	return key, nil
 }
 
 // PutManifestBody stores a manifest too large for an item and returns its key.
@@ -204,7 +203,3 @@ func isNoSuchUpload(err error) bool {
 	var ae smithy.APIError
 	return errors.As(err, &nsu) || (errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload")
 }
-
-// bytesReader returns a seekable body for b: the SDK can then compute its
-// payload hash and length, which it cannot for a stream over plain http.
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

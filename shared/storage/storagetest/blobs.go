@@ -95,7 +95,9 @@ func TestBlobs(t *testing.T, newStore func(t *testing.T) storage.Blobs) {
 	t.Run("Abort", func(t *testing.T) { t.Parallel(); testAbort(t, newStore(t)) })
 	t.Run("Presign", func(t *testing.T) { t.Parallel(); testPresign(t, newStore(t)) })
 	t.Run("ManifestBody", func(t *testing.T) { t.Parallel(); testManifestBody(t, newStore(t)) })
-	t.Run("BlobExists", func(t *testing.T) { t.Parallel(); testBlobExists(t, newStore(t)) })
+	t.Run("PutSmall", func(t *testing.T) { t.Parallel(); testPutSmall(t, newStore(t)) })
+	t.Run("DeleteBlob", func(t *testing.T) { t.Parallel(); testDeleteBlob(t, newStore(t)) })
+	t.Run("AppendLast", func(t *testing.T) { t.Parallel(); testAppendLast(t, newStore(t)) })
 	t.Run("RetryAfterFailedAppend", func(t *testing.T) { t.Parallel(); testRetryFailedAppend(t, newStore(t)) })
 	t.Run("RetryAfterLostCommit", func(t *testing.T) { t.Parallel(); testRetryLostCommit(t, newStore(t)) })
 	t.Run("CompleteTwice", func(t *testing.T) { t.Parallel(); testCompleteTwice(t, newStore(t)) })
@@ -150,9 +152,17 @@ func appendChunk(t testing.TB, ctx context.Context, s storage.Blobs, u *storage.
 // checkUploadShape checks the session invariants Append must keep.
 func checkUploadShape(t testing.TB, u *storage.Upload) {
 	t.Helper()
+	checkShape(t, u, false)
+}
+
+// checkShape checks the session invariants; shortLast allows a last part
+// under storage.MinPartSize (after AppendLast).
+func checkShape(t testing.TB, u *storage.Upload, shortLast bool) {
+	t.Helper()
 	var total, staged int64
 	for i, p := range u.Parts {
-		if p.Number != int32(i+1) || p.ETag == "" || p.Size < storage.MinPartSize {
+		short := p.Size < storage.MinPartSize && !(shortLast && i == len(u.Parts)-1 && p.Size > 0)
+		if p.Number != int32(i+1) || p.ETag == "" || short {
 			t.Errorf("part %d = %+v: want number %d, an ETag and at least %d bytes", i, p, i+1, storage.MinPartSize)
 		}
 		total += p.Size
@@ -195,43 +205,76 @@ func testBlobChunks(t *testing.T, s storage.Blobs, sizes []int) storage.Upload {
 }
 
 // completeAndCheck completes u as want's digest and checks the blob's bytes
-// through a presigned URL, and that the upload left nothing behind.
-func completeAndCheck(t testing.TB, ctx context.Context, s storage.Blobs, u *storage.Upload, want []byte) digest.Digest {
+// through a presigned URL, and what the upload left behind.
+func completeAndCheck(t testing.TB, ctx context.Context, s storage.Blobs, u *storage.Upload, want []byte) (digest.Digest, string) {
 	t.Helper()
 	return completeChecked(t, ctx, s, u, want, true)
 }
 
-// completeChecked completes u as want's digest and checks the bytes served
-// and, when leftovers is set, that the upload left nothing behind.
-func completeChecked(t testing.TB, ctx context.Context, s storage.Blobs, u *storage.Upload, want []byte, leftovers bool) digest.Digest {
+// completeChecked completes u as want's digest, checks the key returned (the
+// upload's own key for a multipart upload, else the content-addressed one)
+// and the bytes served there and, when leftovers is set, that the upload
+// left no multipart upload and none of the staged objects it listed.
+func completeChecked(t testing.TB, ctx context.Context, s storage.Blobs, u *storage.Upload, want []byte, leftovers bool) (digest.Digest, string) {
 	t.Helper()
 	d := digest.FromBytes(want)
-	if err := s.Complete(ctx, u, d); err != nil {
+	key, err := s.Complete(ctx, u, d)
+	if err != nil {
 		t.Fatalf("Complete: %v", err)
 	}
-	got := fetchBlob(t, ctx, s, d)
-	if !bytes.Equal(got, want) {
-		t.Fatalf("blob %s: fetched %d bytes (digest %s), want %d bytes", d, len(got), digest.FromBytes(got), len(want))
+	wantKey := storage.BlobKey(d)
+	if u.MultipartID != "" {
+		wantKey = storage.UploadKey(u.ID)
 	}
-	if ok, err := s.BlobExists(ctx, d); err != nil || !ok {
-		t.Errorf("BlobExists(%s) after Complete = %v, %v", d, ok, err)
+	if key != wantKey {
+		t.Errorf("Complete returned key %q, want %q (multipart upload %q)", key, wantKey, u.MultipartID)
+	}
+	got := fetchBlob(t, ctx, s, key)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("blob %s at %s: fetched %d bytes (digest %s), want %d bytes", d, key, len(got), digest.FromBytes(got), len(want))
 	}
 	if leftovers {
-		checkNoLeftovers(t, ctx, s, u.ID, "after Complete")
+		checkCompleteLeftovers(t, ctx, s, u)
 	}
-	return d
+	return d, key
 }
 
-// fetchBlob GETs the blob through a presigned URL with plain net/http.
-func fetchBlob(t testing.TB, ctx context.Context, s storage.Blobs, d digest.Digest) []byte {
+// checkCompleteLeftovers checks that after Complete no multipart upload is
+// open and none of the staged objects u lists remains (staged objects read
+// into earlier parts are the lifecycle rule's: they are allowed, but only
+// under the upload's prefix).
+func checkCompleteLeftovers(t testing.TB, ctx context.Context, s storage.Blobs, u *storage.Upload) {
 	t.Helper()
-	url, err := s.PresignGet(ctx, d, time.Minute)
+	in, ok := s.(UploadInspector)
+	if !ok {
+		return
+	}
+	left, err := in.UploadLeftovers(ctx, u.ID)
+	if err != nil {
+		t.Errorf("UploadLeftovers after Complete: %v", err)
+		return
+	}
+	listed := map[string]bool{}
+	for _, st := range u.Staged {
+		listed["object "+st.Key] = true
+	}
+	for _, l := range left {
+		if listed[l] || !strings.HasPrefix(l, "object "+storage.UploadPrefix(u.ID)) {
+			t.Errorf("upload %s left behind after Complete: %q", u.ID, l)
+		}
+	}
+}
+
+// fetchBlob GETs the object at key through a presigned URL with plain net/http.
+func fetchBlob(t testing.TB, ctx context.Context, s storage.Blobs, key string) []byte {
+	t.Helper()
+	url, err := s.PresignGet(ctx, key, time.Minute)
 	if err != nil {
 		t.Fatalf("PresignGet: %v", err)
 	}
 	status, body := httpGet(t, ctx, url)
 	if status != http.StatusOK {
-		t.Fatalf("GET presigned blob %s: status %d: %.300s", d, status, body)
+		t.Fatalf("GET presigned blob %s: status %d: %.300s", key, status, body)
 	}
 	return body
 }
@@ -254,6 +297,7 @@ func httpGet(t testing.TB, ctx context.Context, url string) (int, []byte) {
 	return resp.StatusCode, body
 }
 
+// checkNoLeftovers checks that the upload holds nothing in the backend any more.
 func checkNoLeftovers(t testing.TB, ctx context.Context, s storage.Blobs, id, when string) {
 	t.Helper()
 	in, ok := s.(UploadInspector)
@@ -324,15 +368,19 @@ func testAbort(t *testing.T, s storage.Blobs) {
 		t.Errorf("second Abort: %v", err)
 	}
 	d := digest.FromBytes(all.Bytes())
-	if ok, err := s.BlobExists(ctx, d); err != nil || ok {
-		t.Errorf("BlobExists after Abort = %v, %v; want false", ok, err)
+	for _, key := range []string{storage.UploadKey(u.ID), storage.BlobKey(d)} {
+		if ok, err := s.BlobExists(ctx, key); err != nil || ok {
+			t.Errorf("BlobExists(%s) after Abort = %v, %v; want false", key, ok, err)
+		}
 	}
 	// Completing an aborted upload must fail, not make a blob of what is left.
-	if err := s.Complete(ctx, u, d); err == nil {
-		t.Errorf("Complete after Abort: no error")
+	if key, err := s.Complete(ctx, u, d); err == nil {
+		t.Errorf("Complete after Abort: no error (key %q)", key)
 	}
-	if ok, _ := s.BlobExists(ctx, d); ok {
-		t.Errorf("Complete after Abort made the blob")
+	for _, key := range []string{storage.UploadKey(u.ID), storage.BlobKey(d)} {
+		if ok, _ := s.BlobExists(ctx, key); ok {
+			t.Errorf("Complete after Abort made the object %s", key)
+		}
 	}
 	if err := s.Abort(ctx, newBlobUpload(t)); err != nil {
 		t.Errorf("Abort of an upload that wrote nothing: %v", err)
@@ -341,40 +389,46 @@ func testAbort(t *testing.T, s storage.Blobs) {
 
 func testPresign(t *testing.T, s storage.Blobs) {
 	ctx := context.Background()
-	want := randomBytes(t, 3000)
-	u := newBlobUpload(t)
-	appendChunk(t, ctx, s, u, want)
-	d := completeAndCheck(t, ctx, s, u, want)
+	for _, n := range []int{3000, 6 << 20} { // content-addressed key, upload key
+		want := randomBytes(t, n)
+		u := newBlobUpload(t)
+		appendChunk(t, ctx, s, u, want)
+		_, key := completeAndCheck(t, ctx, s, u, want)
 
-	url, err := s.PresignGet(ctx, d, time.Minute)
-	if err != nil {
-		t.Fatalf("PresignGet: %v", err)
-	}
-	i := strings.Index(url, "X-Amz-Signature=")
-	if i < 0 {
-		t.Fatalf("presigned URL has no X-Amz-Signature: %s", url)
-	}
-	i += len("X-Amz-Signature=")
-	c := byte('0')
-	if url[i] == '0' {
-		c = '1'
-	}
-	tampered := url[:i] + string(c) + url[i+1:]
-	if status, body := httpGet(t, ctx, tampered); status != http.StatusForbidden {
-		t.Errorf("GET with a tampered signature: status %d (want 403): %.200s", status, body)
-	}
-	other := strings.Replace(url, d.Encoded(), digest.FromString("other").Encoded(), 1)
-	if status, _ := httpGet(t, ctx, other); status != http.StatusForbidden {
-		t.Errorf("GET of another key with the blob's signature: status %d, want 403", status)
-	}
+		url, err := s.PresignGet(ctx, key, time.Minute)
+		if err != nil {
+			t.Fatalf("PresignGet: %v", err)
+		}
+		i := strings.Index(url, "X-Amz-Signature=")
+		if i < 0 {
+			t.Fatalf("presigned URL has no X-Amz-Signature: %s", url)
+		}
+		i += len("X-Amz-Signature=")
+		c := byte('0')
+		if url[i] == '0' {
+			c = '1'
+		}
+		tampered := url[:i] + string(c) + url[i+1:]
+		if status, body := httpGet(t, ctx, tampered); status != http.StatusForbidden {
+			t.Errorf("GET with a tampered signature: status %d (want 403): %.200s", status, body)
+		}
+		leaf := key[strings.LastIndex(key, "/")+1:]
+		other := strings.Replace(url, leaf, strings.Repeat("0", len(leaf)), 1)
+		if other == url {
+			t.Fatalf("presigned URL %s does not name the key %s", url, key)
+		}
+		if status, _ := httpGet(t, ctx, other); status != http.StatusForbidden {
+			t.Errorf("GET of another key with the blob's signature: status %d, want 403", status)
+		}
 
-	short, err := s.PresignGet(ctx, d, time.Second)
-	if err != nil {
-		t.Fatalf("PresignGet: %v", err)
-	}
-	time.Sleep(2100 * time.Millisecond)
-	if status, body := httpGet(t, ctx, short); status != http.StatusForbidden {
-		t.Errorf("GET of an expired presigned URL: status %d (want 403): %.200s", status, body)
+		short, err := s.PresignGet(ctx, key, time.Second)
+		if err != nil {
+			t.Fatalf("PresignGet: %v", err)
+		}
+		time.Sleep(2100 * time.Millisecond)
+		if status, body := httpGet(t, ctx, short); status != http.StatusForbidden {
+			t.Errorf("GET of an expired presigned URL: status %d (want 403): %.200s", status, body)
+		}
 	}
 }
 
@@ -408,29 +462,59 @@ func testManifestBody(t *testing.T, s storage.Blobs) {
 	}
 }
 
-func testBlobExists(t *testing.T, s storage.Blobs) {
+// testPutSmall: a small blob is one object at its content-addressed key.
+func testPutSmall(t *testing.T, s storage.Blobs) {
 	ctx := context.Background()
-	want := randomBytes(t, 10)
-	d := digest.FromBytes(want)
-	if ok, err := s.BlobExists(ctx, d); err != nil || ok {
-		t.Fatalf("BlobExists before upload = %v, %v", ok, err)
+	for _, n := range []int{0, 311, storage.MinPartSize} {
+		want := randomBytes(t, n)
+		d := digest.FromBytes(want)
+		key, err := s.PutSmall(ctx, d, want)
+		if err != nil {
+			t.Fatalf("PutSmall of %d bytes: %v", n, err)
+		}
+		if key != storage.BlobKey(d) {
+			t.Errorf("PutSmall key = %q, want %q", key, storage.BlobKey(d))
+		}
+		if got := fetchBlob(t, ctx, s, key); !bytes.Equal(got, want) {
+			t.Errorf("PutSmall of %d bytes: fetched %d bytes that differ", n, len(got))
+		}
 	}
-	u := newBlobUpload(t)
-	appendChunk(t, ctx, s, u, want)
-	completeAndCheck(t, ctx, s, u, want)
-	if err := s.DeleteBlob(ctx, d); err != nil {
-		t.Fatalf("DeleteBlob: %v", err)
+	big := randomBytes(t, storage.MinPartSize+1)
+	if _, err := s.PutSmall(ctx, digest.FromBytes(big), big); err == nil {
+		t.Errorf("PutSmall of %d bytes (over storage.MinPartSize): no error", len(big))
 	}
-	if ok, err := s.BlobExists(ctx, d); err != nil || ok {
-		t.Errorf("BlobExists after DeleteBlob = %v, %v", ok, err)
-	}
-	if err := s.DeleteBlob(ctx, d); err != nil {
-		t.Errorf("DeleteBlob of a missing blob: %v", err)
-	}
-	// The same content uploaded twice is one blob; the second Complete succeeds.
-	for range 2 {
+}
+
+func testDeleteBlob(t *testing.T, s storage.Blobs) {
+	ctx := context.Background()
+	for _, n := range []int{10, 6 << 20} { // content-addressed key, upload key
+		want := randomBytes(t, n)
 		u := newBlobUpload(t)
 		appendChunk(t, ctx, s, u, want)
-		completeAndCheck(t, ctx, s, u, want)
+		_, key := completeAndCheck(t, ctx, s, u, want)
+		if ok, err := s.BlobExists(ctx, key); err != nil || !ok {
+			t.Errorf("BlobExists(%s) after Complete = %v, %v", key, ok, err)
+		}
+		if err := s.DeleteBlob(ctx, key); err != nil {
+			t.Fatalf("DeleteBlob: %v", err)
+		}
+		if ok, err := s.BlobExists(ctx, key); err != nil || ok {
+			t.Errorf("BlobExists after DeleteBlob = %v, %v", ok, err)
+		}
+		if err := s.DeleteBlob(ctx, key); err != nil {
+			t.Errorf("DeleteBlob of a missing blob: %v", err)
+		}
+		// The same content uploaded twice completes twice (the registry keeps
+		// one record and deletes the other object).
+		var keys []string
+		for range 2 {
+			u := newBlobUpload(t)
+			appendChunk(t, ctx, s, u, want)
+			_, k := completeAndCheck(t, ctx, s, u, want)
+			keys = append(keys, k)
+		}
+		if n > storage.MinPartSize && keys[0] == keys[1] {
+			t.Errorf("two multipart uploads of the same bytes completed at one key %s", keys[0])
+		}
 	}
 }

@@ -71,14 +71,14 @@ func testRetryFailedAppend(t *testing.T, s storage.Blobs) {
 	appendChunk(t, ctx, s, u, big)
 	all.Write(small)
 	appendChunk(t, ctx, s, u, small)
-	d := completeBlob(t, ctx, s, u, all.Bytes())
+	_, key := completeBlob(t, ctx, s, u, all.Bytes())
 	// A failed Append may leave a multipart upload nobody refers to (if it
 	// could not abort it); Abort of the finished session removes it.
 	if err := s.Abort(ctx, u); err != nil {
 		t.Fatalf("Abort after Complete: %v", err)
 	}
 	checkNoLeftovers(t, ctx, s, u.ID, "after Complete and Abort")
-	if got := fetchBlob(t, ctx, s, d); !bytes.Equal(got, all.Bytes()) {
+	if got := fetchBlob(t, ctx, s, key); !bytes.Equal(got, all.Bytes()) {
 		t.Errorf("Abort after Complete damaged the blob")
 	}
 }
@@ -119,22 +119,37 @@ func testRetryLostCommit(t *testing.T, s storage.Blobs) {
 }
 
 // testCompleteTwice: a Complete retried (the caller failed after it) and a
-// Complete of a second upload of the same bytes both succeed and clean up.
+// Complete of a second upload of the same bytes both succeed, at the same
+// key for the same upload, and clean up.
 func testCompleteTwice(t *testing.T, s storage.Blobs) {
 	ctx := context.Background()
-	want := randomBytes(t, 6<<20+5)
-	for range 2 {
-		u := newBlobUpload(t)
-		appendChunk(t, ctx, s, u, want[:1<<20])
-		appendChunk(t, ctx, s, u, want[1<<20:])
-		completeAndCheck(t, ctx, s, u, want)
-		completeAndCheck(t, ctx, s, u, want)
+	for _, split := range [][]int{{1 << 20, 5<<20 + 5}, {1 << 20, 6 << 10, 5}, {300 << 10}} {
+		var want []byte
+		for _, n := range split {
+			want = append(want, randomBytes(t, n)...)
+		}
+		for range 2 {
+			u := newBlobUpload(t)
+			off := 0
+			for _, n := range split {
+				appendChunk(t, ctx, s, u, want[off:off+n])
+				off += n
+			}
+			_, k1 := completeAndCheck(t, ctx, s, u, want)
+			_, k2 := completeAndCheck(t, ctx, s, u, want)
+			if k1 != k2 {
+				t.Errorf("Complete retried returned key %q, first %q", k2, k1)
+			}
+		}
 	}
 }
 
 // testStagingRule counts the backend's requests: each staged byte is read
-// back once, the multipart upload is created once, and the bytes written
-// (PutObject + UploadPart) are at most twice the blob's size.
+// back once, the multipart upload is created once, the bytes written
+// (PutObject + UploadPart) are at most twice the blob's size, nothing is
+// copied, HEADed or listed, and cleanup is at most one DeleteObjects call. A
+// streamed body stages nothing: CreateMultipartUpload, its parts and
+// CompleteMultipartUpload are all its calls.
 func testStagingRule(t *testing.T, newStore func(t *testing.T) storage.Blobs) {
 	for _, tc := range []struct {
 		name         string
@@ -144,6 +159,8 @@ func testStagingRule(t *testing.T, newStore func(t *testing.T) storage.Blobs) {
 		{"1MiB", 1 << 20, 12 << 20},
 		{"256KiB", 256 << 10, 12 << 20},
 		{"streamed", 20 << 20, 20 << 20},
+		{"streamedTail", 23<<20 + 5, 23<<20 + 5},
+		{"streamedShortTail", 17<<20 + 1, 17<<20 + 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)
@@ -160,6 +177,7 @@ func testStagingRule(t *testing.T, newStore func(t *testing.T) storage.Blobs) {
 				appendChunk(t, ctx, s, u, want[off:min(off+tc.chunk, len(want))])
 			}
 			final := cloneUpload(u)
+			appendCalls := rc.Requests()
 			completeBlob(t, ctx, s, u, want)
 			elapsed := time.Since(start)
 			calls, sent := rc.Requests(), rc.RequestBytes()
@@ -185,12 +203,37 @@ func testStagingRule(t *testing.T, newStore func(t *testing.T) storage.Blobs) {
 			if calls["S3.GetObject"] > calls["S3.PutObject"] {
 				t.Errorf("%d GetObject for %d staged objects: staged bytes read more than once", calls["S3.GetObject"], calls["S3.PutObject"])
 			}
+			for _, op := range []string{"S3.HeadObject", "S3.ListObjectsV2", "S3.ListMultipartUploads", "S3.CopyObject", "S3.UploadPartCopy"} {
+				if calls[op] > 0 {
+					t.Errorf("%s called %d times on the push path", op, calls[op])
+				}
+			}
+			if calls["S3.DeleteObjects"] > 1 {
+				t.Errorf("DeleteObjects called %d times: cleanup is one call", calls["S3.DeleteObjects"])
+			}
+			if tc.chunk == tc.total { // streamed
+				if calls["S3.PutObject"]+calls["S3.GetObject"] > 0 || len(final.Staged) > 0 {
+					t.Errorf("a streamed body was staged: %d PutObject, %d GetObject, session staged %+v", calls["S3.PutObject"], calls["S3.GetObject"], final.Staged)
+				}
+				if n := total(calls) - total(appendCalls); n != 1 || calls["S3.CompleteMultipartUpload"] != 1 {
+					t.Errorf("Complete of a streamed upload made %d requests (%v), want one CompleteMultipartUpload", n, calls)
+				}
+			}
 		})
 	}
 }
 
+// total sums request counts.
+func total(calls map[string]int) int {
+	n := 0
+	for _, c := range calls {
+		n += c
+	}
+	return n
+}
+
 // completeBlob completes u as want's digest and checks the bytes served,
 // without checking for leftovers.
-func completeBlob(t testing.TB, ctx context.Context, s storage.Blobs, u *storage.Upload, want []byte) digest.Digest {
+func completeBlob(t testing.TB, ctx context.Context, s storage.Blobs, u *storage.Upload, want []byte) (digest.Digest, string) {
 	return completeChecked(t, ctx, s, u, want, false)
 }

@@ -93,19 +93,38 @@ func testBlobRecord(t *testing.T, s storage.Metadata) {
 	_, err := s.GetBlob(ctx, d)
 	wantErr(t, "GetBlob before PutBlob", err, storage.ErrNotFound)
 
-	b := storage.Blob{Digest: d, Size: 1234, Created: created}
-	must(t, "PutBlob", s.PutBlob(ctx, b))
+	b := storage.Blob{Digest: d, Size: 1234, Key: storage.UploadKey("first"), Created: created}
+	stored, err := s.PutBlob(ctx, b)
+	must(t, "PutBlob", err)
+	if diff := cmp.Diff(b, stored, cmpOpts...); diff != "" {
+		t.Fatalf("PutBlob of a new record returned (-want +got):\n%s", diff)
+	}
 	got, err := s.GetBlob(ctx, d)
 	must(t, "GetBlob", err)
 	if diff := cmp.Diff(b, got, cmpOpts...); diff != "" {
 		t.Fatalf("GetBlob (-want +got):\n%s", diff)
 	}
-	// A second PutBlob is not an error and keeps the first record.
-	must(t, "PutBlob again", s.PutBlob(ctx, storage.Blob{Digest: d, Size: 1, Created: created.Add(time.Hour)}))
+	// A second PutBlob (an upload of the same bytes that lost the race) is
+	// not an error, keeps the first record and returns it, key included.
+	stored, err = s.PutBlob(ctx, storage.Blob{Digest: d, Size: 1234, Key: storage.UploadKey("second"), Created: created.Add(time.Hour)})
+	must(t, "PutBlob again", err)
+	if diff := cmp.Diff(b, stored, cmpOpts...); diff != "" {
+		t.Fatalf("second PutBlob returned another record than the stored one (-want +got):\n%s", diff)
+	}
 	got, err = s.GetBlob(ctx, d)
 	must(t, "GetBlob after second PutBlob", err)
 	if diff := cmp.Diff(b, got, cmpOpts...); diff != "" {
 		t.Fatalf("second PutBlob changed the record (-want +got):\n%s", diff)
+	}
+	// A record without a key reads back without one; its object key is the
+	// content-addressed one.
+	d2 := dg("blob-nokey")
+	_, err = s.PutBlob(ctx, storage.Blob{Digest: d2, Size: 1, Created: created})
+	must(t, "PutBlob without key", err)
+	got, err = s.GetBlob(ctx, d2)
+	must(t, "GetBlob without key", err)
+	if got.Key != "" || got.ObjectKey() != storage.BlobKey(d2) {
+		t.Fatalf("record without key: Key %q, ObjectKey %q; want \"\" and %q", got.Key, got.ObjectKey(), storage.BlobKey(d2))
 	}
 }
 
@@ -116,13 +135,13 @@ func testBlobLink(t *testing.T, s storage.Metadata) {
 	wantErr(t, "StatBlob before LinkBlob", err, storage.ErrNotFound)
 	wantErr(t, "UnlinkBlob before LinkBlob", s.UnlinkBlob(ctx, imgA, d), storage.ErrNotFound)
 
-	b := storage.Blob{Digest: d, Size: 42, Created: created}
+	b := storage.Blob{Digest: d, Size: 42, Key: storage.UploadKey("layer-upload"), Created: created}
 	must(t, "LinkBlob", s.LinkBlob(ctx, imgA, b))
 	must(t, "LinkBlob again", s.LinkBlob(ctx, imgA, b))
 	got, err := s.StatBlob(ctx, imgA, d)
 	must(t, "StatBlob", err)
-	if got.Digest != d || got.Size != 42 {
-		t.Fatalf("StatBlob = %+v, want digest %s size 42", got, d)
+	if diff := cmp.Diff(b, got, cmpOpts...); diff != "" {
+		t.Fatalf("StatBlob: the link must carry the record, key included (one read serves a blob GET) (-want +got):\n%s", diff)
 	}
 	_, err = s.StatBlob(ctx, imgB, d)
 	wantErr(t, "StatBlob in another image", err, storage.ErrNotFound)
