@@ -83,9 +83,11 @@ NETNS_ENV  := AIRLOCK_ROOT=$(ROOT) AIRLOCK_TEST_DYNAMO=ddblocal AIRLOCK_TEST_S3=
 .PHONY: test vet test-unit test-netns test-e2e
 test: vet test-unit test-netns test-e2e test-e2e-netns ## go vet + the whole test suite
 
-vet: ## go vet (the e2e package too)
+vet: ## go vet (the e2e package too) and cfn-lint on template.yaml when installed
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./tests/e2e/
+	@if command -v cfn-lint >/dev/null; then echo "cfn-lint template.yaml"; cfn-lint template.yaml; \
+	  else echo "cfn-lint not installed (pip install cfn-lint): template.yaml not linted"; fi
 
 test-unit: tools ## go test ./... on dynalite + versitygw
 	$(GO) test -p $(TEST_P) -count=1 -timeout $(TEST_TIMEOUT) ./...
