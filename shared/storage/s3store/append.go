@@ -346,31 +346,81 @@ func (s *Store) uploadPart(ctx context.Context, id, mid string, num int32, segs 
 }
 
 // newSegments returns a seekable reader over the concatenation of segs.
-func newSegments(segs [][]byte) *io.SectionReader {
+func newSegments(segs [][]byte) *segments {
 	var n int64
 	for _, s := range segs {
 		n += int64(len(s))
 	}
-	return io.NewSectionReader(segmentsAt(segs), 0, n)
+	return &segments{segs: segs, size: n}
 }
 
-// segmentsAt is an io.ReaderAt over byte slices laid end to end.
-type segmentsAt [][]byte
+// segments reads byte slices laid end to end. It is seekable (the SDK signs
+// the payload over plain http and rewinds it on retries) and writes itself
+// to a writer without copying (io.WriterTo), as bytes.Reader does.
+type segments struct {
+	segs [][]byte
+	size int64
+	off  int64
+}
 
-// ReadAt implements io.ReaderAt.
-func (sa segmentsAt) ReadAt(p []byte, off int64) (int, error) {
+// Size returns the total length.
+func (r *segments) Size() int64 { return r.size }
+
+// Read implements io.Reader.
+func (r *segments) Read(p []byte) (int, error) {
+	if r.off >= r.size {
+		return 0, io.EOF
+	}
 	n := 0
-	for _, s := range sa {
-		if off >= int64(len(s)) {
-			off -= int64(len(s))
-			continue
-		}
-		c := copy(p[n:], s[off:])
+	for n < len(p) && r.off < r.size {
+		seg, at := r.at(r.off)
+		c := copy(p[n:], seg[at:])
 		n += c
-		off = 0
-		if n == len(p) {
-			return n, nil
+		r.off += int64(c)
+	}
+	return n, nil
+}
+
+// WriteTo implements io.WriterTo.
+func (r *segments) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for r.off < r.size {
+		seg, at := r.at(r.off)
+		n, err := w.Write(seg[at:])
+		total += int64(n)
+		r.off += int64(n)
+		if err != nil {
+			return total, err
 		}
 	}
-	return n, io.EOF
+	return total, nil
+}
+
+// Seek implements io.Seeker.
+func (r *segments) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += r.off
+	case io.SeekEnd:
+		offset += r.size
+	default:
+		return 0, errors.New("segments: invalid whence")
+	}
+	if offset < 0 {
+		return 0, errors.New("segments: negative position")
+	}
+	r.off = offset
+	return offset, nil
+}
+
+// at returns the segment holding offset off and off's index in it.
+func (r *segments) at(off int64) ([]byte, int64) {
+	for _, s := range r.segs {
+		if off < int64(len(s)) {
+			return s, off
+		}
+		off -= int64(len(s))
+	}
+	return nil, 0
 }
