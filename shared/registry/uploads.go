@@ -206,15 +206,7 @@ func (rg *Registry) acquire(r *http.Request, t target, start int64) (storage.Upl
 	if err != nil {
 		return cur, fmt.Errorf("get upload: %w", err)
 	}
-	notSatisfiable := func(off int64, busy bool) error {
-		e := apiErr(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid,
-			"chunk starts at byte %d but the upload has %d bytes committed; send the next chunk from byte %d", start, off, off)
-		if busy {
-			e.Message = fmt.Sprintf("another request is writing to this upload at byte %d; check the upload's status (GET) and continue from its Range", off)
-		}
-		e.Header = http.Header{"Range": {rangeHeader(off)}, "Location": {uploadLocation(t, t.ref)}, "Docker-Upload-Uuid": {t.ref}}
-		return e
-	}
+	notSatisfiable := func(off int64, busy bool) error { return chunkRefused(t, start, off, busy) }
 	if start >= 0 {
 		return cur, notSatisfiable(cur.Offset, start == cur.Offset)
 	}
@@ -229,6 +221,18 @@ func (rg *Registry) acquire(r *http.Request, t target, start int64) (storage.Upl
 		return u, fmt.Errorf("acquire upload: %w", err)
 	}
 	return u, nil
+}
+
+// chunkRefused is the 416 for a chunk at start when off bytes are committed
+// (busy: another request holds or just changed the session).
+func chunkRefused(t target, start, off int64, busy bool) error {
+	e := apiErr(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid,
+		"chunk starts at byte %d but the upload has %d bytes committed; send the next chunk from byte %d", start, off, off)
+	if busy {
+		e.Message = fmt.Sprintf("another request is writing to this upload at byte %d; check the upload's status (GET) and continue from its Range", off)
+	}
+	e.Header = http.Header{"Range": {rangeHeader(off)}, "Location": {uploadLocation(t, t.ref)}, "Docker-Upload-Uuid": {t.ref}}
+	return e
 }
 
 // appendBody streams body (the request's, or what is left of it) into the
@@ -284,6 +288,9 @@ func (rg *Registry) patchUpload(w http.ResponseWriter, r *http.Request, t target
 	if !ranged {
 		start = -1
 	}
+	if cs, ok := rg.Blobs.(storage.ChunkStager); ok && ranged && fastChunk(r, start, end) {
+		return rg.patchChunk(w, r, t, cs, start, end)
+	}
 	u, err := rg.acquire(r, t, start)
 	if err != nil {
 		return err
@@ -295,13 +302,18 @@ func (rg *Registry) patchUpload(w http.ResponseWriter, r *http.Request, t target
 	if err := rg.Meta.CommitUpload(r.Context(), u); err != nil {
 		return fmt.Errorf("commit upload: %w", err)
 	}
+	chunkAccepted(w, t, u.Offset)
+	return nil
+}
+
+// chunkAccepted answers 202 with the committed range.
+func chunkAccepted(w http.ResponseWriter, t target, offset int64) {
 	h := w.Header()
-	h.Set("Location", uploadLocation(t, u.ID))
-	h.Set("Docker-Upload-UUID", u.ID)
-	h.Set("Range", rangeHeader(u.Offset))
+	h.Set("Location", uploadLocation(t, t.ref))
+	h.Set("Docker-Upload-UUID", t.ref)
+	h.Set("Range", rangeHeader(offset))
 	h.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
-	return nil
 }
 
 // putUpload takes the last chunk (if any) and completes the blob.

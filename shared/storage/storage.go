@@ -201,6 +201,12 @@ type Metadata interface {
 	// CommitUpload saves u (new offset, parts, staged objects, hash state) and
 	// releases the lease; it fails with ErrConflict unless u.Lease still holds it.
 	CommitUpload(ctx context.Context, u Upload) error
+	// CommitUploadAt saves u (lease-free) on condition that the stored session
+	// still has offset and no live lease, and has not expired: the one write
+	// of an optimistic append that read the session (GetUpload) instead of
+	// leasing it. It fails with ErrConflict otherwise, also when the session
+	// is gone. Offsets only grow, so the condition detects any other commit.
+	CommitUploadAt(ctx context.Context, u Upload, offset int64) error
 	// DeleteUpload removes a session (idempotent).
 	DeleteUpload(ctx context.Context, id string) error
 }
@@ -286,4 +292,22 @@ const MinPartSize = 5 << 20
 // algorithm than the session hashed with (a short upload completed with sha512).
 type StagedReader interface {
 	ReadStaged(ctx context.Context, u *Upload) (io.ReadCloser, error)
+}
+
+// ChunkStager is an optional capability of a Blobs store for the hot path of
+// a chunked push (DESIGN §4). A chunk of known bytes is staged under a key of
+// its own before the session is read, in parallel with that read; then the
+// session changes in memory and is saved with one conditional write
+// (Metadata.CommitUploadAt). Only a chunk that completes a part needs the
+// session's lease, since it writes a multipart part.
+type ChunkStager interface {
+	// StageChunk writes b, the bytes of upload id from offset off, as a
+	// staged object whose key is unique to token (writers racing at one offset
+	// never share a key). It needs no session.
+	StageChunk(ctx context.Context, id string, off int64, token string, b []byte) (Staged, error)
+	// AddChunk appends the chunk staged by StageChunk (holding b) at u.Offset.
+	// When u's staged bytes and b reach MinPartSize, the staged objects are
+	// read back (b is not) and sent with b as the next part, which requires u
+	// to hold the session's lease; otherwise only u changes (no request).
+	AddChunk(ctx context.Context, u *Upload, st Staged, b []byte) error
 }

@@ -141,6 +141,7 @@ func TestCallCounts(t *testing.T) {
 		}},
 		{"CommitUpload", 1, func() error { u.Offset = 3; return s.CommitUpload(ctx, u) }},
 		{"GetUpload", 1, func() error { _, err := s.GetUpload(ctx, u.ID); return err }},
+		{"CommitUploadAt", 1, func() error { next := u; next.Lease, next.Offset = "", 4; return s.CommitUploadAt(ctx, next, 3) }},
 	}
 	for _, c := range cases {
 		if got := counter.calls(t, c.what, c.fn); got != c.want {

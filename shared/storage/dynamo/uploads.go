@@ -190,6 +190,28 @@ func (s *Store) CommitUpload(ctx context.Context, u storage.Upload) error {
 	return nil
 }
 
+// CommitUploadAt replaces the session with u (no lease) with one conditional
+// PutItem: the stored offset must still be offset, no live lease may be held
+// and the session must not have expired (storage.ErrConflict otherwise,
+// including when the session is gone).
+func (s *Store) CommitUploadAt(ctx context.Context, u storage.Upload, offset int64) error {
+	if !uploadKey(u.ID).fits() {
+		return fmt.Errorf("commit upload %.64s at %d: %w", u.ID, offset, storage.ErrConflict)
+	}
+	now := s.now()
+	cond := expression.Name("offset").Equal(expression.Value(offset)).
+		And(expression.Or(
+			expression.AttributeNotExists(expression.Name("lease")),
+			expression.Name("leaseUntil").LessThan(expression.Value(now.UnixMilli())),
+		)).
+		And(expression.Name(attrExpires).GreaterThan(expression.Value(now.Unix())))
+	u.Lease, u.LeaseUntil = "", time.Time{}
+	if err := s.putItem(ctx, newUploadItem(u), &cond); err != nil {
+		return fmt.Errorf("commit upload %s at %d: %w", u.ID, offset, err)
+	}
+	return nil
+}
+
 // DeleteUpload removes the session; deleting a missing one is not an error.
 func (s *Store) DeleteUpload(ctx context.Context, id string) error {
 	if err := s.deleteItem(ctx, uploadKey(id), nil); err != nil {

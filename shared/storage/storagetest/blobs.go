@@ -98,6 +98,7 @@ func TestBlobs(t *testing.T, newStore func(t *testing.T) storage.Blobs) {
 	t.Run("PutSmall", func(t *testing.T) { t.Parallel(); testPutSmall(t, newStore(t)) })
 	t.Run("DeleteBlob", func(t *testing.T) { t.Parallel(); testDeleteBlob(t, newStore(t)) })
 	t.Run("AppendLast", func(t *testing.T) { t.Parallel(); testAppendLast(t, newStore(t)) })
+	t.Run("ChunkStager", func(t *testing.T) { t.Parallel(); testChunkStager(t, newStore(t)) })
 	t.Run("RetryAfterFailedAppend", func(t *testing.T) { t.Parallel(); testRetryFailedAppend(t, newStore(t)) })
 	t.Run("RetryAfterLostCommit", func(t *testing.T) { t.Parallel(); testRetryLostCommit(t, newStore(t)) })
 	t.Run("CompleteTwice", func(t *testing.T) { t.Parallel(); testCompleteTwice(t, newStore(t)) })

@@ -48,6 +48,7 @@ func TestMetadata(t *testing.T, newStore func(t *testing.T) storage.Metadata) {
 		{"Upload", testUpload},
 		{"UploadExpired", testUploadExpired},
 		{"AcquireCommit", testAcquireCommit},
+		{"CommitAt", testCommitAt},
 		{"AcquireExpiredLease", testAcquireExpiredLease},
 		{"RaceAcquire", testRaceAcquire},
 		{"RaceTagCreateOnly", testRaceTagCreateOnly},

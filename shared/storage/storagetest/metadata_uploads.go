@@ -109,6 +109,52 @@ func testAcquireCommit(t *testing.T, s storage.Metadata) {
 	wantErr(t, "GetUpload after CommitUpload of a deleted session", err, storage.ErrNotFound)
 }
 
+// testCommitAt: an optimistic commit succeeds only at the offset it read,
+// with no live lease, on a live session.
+func testCommitAt(t *testing.T, s storage.Metadata) {
+	ctx := t.Context()
+	u := newUpload("u-at", time.Hour)
+	must(t, "CreateUpload", s.CreateUpload(ctx, u))
+	read, err := s.GetUpload(ctx, u.ID)
+	must(t, "GetUpload", err)
+	a, b := read, read // two writers that read the same state
+	a.Offset, a.Staged, a.HashState = 300, []storage.Staged{{Key: storage.UploadPrefix(u.ID) + "a", Size: 300}}, []byte("a")
+	b.Offset, b.Staged, b.HashState = 200, []storage.Staged{{Key: storage.UploadPrefix(u.ID) + "b", Size: 200}}, []byte("b")
+	must(t, "CommitUploadAt", s.CommitUploadAt(ctx, a, 0))
+	wantErr(t, "CommitUploadAt of a writer that read the old offset", s.CommitUploadAt(ctx, b, 0), storage.ErrConflict)
+	got, err := s.GetUpload(ctx, u.ID)
+	must(t, "GetUpload after CommitUploadAt", err)
+	if diff := cmp.Diff(a, got, cmpOpts...); diff != "" {
+		t.Fatalf("GetUpload after CommitUploadAt (-want +got):\n%s", diff)
+	}
+	// A live lease (a streamed or part-making writer) blocks it.
+	held, err := s.AcquireUpload(ctx, u.ID, 300, "l1", time.Now().Add(time.Minute))
+	must(t, "AcquireUpload", err)
+	c := got
+	c.Offset = 400
+	wantErr(t, "CommitUploadAt while a lease is live", s.CommitUploadAt(ctx, c, 300), storage.ErrConflict)
+	must(t, "CommitUpload by the lease holder", s.CommitUpload(ctx, held))
+	must(t, "CommitUploadAt after the lease was released", s.CommitUploadAt(ctx, c, 300))
+	// An expired lease does not block it.
+	_, err = s.AcquireUpload(ctx, u.ID, 400, "crashed", time.Now().Add(-time.Second))
+	must(t, "AcquireUpload with an expired lease", err)
+	c.Offset = 500
+	must(t, "CommitUploadAt over an expired lease", s.CommitUploadAt(ctx, c, 400))
+	// A deleted or expired session is a conflict, and is not re-created.
+	must(t, "DeleteUpload", s.DeleteUpload(ctx, u.ID))
+	c.Offset = 600
+	wantErr(t, "CommitUploadAt of a deleted session", s.CommitUploadAt(ctx, c, 500), storage.ErrConflict)
+	_, err = s.GetUpload(ctx, u.ID)
+	wantErr(t, "GetUpload after CommitUploadAt of a deleted session", err, storage.ErrNotFound)
+	e := newUpload("u-at-expired", time.Hour)
+	must(t, "CreateUpload", s.CreateUpload(ctx, e))
+	e.ExpiresAt = time.Now().Add(-time.Minute)
+	ex := e
+	must(t, "CommitUploadAt (making the session expired)", s.CommitUploadAt(ctx, ex, 0))
+	ex.ExpiresAt = time.Now().Add(time.Hour)
+	wantErr(t, "CommitUploadAt of an expired session", s.CommitUploadAt(ctx, ex, 0), storage.ErrConflict)
+}
+
 // testAcquireExpiredLease: a crashed writer's lease stops blocking the session
 // once it expires, and the crashed writer can then no longer commit.
 func testAcquireExpiredLease(t *testing.T, s storage.Metadata) {
