@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -358,6 +359,9 @@ func (rg *Registry) getManifest(w http.ResponseWriter, r *http.Request, t target
 		if body, err = rg.Blobs.GetManifestBody(r.Context(), m.BodyKey); err != nil {
 			return fmt.Errorf("read manifest body %s: %w", m.BodyKey, err)
 		}
+		if rg.ManifestRedirectSize > 0 && envelopeSize(body) > rg.ManifestRedirectSize {
+			return rg.redirectManifest(w, r, m)
+		}
 	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = io.Copy(w, bytes.NewReader(body))
@@ -414,6 +418,44 @@ func itemSize(body []byte, m storage.Manifest) int {
 	}
 	for k, v := range m.Annotations {
 		n += len(k) + len(v) + 8
+	}
+	return n
+}
+
+// redirectManifest answers a manifest GET with a 307 to a presigned URL of
+// its S3 body: the response would not fit the front door (Deps.ManifestRedirectSize).
+func (rg *Registry) redirectManifest(w http.ResponseWriter, r *http.Request, m storage.Manifest) error {
+	u, err := rg.Blobs.PresignManifest(r.Context(), m.BodyKey, rg.PresignTTL)
+	if err != nil {
+		return fmt.Errorf("presign manifest %s: %w", m.Digest, err)
+	}
+	h := w.Header()
+	h.Del("Content-Type")
+	h.Set("Content-Length", "0")
+	h.Set("Location", u)
+	w.WriteHeader(http.StatusTemporaryRedirect)
+	return nil
+}
+
+// envelopeSize is the length of body once carried in a Lambda/API Gateway
+// JSON response: base64 when it is not valid UTF-8 (aws-lambda-go-api-proxy),
+// otherwise a JSON string as encoding/json writes it (", \ and control
+// characters escaped; <, >, & and U+2028/U+2029 as \uXXXX).
+func envelopeSize(body []byte) int64 {
+	if !utf8.Valid(body) {
+		return int64((len(body) + 2) / 3 * 4)
+	}
+	n := int64(len(body))
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+			n++
+		case c < 0x20 || c == '<' || c == '>' || c == '&':
+			n += 5
+		case c == 0xE2 && i+2 < len(body) && body[i+1] == 0x80 && (body[i+2] == 0xA8 || body[i+2] == 0xA9):
+			n += 3 // 3 bytes become \u2028 (6)
+			i += 2
+		}
 	}
 	return n
 }

@@ -28,6 +28,13 @@ type Deps struct {
 	// MaxBody is the largest request body accepted (0: no limit). It reproduces
 	// the AWS front door (API Gateway + Lambda payload limits, DESIGN §6).
 	MaxBody int64
+	// ManifestRedirectSize bounds the manifest responses sent inline: a GET
+	// whose body, as it would travel in a Lambda response (escaped as a JSON
+	// string, or base64 when it is not UTF-8), is longer than this many bytes
+	// is answered with a 307 to a presigned S3 URL instead (0: never). Only
+	// bodies kept in S3 (larger than an item holds) can be that long. The
+	// Lambda function sets it under the 6 MB response limit (DESIGN §6).
+	ManifestRedirectSize int64
 	// PresignTTL is the expiry of presigned blob URLs (default 5 minutes).
 	PresignTTL time.Duration
 	Logger     *slog.Logger

@@ -1,0 +1,100 @@
+package registry_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/airlock-registry/airlock/shared/registry"
+)
+
+// paddedManifest is an image manifest of about n bytes whose annotation value is
+// made of fill (characters JSON may have to escape).
+func paddedManifest(cfg, layer ocispec.Descriptor, fill string, n int) []byte {
+	m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		Config: cfg, Layers: []ocispec.Descriptor{layer},
+		Annotations: map[string]string{"pad": strings.Repeat(fill, n/len(fill))}}
+	return mustJSON(m)
+}
+
+// escapedLen is the length of b as a JSON string as encoding/json writes it
+// (what a Lambda response carries), without the quotes.
+func escapedLen(t *testing.T, b []byte) int64 {
+	t.Helper()
+	s, err := json.Marshal(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(len(s) - 2)
+}
+
+// TestManifestRedirectSize: a manifest GET whose body would make a response
+// longer than Deps.ManifestRedirectSize is a 307 to a presigned URL serving
+// the exact body; one at the limit is served inline; HEAD never redirects.
+func TestManifestRedirectSize(t *testing.T) {
+	cfg, layer := []byte(`{"os":"linux"}`), randBytes(100)
+	// 600 KB of '<' escapes to 3.6 MB (\u003c): over the limit although raw
+	// bytes are not; 600 KB of 'a' stays under it.
+	const limit = 2 << 20
+	escaping := paddedManifest(desc(ocispec.MediaTypeImageConfig, cfg), desc(ocispec.MediaTypeImageLayer, layer), "<&>", 600<<10)
+	plain := paddedManifest(desc(ocispec.MediaTypeImageConfig, cfg), desc(ocispec.MediaTypeImageLayer, layer), "a\"", 600<<10)
+	exact := escapedLen(t, plain)
+	if escapedLen(t, escaping) <= limit || exact > limit {
+		t.Fatalf("bad fixtures: escaped sizes %d and %d against %d", escapedLen(t, escaping), exact, limit)
+	}
+
+	for _, tc := range []struct {
+		name     string
+		body     []byte
+		limit    int64
+		redirect bool
+	}{
+		{"escaping body over the limit", escaping, limit, true},
+		{"plain body under the limit", plain, limit, false},
+		{"escaped length exactly at the limit", plain, exact, false},
+		{"escaped length one over the limit", plain, exact - 1, true},
+		{"no limit", escaping, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(d *registry.Deps) { d.ManifestRedirectSize = tc.limit })
+			e.pushBlob("local/big", cfg)
+			e.pushBlob("local/big", layer)
+			wantStatus(t, "put", e.putManifest("local/big", "v1", ocispec.MediaTypeImageManifest, tc.body), http.StatusCreated)
+			d := digest.FromBytes(tc.body)
+
+			head := e.do("HEAD", "/v2/local/big/manifests/v1", nil)
+			wantStatus(t, "head", head, http.StatusOK)
+			wantHeader(t, "head", head, "Docker-Content-Digest", d.String())
+
+			r := e.do("GET", "/v2/local/big/manifests/v1", nil, "Accept", ocispec.MediaTypeImageManifest)
+			if !tc.redirect {
+				wantStatus(t, "get", r, http.StatusOK)
+				if string(r.Body) != string(tc.body) {
+					t.Fatalf("get: body of %d bytes differs from the %d pushed", len(r.Body), len(tc.body))
+				}
+				return
+			}
+			wantStatus(t, "get", r, http.StatusTemporaryRedirect)
+			wantHeader(t, "get", r, "Docker-Content-Digest", d.String())
+			loc := r.Header.Get("Location")
+			if !strings.HasPrefix(loc, e.s3+"/") || !strings.Contains(loc, "X-Amz-Signature=") {
+				t.Fatalf("Location %q is not a presigned URL of %s", loc, e.s3)
+			}
+			res, err := http.Get(loc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			got, err := io.ReadAll(res.Body)
+			if err != nil || res.StatusCode != http.StatusOK || digest.FromBytes(got) != d {
+				t.Fatalf("presigned GET: %d, %d bytes (%v), want the %d-byte manifest %s", res.StatusCode, len(got), err, len(tc.body), d)
+			}
+		})
+	}
+}
