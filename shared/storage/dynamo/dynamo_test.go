@@ -152,7 +152,8 @@ func TestCallCounts(t *testing.T) {
 
 // TestItemShapes checks what other tools rely on in the stored items: the
 // TTL attribute of upload sessions is a Number of epoch seconds (DynamoDB TTL
-// ignores any other type), and a released lease leaves no lease attributes.
+// ignores any other type), and a released lease leaves no lease holder and
+// leaseUntil 0 (always present: conditions compare it without an OR).
 func TestItemShapes(t *testing.T) {
 	db, table := testDynamo(t)
 	s := dynamo.New(db, table)
@@ -184,10 +185,11 @@ func TestItemShapes(t *testing.T) {
 	if want := strconv.FormatInt(exp.Unix(), 10); n.Value != want {
 		t.Fatalf("expiresAt = %s, want %s", n.Value, want)
 	}
-	for _, a := range []string{"lease", "leaseUntil"} {
-		if v, ok := res.Item[a]; ok {
-			t.Errorf("after CommitUpload the item still has %s = %#v", a, v)
-		}
+	if v, ok := res.Item["lease"]; ok {
+		t.Errorf("after CommitUpload the item still has lease = %#v", v)
+	}
+	if v, ok := res.Item["leaseUntil"].(*types.AttributeValueMemberN); !ok || v.Value != "0" {
+		t.Errorf("after CommitUpload leaseUntil = %#v, want the Number 0", res.Item["leaseUntil"])
 	}
 }
 
