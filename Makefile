@@ -33,6 +33,8 @@ GO_TOOLS += crane=github.com/google/go-containerregistry/cmd/crane@v0.22.1
 GO_TOOLS += regctl=github.com/regclient/regclient/cmd/regctl@v0.11.7
 GO_TOOLS += oras=oras.land/oras/cmd/oras@v1.3.6
 GO_TOOLS += conformance=github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111
+# --- Lambda runtime interface emulator (tests/lambda; keep in step with rieModule there)
+GO_TOOLS += aws-lambda-rie=github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@v0.0.0-20261030222936-bef5c4ba774d
 # --- end e2e clients (skopeo and docker.io are Debian packages: apt-get in .ci/run)
 
 # npm tools (dynalite, DynamoDB Local) are pinned by localdev/package-lock.json;

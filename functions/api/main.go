@@ -1,5 +1,6 @@
 // Command api is the Lambda function serving the whole /v2/ API behind API
-// Gateway (HTTP API, payload format 2.0). Thin wiring only: the work is in shared/.
+// Gateway (HTTP API, payload format 2.0). Thin wiring only: the work is in
+// shared/. Everything is built once, at cold start.
 package main
 
 import (
@@ -7,7 +8,6 @@ import (
 	"log"
 	"log/slog"
 	"os"
-	"strconv"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -26,10 +26,15 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	limit, err := maxBody()
+	if err != nil {
+		log.Fatal(err)
+	}
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}
+	// AIRLOCK_*_ENDPOINT: local emulators only (sam local, tests/lambda); unset on AWS.
 	s3c, err := s3store.NewClient(ctx, s3store.Options{Endpoint: os.Getenv("AIRLOCK_S3_ENDPOINT")})
 	if err != nil {
 		log.Fatal(err)
@@ -39,13 +44,13 @@ func main() {
 			o.BaseEndpoint = &ep
 		}
 	})
-	maxBody, _ := strconv.ParseInt(os.Getenv("AIRLOCK_MAX_BODY"), 10, 64)
 	h, err := registry.New(registry.Deps{
-		Meta:    dynamo.New(db, os.Getenv("AIRLOCK_TABLE")),
-		Blobs:   s3store.New(s3c, os.Getenv("AIRLOCK_BUCKET")),
-		Config:  cfg,
-		MaxBody: maxBody,
-		Logger:  slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})),
+		Meta:                 dynamo.New(db, os.Getenv("AIRLOCK_TABLE")),
+		Blobs:                s3store.New(s3c, os.Getenv("AIRLOCK_BUCKET")),
+		Config:               cfg,
+		MaxBody:              limit,
+		ManifestRedirectSize: responseBodyLimit,
+		Logger:               slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})),
 	})
 	if err != nil {
 		log.Fatal(err)
