@@ -439,8 +439,9 @@ func (rg *Registry) redirectManifest(w http.ResponseWriter, r *http.Request, m s
 
 // envelopeSize is the length of body once carried in a Lambda/API Gateway
 // JSON response: base64 when it is not valid UTF-8 (aws-lambda-go-api-proxy),
-// otherwise a JSON string as encoding/json writes it (", \ and control
-// characters escaped; <, >, & and U+2028/U+2029 as \uXXXX).
+// otherwise a JSON string as aws-lambda-go writes it (encoding/json without
+// HTML escaping: '"', '\\' and control characters escaped, U+2028/U+2029 as
+// \uXXXX).
 func envelopeSize(body []byte) int64 {
 	if !utf8.Valid(body) {
 		return int64((len(body) + 2) / 3 * 4)
@@ -450,7 +451,7 @@ func envelopeSize(body []byte) int64 {
 		switch c := body[i]; {
 		case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
 			n++
-		case c < 0x20 || c == '<' || c == '>' || c == '&':
+		case c < 0x20:
 			n += 5
 		case c == 0xE2 && i+2 < len(body) && body[i+1] == 0x80 && (body[i+2] == 0xA8 || body[i+2] == 0xA9):
 			n += 3 // 3 bytes become \u2028 (6)

@@ -76,13 +76,13 @@ func finish(t *testing.T, loc string, d digest.Digest) {
 }
 
 // pushMonolithic uploads a blob with POST ?digest= and its body.
-func pushMonolithic(t *testing.T, b []byte) digest.Digest {
+func pushMonolithic(t *testing.T, name string, b []byte) digest.Digest {
 	t.Helper()
 	d := digest.FromBytes(b)
-	r := do(t, request{method: "POST", target: "/v2/" + image + "/blobs/uploads/?digest=" + d.String(), body: b,
+	r := do(t, request{method: "POST", target: "/v2/" + name + "/blobs/uploads/?digest=" + d.String(), body: b,
 		header: []string{"Content-Type", "application/octet-stream"}})
 	wantStatus(t, "POST ?digest=", r, http.StatusCreated)
-	wantHeader(t, "POST ?digest=", r, "Location", "/v2/"+image+"/blobs/"+d.String())
+	wantHeader(t, "POST ?digest=", r, "Location", "/v2/"+name+"/blobs/"+d.String())
 	wantHeader(t, "POST ?digest=", r, "Docker-Content-Digest", d.String())
 	return d
 }
@@ -134,7 +134,7 @@ func TestPushPull(t *testing.T) {
 	finish(t, loc, ld)
 
 	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
-	pushMonolithic(t, cfg)
+	pushMonolithic(t, image, cfg)
 
 	head := do(t, request{method: "HEAD", target: "/v2/" + image + "/blobs/" + ld.String()})
 	wantStatus(t, "HEAD blob", head, http.StatusOK)
