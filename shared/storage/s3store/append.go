@@ -167,7 +167,7 @@ type partWriter struct {
 	ctx     context.Context
 	w       *storage.Upload
 	created string // multipart upload created by this call, aborted if it fails
-	pending chan partResult
+	pending []chan partResult
 }
 
 type partResult struct {
@@ -186,9 +186,11 @@ func (p *partWriter) send(a *[]byte, an int, b *[]byte, bn int) error {
 			p.s.putBuf(b)
 		}
 	}
-	if err := p.wait(); err != nil {
-		release()
-		return err
+	for len(p.pending) >= p.s.inflight {
+		if err := p.waitOne(); err != nil {
+			release()
+			return err
+		}
 	}
 	if p.w.MultipartID == "" {
 		id, err := p.s.createMultipart(p.ctx, p.w.ID)
@@ -205,7 +207,7 @@ func (p *partWriter) send(a *[]byte, an int, b *[]byte, bn int) error {
 	num := int32(len(p.w.Parts) + 1)
 	p.w.Parts = append(p.w.Parts, storage.Part{Number: num, Size: int64(an + bn)})
 	ch := make(chan partResult, 1)
-	p.pending = ch
+	p.pending = append(p.pending, ch)
 	go func(idx int, mid, id string) {
 		defer release()
 		etag, err := p.s.uploadPart(p.ctx, id, mid, num, segs)
@@ -214,13 +216,19 @@ func (p *partWriter) send(a *[]byte, an int, b *[]byte, bn int) error {
 	return nil
 }
 
-// wait waits for the upload in flight, if any, and records its ETag.
+// wait waits for every upload in flight and records their ETags.
 func (p *partWriter) wait() error {
-	if p.pending == nil {
-		return nil
+	var errs []error
+	for len(p.pending) > 0 {
+		errs = append(errs, p.waitOne())
 	}
-	res := <-p.pending
-	p.pending = nil
+	return errors.Join(errs...)
+}
+
+// waitOne waits for the oldest upload in flight and records its ETag.
+func (p *partWriter) waitOne() error {
+	res := <-p.pending[0]
+	p.pending = p.pending[1:]
 	if res.err != nil {
 		return res.err
 	}

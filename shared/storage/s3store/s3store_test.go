@@ -59,12 +59,13 @@ func TestBlobs(t *testing.T) {
 }
 
 // TestBlobsMinPartSize runs the suite with parts of storage.MinPartSize, the
-// edge where a part is made exactly when staged + new bytes reach it.
+// edge where a part is made exactly when staged + new bytes reach it, and
+// three part uploads in flight per Append (more parts, more concurrency).
 func TestBlobsMinPartSize(t *testing.T) {
 	storagetest.TestBlobs(t, func(t *testing.T) storage.Blobs {
 		c := &awscount.Counter{}
 		client, bucket := newClient(t, c)
-		s := s3store.New(client, bucket, s3store.WithPartSize(1))
+		s := s3store.New(client, bucket, s3store.WithPartSize(1), s3store.WithInflight(3))
 		if s.PartSize() != storage.MinPartSize {
 			t.Fatalf("WithPartSize(1): part size %d, want %d", s.PartSize(), storage.MinPartSize)
 		}

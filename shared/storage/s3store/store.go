@@ -35,7 +35,17 @@ type Store struct {
 	presign  *s3.PresignClient
 	bucket   string
 	partSize int64
+	inflight int       // part uploads in flight per Append
 	bufs     sync.Pool // *[]byte of partSize
+}
+
+// defaultInflight is the number of parts an Append uploads at once while it
+// reads the next (memory: inflight + 2 parts per streamed request).
+const defaultInflight = 1
+
+// WithInflight sets how many parts an Append uploads at once (at least 1).
+func WithInflight(n int) Option {
+	return func(s *Store) { s.inflight = max(n, 1) }
 }
 
 // Option configures New.
@@ -54,6 +64,7 @@ func New(client *s3.Client, bucket string, opts ...Option) *Store {
 		presign:  s3.NewPresignClient(client),
 		bucket:   bucket,
 		partSize: DefaultPartSize,
+		inflight: defaultInflight,
 	}
 	for _, o := range opts {
 		o(s)
