@@ -25,7 +25,7 @@ import (
 // with parameter defaults) and the raw document (intrinsics kept as
 // {"Ref": ...} / {"Fn::...": ...}) for references.
 type tmpl struct {
-	path  string
+	path     string
 	typed    *cloudformation.Template
 	parseErr error
 	raw      map[string]any

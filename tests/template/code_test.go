@@ -54,7 +54,7 @@ var sdkActions = map[string]map[string][2][]string{
 		"Query": {nil, {"dynamodb:Query"}}, "Scan": {nil, {"dynamodb:Scan"}},
 		"BatchGetItem": {nil, {"dynamodb:BatchGetItem"}}, "BatchWriteItem": {nil, {"dynamodb:BatchWriteItem"}},
 		"TransactWriteItems": {nil, {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"}},
-		"TransactGetItems": {nil, {"dynamodb:GetItem"}},
+		"TransactGetItems":   {nil, {"dynamodb:GetItem"}},
 	},
 	"s3": {
 		// A missing key reads as 404 (not 403) only with s3:ListBucket.
