@@ -6,6 +6,7 @@
 //
 //	go run ./localdev [-addr 127.0.0.1:5000] [-data .localdev] [-config localdev/airlock.yaml]
 //	                  [-max-body BYTES] [-dynamo dynalite|ddblocal] [-s3 versitygw|minio] [-emulators-only]
+//	                  [-dynamo-addr 127.0.0.1:8000] [-s3-addr 127.0.0.1:9000]
 //
 // Once it accepts requests it prints exactly one line containing "ready" and
 // the URL. SIGINT or SIGTERM stops every child process.
@@ -42,6 +43,9 @@ type options struct {
 	s3            string
 	emulatorsOnly bool
 	logLevel      string
+	// dynamoAddr and s3Addr, when set, are fixed addresses relayed to the
+	// emulators (which start on free ports): localdev/sam-env.json uses them.
+	dynamoAddr, s3Addr string
 }
 
 func main() {
@@ -54,6 +58,8 @@ func main() {
 	flag.StringVar(&o.s3, "s3", "versitygw", "S3 emulator: versitygw or minio")
 	flag.BoolVar(&o.emulatorsOnly, "emulators-only", false, "start the emulators, create table and bucket, print their endpoints, and serve nothing")
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	flag.StringVar(&o.dynamoAddr, "dynamo-addr", "", "also serve the DynamoDB emulator at this fixed address (e.g. 127.0.0.1:8000, as localdev/sam-env.json expects)")
+	flag.StringVar(&o.s3Addr, "s3-addr", "", "also serve the S3 emulator at this fixed address (e.g. 127.0.0.1:9000, as localdev/sam-env.json expects)")
 	flag.Parse()
 
 	var level slog.Level
@@ -116,6 +122,20 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	if err != nil {
 		return err
+	}
+	for _, fw := range []struct {
+		addr string
+		p    *harness.Proc
+	}{{o.dynamoAddr, emu.dynamo}, {o.s3Addr, emu.s3}} {
+		if fw.addr == "" {
+			continue
+		}
+		ep, err := forward(ctx, fw.addr, fw.p.Endpoint, log)
+		if err != nil {
+			return fmt.Errorf("%s at a fixed address: %w", fw.p.Name, err)
+		}
+		log.Info("emulator relayed", "name", fw.p.Name, "endpoint", ep, "to", fw.p.Endpoint)
+		fw.p.Endpoint = ep
 	}
 	db, err := harness.DynamoClient(ctx, emu.dynamo.Endpoint)
 	if err != nil {
