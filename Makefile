@@ -135,19 +135,41 @@ LAMBDA_ENV   := CGO_ENABLED=0 GOOS=linux GOARCH=arm64
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 # The registry configuration packaged next to bootstrap (AIRLOCK_CONFIG=file:...).
 LAMBDA_CONFIG ?= infra/airlock.yaml
+# One directory functions/<name> per Lambda function.
+FUNCTIONS := $(notdir $(wildcard $(ROOT)/functions/*))
 
 .PHONY: build build-ApiFunction
-build: ## dist/api/bootstrap and dist/api.zip (linux/arm64)
-	@mkdir -p $(DIST)/api
-	$(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o $(DIST)/api/bootstrap ./functions/api
-	cp $(LAMBDA_CONFIG) $(DIST)/api/airlock.yaml
-	rm -f $(DIST)/api.zip && cd $(DIST)/api && zip -q -X $(DIST)/api.zip bootstrap airlock.yaml
-	@ls -l $(DIST)/api.zip
+build: ## dist/<function>/bootstrap and dist/<function>.zip for every function (linux/arm64)
+	@for f in $(FUNCTIONS); do \
+	  mkdir -p $(DIST)/$$f; \
+	  echo "go build ./functions/$$f -> dist/$$f/bootstrap"; \
+	  $(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o $(DIST)/$$f/bootstrap ./functions/$$f; \
+	  cp $(LAMBDA_CONFIG) $(DIST)/$$f/airlock.yaml; \
+	  rm -f $(DIST)/$$f.zip && (cd $(DIST)/$$f && zip -q -X $(DIST)/$$f.zip bootstrap airlock.yaml); \
+	  ls -l $(DIST)/$$f/bootstrap $(DIST)/$$f.zip; \
+	done
 
-# Called by `sam build` (Metadata: BuildMethod: makefile) with ARTIFACTS_DIR set.
+# Called by `sam build` (Metadata: BuildMethod: makefile) with ARTIFACTS_DIR
+# set; one build-<LogicalId> per function (tests/template checks them).
 build-ApiFunction:
 	$(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/api
 	cp $(LAMBDA_CONFIG) $(ARTIFACTS_DIR)/airlock.yaml
+
+# Deploy with SAM CLI (not run in CI; infra/README.md). SAM_ENV picks the
+# [env] of infra/samconfig.toml; extra flags in SAM_FLAGS.
+SAM_ENV   ?= default
+SAM_FLAGS ?=
+.PHONY: deploy
+deploy: ## sam build && sam deploy with infra/samconfig.toml (SAM_ENV=default)
+	sam build --config-file $(ROOT)/infra/samconfig.toml --config-env $(SAM_ENV)
+	sam deploy --config-file $(ROOT)/infra/samconfig.toml --config-env $(SAM_ENV) $(SAM_FLAGS)
+
+# The Lambda path and the template checks verbosely (they also run in
+# test-unit): figures (bootstrap size, cold start, front-door limit) in dist/lambda.log.
+.PHONY: test-lambda
+test-lambda: tools ## tests/lambda (function under the runtime emulator) + tests/template, verbose
+	@mkdir -p $(DIST)
+	$(GO) test -count=1 -v -timeout $(TEST_TIMEOUT) ./tests/lambda/ ./tests/template/ 2>&1 | tee $(DIST)/lambda.log
 
 # ----------------------------------------------------------------------------
 .PHONY: clean help
