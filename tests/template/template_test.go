@@ -3,6 +3,7 @@ package template_test
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -137,5 +138,35 @@ func TestBrokenTemplates(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// overridesRe finds parameter_overrides = "K=V K2=V2" in samconfig.toml.
+var overridesRe = regexp.MustCompile(`(?m)^parameter_overrides\s*=\s*"([^"]*)"`)
+
+// TestSamconfigParameters: every parameter infra/samconfig.toml overrides
+// exists in template.yaml (sam deploy would fail on an unknown one).
+func TestSamconfigParameters(t *testing.T) {
+	root := repoRoot(t)
+	tm, err := loadTemplate(filepath.Join(root, "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, _ := tm.raw["Parameters"].(map[string]any)
+	b, err := os.ReadFile(filepath.Join(root, "infra", "samconfig.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := overridesRe.FindAllStringSubmatch(string(b), -1)
+	if len(ms) == 0 {
+		t.Fatal("infra/samconfig.toml has no parameter_overrides")
+	}
+	for _, m := range ms {
+		for _, kv := range strings.Fields(m[1]) {
+			k, _, _ := strings.Cut(kv, "=")
+			if _, ok := params[k]; !ok {
+				t.Errorf("infra/samconfig.toml overrides %q, which template.yaml does not declare", k)
+			}
+		}
 	}
 }
