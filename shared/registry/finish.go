@@ -64,6 +64,9 @@ func (rg *Registry) finish(w http.ResponseWriter, r *http.Request, t target, u *
 		}
 	}
 	got, err := rg.contentDigest(ctx, u, d.Algorithm(), h)
+	if errors.Is(err, errVerifyStored) {
+		return rg.finishVerifyStored(w, r, t, u, d, stored)
+	}
 	if err != nil {
 		cleanup()
 		return err
@@ -160,6 +163,46 @@ func (rg *Registry) finishSmall(w http.ResponseWriter, r *http.Request, t target
 	return rg.linkFinished(w, r, t, u, b, stored)
 }
 
+// finishVerifyStored finishes an upload hashed with another algorithm than
+// its digest's, whose bytes are in multipart parts (a chunked push of a
+// sha512 blob that did not announce ?digest-algorithm=sha512): the upload is
+// completed at its own key, read back and hashed; a mismatch deletes it. This
+// costs one read of the blob, on this rare path only.
+func (rg *Registry) finishVerifyStored(w http.ResponseWriter, r *http.Request, t target, u *storage.Upload, d digest.Digest, stored bool) error {
+	ctx := r.Context()
+	key, err := rg.Blobs.Complete(ctx, u, d)
+	if err != nil {
+		return fmt.Errorf("complete blob %s: %w", d, err)
+	}
+	rc, err := rg.Blobs.(storage.BlobReader).ReadBlob(ctx, key)
+	if err != nil {
+		return fmt.Errorf("read back blob %s: %w", d, err)
+	}
+	got, err := d.Algorithm().FromReader(rc)
+	rc.Close()
+	if err != nil {
+		return fmt.Errorf("hash blob %s: %w", d, err)
+	}
+	if got != d {
+		_ = rg.Blobs.DeleteBlob(context.WithoutCancel(ctx), key)
+		if stored {
+			_ = rg.Meta.DeleteUpload(ctx, u.ID)
+		}
+		return apiErr(http.StatusBadRequest, CodeDigestInvalid, "uploaded content has digest %s, not %s; nothing was stored", got, d)
+	}
+	b, err := rg.Meta.GetBlob(ctx, d)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		b, err = rg.record(ctx, storage.Blob{Digest: d, Size: u.Offset, Key: key, Created: rg.Now()})
+	case err == nil && b.ObjectKey() != key: // stored already: drop this copy
+		_ = rg.Blobs.DeleteBlob(context.WithoutCancel(ctx), key)
+	}
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", d, err)
+	}
+	return rg.linkFinished(w, r, t, u, b, stored)
+}
+
 // record creates the global record of a blob whose bytes are at b.Key and
 // returns the record stored. When another upload of the same bytes recorded
 // its object first, that record wins and this upload's object is deleted.
@@ -191,12 +234,20 @@ func (rg *Registry) linkFinished(w http.ResponseWriter, r *http.Request, t targe
 	return nil
 }
 
+// errVerifyStored: the digest can only be checked on the completed object.
+var errVerifyStored = errors.New("verify the digest on the stored object")
+
 // contentDigest is the digest of the upload's bytes in algorithm alg: from
 // the session's hash when it used alg, else by reading back the staged bytes
-// of a short upload (the session cannot know the algorithm before PUT).
+// of a short upload (the session cannot know the algorithm before PUT). For
+// bytes already in multipart parts it returns errVerifyStored when the store
+// can read objects back.
 func (rg *Registry) contentDigest(ctx context.Context, u *storage.Upload, alg digest.Algorithm, h hash.Hash) (digest.Digest, error) {
 	if u.HashAlgorithm == string(alg) {
 		return digest.NewDigest(alg, h), nil
+	}
+	if _, ok := rg.Blobs.(storage.BlobReader); ok && u.MultipartID != "" {
+		return "", errVerifyStored
 	}
 	sr, ok := rg.Blobs.(storage.StagedReader)
 	if !ok || u.MultipartID != "" {

@@ -294,6 +294,16 @@ type StagedReader interface {
 	ReadStaged(ctx context.Context, u *Upload) (io.ReadCloser, error)
 }
 
+// BlobReader is an optional capability of a Blobs store: it reads a stored
+// object back. The registry uses it only to verify a digest of another
+// algorithm than the session hashed with when the bytes are already in
+// multipart parts (a chunked sha512 push that did not announce its
+// algorithm): it completes the upload, hashes the object, and deletes it on a
+// mismatch.
+type BlobReader interface {
+	ReadBlob(ctx context.Context, key string) (io.ReadCloser, error)
+}
+
 // ChunkStager is an optional capability of a Blobs store for the hot path of
 // a chunked push (DESIGN §4). A chunk of known bytes is staged under a key of
 // its own before the session is read, in parallel with that read; then the

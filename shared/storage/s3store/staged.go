@@ -13,7 +13,20 @@ import (
 	"github.com/airlock-registry/airlock/shared/storage"
 )
 
-var _ storage.StagedReader = (*Store)(nil)
+var (
+	_ storage.StagedReader = (*Store)(nil)
+	_ storage.BlobReader   = (*Store)(nil)
+)
+
+// ReadBlob streams the object at key (storage.BlobReader), or returns an
+// error wrapping storage.ErrNotFound.
+func (s *Store) ReadBlob(ctx context.Context, key string) (io.ReadCloser, error) {
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return nil, fmt.Errorf("read blob object %s: %w", key, mapErr(err))
+	}
+	return out.Body, nil
+}
 
 // ReadStaged streams the staged bytes of an upload that has no multipart part
 // yet, in order (storage.StagedReader). Objects are opened one at a time.

@@ -496,6 +496,17 @@ func testDeleteBlob(t *testing.T, s storage.Blobs) {
 		if ok, err := s.BlobExists(ctx, key); err != nil || !ok {
 			t.Errorf("BlobExists(%s) after Complete = %v, %v", key, ok, err)
 		}
+		if br, ok := s.(storage.BlobReader); ok {
+			rc, err := br.ReadBlob(ctx, key)
+			if err != nil {
+				t.Fatalf("ReadBlob: %v", err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("ReadBlob: %d bytes (%v), want the %d bytes stored", len(got), err, len(want))
+			}
+		}
 		if err := s.DeleteBlob(ctx, key); err != nil {
 			t.Fatalf("DeleteBlob: %v", err)
 		}
@@ -504,6 +515,11 @@ func testDeleteBlob(t *testing.T, s storage.Blobs) {
 		}
 		if err := s.DeleteBlob(ctx, key); err != nil {
 			t.Errorf("DeleteBlob of a missing blob: %v", err)
+		}
+		if br, ok := s.(storage.BlobReader); ok {
+			if _, err := br.ReadBlob(ctx, key); !errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("ReadBlob of a deleted blob: %v, want ErrNotFound", err)
+			}
 		}
 		// The same content uploaded twice completes twice (the registry keeps
 		// one record and deletes the other object).
