@@ -34,6 +34,7 @@ func benchCalls(t *testing.T, rep *report, dynamoURL, s3URL string) {
 	sec := rep.section("1. AWS calls per operation (Airlock in-process on dynalite + versitygw, counted with shared/awscount)",
 		"operation", "DDB reads", "DDB writes", "S3 calls", "DynamoDB detail", "S3 detail", "target", "")
 	sec.note("per-blob target: S3 calls ≤ UploadParts + 4; chunked pushes may add one PutObject and one GetObject per staged short chunk")
+	sec.note("a chunk of known length is staged while the session is read (GetItem), then saved with one conditional PutItem; a chunk completing a part takes the lease first (UpdateItem)")
 	sec.note("abbreviations: Get/Put/Update/Delete = GetItem/PutItem/... in DynamoDB and GetObject/PutObject/... in S3; MPU = MultipartUpload; parts = UploadPart calls")
 	sec.note("s3store part size %s; presigned S3 GETs are made by the client, not by Airlock, and are not AWS SDK calls", mib(partSize))
 	fail := func(format string, args ...any) { t.Errorf(format, args...) }
