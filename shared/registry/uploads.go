@@ -20,6 +20,8 @@ import (
 )
 
 const (
+	// minChunkLength is the OCI-Chunk-Min-Length advertised on upload POST.
+	minChunkLength = 1 << 20
 	// uploadTTL is how long an idle upload session lives.
 	uploadTTL = 24 * time.Hour
 	// leaseTTL bounds how long a crashed writer can hold a session.
@@ -112,7 +114,10 @@ func (rg *Registry) startUpload(w http.ResponseWriter, r *http.Request, t target
 	h.Set("Location", uploadLocation(t, u.ID))
 	h.Set("Docker-Upload-UUID", u.ID)
 	h.Set("Range", "0-0")
-	minChunk := int64(storage.MinPartSize)
+	// Short chunks are staged and joined into parts, so the minimum only keeps
+	// clients from sending tiny requests; it must never raise a client's chunk
+	// size over the front-door limit (regclient takes the larger of the two).
+	minChunk := int64(minChunkLength)
 	if rg.MaxBody > 0 {
 		minChunk = min(minChunk, rg.MaxBody)
 		h.Set("OCI-Chunk-Max-Length", strconv.FormatInt(rg.MaxBody, 10))
