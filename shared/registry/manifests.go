@@ -425,7 +425,7 @@ func itemSize(body []byte, m storage.Manifest) int {
 // redirectManifest answers a manifest GET with a 307 to a presigned URL of
 // its S3 body: the response would not fit the front door (Deps.ManifestRedirectSize).
 func (rg *Registry) redirectManifest(w http.ResponseWriter, r *http.Request, m storage.Manifest) error {
-	u, err := rg.Blobs.PresignManifest(r.Context(), m.BodyKey, rg.PresignTTL)
+	u, err := rg.Blobs.PresignManifest(r.Context(), m.BodyKey, m.MediaType, rg.PresignTTL)
 	if err != nil {
 		return fmt.Errorf("presign manifest %s: %w", m.Digest, err)
 	}

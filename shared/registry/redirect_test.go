@@ -105,6 +105,9 @@ func TestManifestRedirectSize(t *testing.T) {
 			if err != nil || res.StatusCode != http.StatusOK || digest.FromBytes(got) != d {
 				t.Fatalf("presigned GET: %d, %d bytes (%v), want the %d-byte manifest %s", res.StatusCode, len(got), err, len(tc.body), d)
 			}
+			if ct := res.Header.Get("Content-Type"); ct != ocispec.MediaTypeImageManifest {
+				t.Errorf("presigned GET Content-Type = %q, want the manifest's media type %q", ct, ocispec.MediaTypeImageManifest)
+			}
 		})
 	}
 }

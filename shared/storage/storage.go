@@ -258,8 +258,9 @@ type Blobs interface {
 	PutManifestBody(ctx context.Context, d digest.Digest, body []byte) (string, error)
 	// GetManifestBody reads a manifest body stored by PutManifestBody.
 	GetManifestBody(ctx context.Context, key string) ([]byte, error)
-	// PresignManifest returns a URL serving a stored manifest body for ttl.
-	PresignManifest(ctx context.Context, key string, ttl time.Duration) (string, error)
+	// PresignManifest returns a URL serving a stored manifest body for ttl,
+	// with mediaType as the response's Content-Type.
+	PresignManifest(ctx context.Context, key, mediaType string, ttl time.Duration) (string, error)
 }
 
 // BlobKey is the content-addressed S3 key of a blob: blobs/<alg>/<2 hex>/<hex>.

@@ -81,14 +81,23 @@ func (s *Store) PresignGet(ctx context.Context, key string, ttl time.Duration) (
 	return s.presignKey(ctx, key, ttl)
 }
 
-// PresignManifest returns a URL serving a stored manifest body for ttl.
-func (s *Store) PresignManifest(ctx context.Context, key string, ttl time.Duration) (string, error) {
-	return s.presignKey(ctx, key, ttl)
+// PresignManifest returns a URL serving a stored manifest body for ttl, with
+// mediaType as the response's Content-Type (S3's response-content-type).
+func (s *Store) PresignManifest(ctx context.Context, key, mediaType string, ttl time.Duration) (string, error) {
+	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: &key}
+	if mediaType != "" {
+		in.ResponseContentType = &mediaType
+	}
+	return s.presignInput(ctx, in, ttl)
 }
 
 func (s *Store) presignKey(ctx context.Context, key string, ttl time.Duration) (string, error) {
-	req, err := s.presign.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key},
-		s3.WithPresignExpires(ttl))
+	return s.presignInput(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key}, ttl)
+}
+
+func (s *Store) presignInput(ctx context.Context, in *s3.GetObjectInput, ttl time.Duration) (string, error) {
+	key := *in.Key
+	req, err := s.presign.PresignGetObject(ctx, in, s3.WithPresignExpires(ttl))
 	if err != nil {
 		return "", fmt.Errorf("presign %s: %w", key, err)
 	}

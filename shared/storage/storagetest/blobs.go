@@ -405,12 +405,23 @@ func testManifestBody(t *testing.T, s storage.Blobs) {
 	if err != nil || !bytes.Equal(got, body) {
 		t.Fatalf("GetManifestBody = %d bytes, %v; want the %d bytes stored", len(got), err, len(body))
 	}
-	url, err := s.PresignManifest(ctx, key, time.Minute)
+	const mt = "application/vnd.oci.image.manifest.v1+json"
+	url, err := s.PresignManifest(ctx, key, mt, time.Minute)
 	if err != nil {
 		t.Fatalf("PresignManifest: %v", err)
 	}
-	if status, got := httpGet(t, ctx, url); status != http.StatusOK || !bytes.Equal(got, body) {
-		t.Errorf("GET presigned manifest: status %d, %d bytes", status, len(got))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET presigned manifest: %v", err)
+	}
+	got, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, body) {
+		t.Errorf("GET presigned manifest: status %d, %d bytes", resp.StatusCode, len(got))
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != mt {
+		t.Errorf("presigned manifest Content-Type = %q, want %q", ct, mt)
 	}
 	missing := storage.ManifestKey(digest.FromString("missing"))
 	if _, err := s.GetManifestBody(ctx, missing); !errors.Is(err, storage.ErrNotFound) {
