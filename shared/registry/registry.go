@@ -78,10 +78,22 @@ type target struct {
 // ServeHTTP routes a request.
 func (rg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	body := r.Body
 	if err := rg.serve(w, r); err != nil {
+		var e *Error
+		if body != nil && errors.As(err, &e) && e.Status == http.StatusRequestEntityTooLarge {
+			// Read what the client is still sending before answering: a server
+			// that closes with unread bytes resets the connection, and the
+			// client (docker streams a layer as one PATCH) would see the reset
+			// instead of this error. The front door does the same.
+			_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrain))
+		}
 		writeError(w, r, rg.Logger, err)
 	}
 }
+
+// maxDrain bounds how much of a refused body is read and discarded.
+const maxDrain = 1 << 30
 
 func (rg *Registry) serve(w http.ResponseWriter, r *http.Request) error {
 	p := r.URL.Path
