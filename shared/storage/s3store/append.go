@@ -335,15 +335,15 @@ func (s *Store) createMultipart(ctx context.Context, id string) (string, error) 
 }
 
 // uploadPart sends the concatenated segments as part num of multipart upload
-// mid and returns its ETag. The body is seekable (the SDK signs it over plain
-// http and rewinds it on retries).
+// mid and returns its ETag. The body is seekable (the SDK rewinds it on
+// retries); its payload is not signed (unsignedPayload).
 func (s *Store) uploadPart(ctx context.Context, id, mid string, num int32, segs [][]byte) (string, error) {
 	key := storage.UploadKey(id)
 	body := newSegments(segs)
 	out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
 		Bucket: &s.bucket, Key: &key, UploadId: &mid, PartNumber: aws.Int32(num),
 		Body: body, ContentLength: aws.Int64(body.Size()),
-	})
+	}, unsignedPayload)
 	if err != nil {
 		if isNoSuchUpload(err) {
 			return "", fmt.Errorf("upload part %d: multipart upload gone: %w: %w", num, storage.ErrNotFound, err)
@@ -362,8 +362,8 @@ func newSegments(segs [][]byte) *segments {
 	return &segments{segs: segs, size: n}
 }
 
-// segments reads byte slices laid end to end. It is seekable (the SDK signs
-// the payload over plain http and rewinds it on retries) and writes itself
+// segments reads byte slices laid end to end. It is seekable (the SDK
+// rewinds it on retries) and writes itself
 // to a writer without copying (io.WriterTo), as bytes.Reader does.
 type segments struct {
 	segs [][]byte

@@ -34,6 +34,7 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -84,4 +85,16 @@ func NewClient(ctx context.Context, o Options) (*s3.Client, error) {
 			so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		}
 	}), nil
+}
+
+// unsignedPayload is a per-operation option for the body-carrying writes
+// (UploadPart, PutObject): the request signs "UNSIGNED-PAYLOAD" instead of
+// the body's SHA-256. Over TLS (S3 on AWS) the SDK already does this for these
+// operations; over plain http (the local emulators) it would otherwise hash
+// every byte once more in the client and again in the server, on top of the
+// digest the registry computes itself. Integrity does not rest on it: the
+// registry verifies the blob's digest over the bytes it received, and the
+// SDK's own checksums (RequestChecksumCalculation) are left as configured.
+func unsignedPayload(o *s3.Options) {
+	o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 }

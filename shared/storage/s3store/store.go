@@ -177,7 +177,7 @@ func (s *Store) GetManifestBody(ctx context.Context, key string) ([]byte, error)
 func (s *Store) put(ctx context.Context, key string, b []byte) error {
 	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: &s.bucket, Key: &key, Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
-	})
+	}, unsignedPayload)
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, mapErr(err))
 	}
