@@ -127,7 +127,7 @@ test-e2e-netns: tools ## the e2e tests on DynamoDB Local + MinIO inside `unshare
 # Benchmark (its own module, tests/bench/go.mod).
 .PHONY: bench
 bench: $(NPM_STAMP) $(BIN)/versitygw ## the benchmark; report in .localdev/bench/ (installs bin/registry, distribution v3.1.2, when missing)
-	cd tests/bench && $(GO) test -mod=mod -tags bench -run TestBench -v -timeout 30m .
+	cd tests/bench && $(GO) test -mod=mod -tags bench -count=1 -run TestBench -v -timeout 30m .
 
 # ----------------------------------------------------------------------------
 # Build for Lambda (provided.al2023, arm64).

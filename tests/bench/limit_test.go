@@ -11,16 +11,23 @@ import (
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	digest "github.com/opencontainers/go-digest"
 )
 
 // limitPut uploads each blob to bucket with the SDK's multipart uploader
-// (default part size and concurrency), hashing with SHA-256 while streaming,
+// (default part size and concurrency, unsigned payload), hashing with SHA-256 while streaming,
 // all blobs at once (as a registry client pushes layers in parallel).
 func limitPut(ctx context.Context, s3c *s3.Client, bucket string, blobs []blob) error {
-	up := manager.NewUploader(s3c)
+	// Sign bodies UNSIGNED-PAYLOAD as Airlock's s3store does (and as the SDK
+	// does over TLS on AWS), so both sides hash the same number of times.
+	up := manager.NewUploader(s3c, func(u *manager.Uploader) {
+		u.ClientOptions = append(u.ClientOptions, func(o *s3.Options) {
+			o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+		})
+	})
 	return forEach(blobs, func(b blob) error {
 		h := sha256.New()
 		_, err := up.Upload(ctx, &s3.PutObjectInput{
