@@ -139,15 +139,11 @@ func (s *Store) putItem(ctx context.Context, item any, cond *expression.Conditio
 		return fmt.Errorf("put item %.64s… %.64s…: %w", k.PK, k.SK, errKeyTooLong)
 	}
 	in := &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: av}
-	if cond != nil {
-		expr, err := expression.NewBuilder().WithCondition(*cond).Build()
-		if err != nil {
-			return fmt.Errorf("build condition: %w", err)
-		}
-		in.ConditionExpression = expr.Condition()
-		in.ExpressionAttributeNames = expr.Names()
-		in.ExpressionAttributeValues = expr.Values()
+	c, err := buildCondition(cond)
+	if err != nil {
+		return err
 	}
+	in.ConditionExpression, in.ExpressionAttributeNames, in.ExpressionAttributeValues = c.expr, c.names, c.values
 	if _, err := s.db.PutItem(ctx, in); err != nil {
 		if conditionFailed(err) {
 			return storage.ErrConflict
@@ -167,15 +163,11 @@ func (s *Store) deleteItem(ctx context.Context, k key, cond *expression.Conditio
 		return nil
 	}
 	in := &dynamodb.DeleteItemInput{TableName: aws.String(s.table), Key: k.av()}
-	if cond != nil {
-		expr, err := expression.NewBuilder().WithCondition(*cond).Build()
-		if err != nil {
-			return fmt.Errorf("build condition: %w", err)
-		}
-		in.ConditionExpression = expr.Condition()
-		in.ExpressionAttributeNames = expr.Names()
-		in.ExpressionAttributeValues = expr.Values()
+	c, err := buildCondition(cond)
+	if err != nil {
+		return err
 	}
+	in.ConditionExpression, in.ExpressionAttributeNames, in.ExpressionAttributeValues = c.expr, c.names, c.values
 	if _, err := s.db.DeleteItem(ctx, in); err != nil {
 		if conditionFailed(err) {
 			return storage.ErrConflict
@@ -183,6 +175,25 @@ func (s *Store) deleteItem(ctx context.Context, k key, cond *expression.Conditio
 		return err
 	}
 	return nil
+}
+
+// condition is a built condition expression (all nil when there is none).
+type condition struct {
+	expr   *string
+	names  map[string]string
+	values map[string]types.AttributeValue
+}
+
+// buildCondition builds cond for a PutItem or DeleteItem input.
+func buildCondition(cond *expression.ConditionBuilder) (condition, error) {
+	if cond == nil {
+		return condition{}, nil
+	}
+	expr, err := expression.NewBuilder().WithCondition(*cond).Build()
+	if err != nil {
+		return condition{}, fmt.Errorf("build condition: %w", err)
+	}
+	return condition{expr.Condition(), expr.Names(), expr.Values()}, nil
 }
 
 // mustExist is the condition "the item being written or deleted exists".
