@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
@@ -399,4 +400,40 @@ func (e *env) assertManifest(name, ref string, body []byte, mt string) {
 	}
 	wantHeader(e.t, "get manifest "+ref, r, "Content-Type", mt)
 	wantHeader(e.t, "get manifest "+ref, r, "Docker-Content-Digest", digest.FromBytes(body).String())
+}
+
+// racePatches sends one PATCH per body at once, all at byte start of the
+// session at loc, and returns the index of the one that won: exactly one must
+// get 202 and every other 416 BLOB_UPLOAD_INVALID with a Range header.
+func (e *env) racePatches(t *testing.T, round int, loc string, start int, bodies [][]byte) int {
+	t.Helper()
+	res := make([]resp, len(bodies))
+	var wg sync.WaitGroup
+	for i := range bodies {
+		wg.Go(func() {
+			res[i] = e.do("PATCH", loc, bodies[i], "Content-Range", fmt.Sprintf("%d-%d", start, start+len(bodies[i])-1))
+		})
+	}
+	wg.Wait()
+	win := -1
+	for i, r := range res {
+		switch r.Status {
+		case http.StatusAccepted:
+			if win >= 0 {
+				t.Fatalf("round %d: two PATCHes at offset %d were accepted", round, start)
+			}
+			win = i
+		case http.StatusRequestedRangeNotSatisfiable:
+			wantErr(t, "losing PATCH", r, http.StatusRequestedRangeNotSatisfiable, registry.CodeBlobUploadInvalid)
+			if r.Header.Get("Range") == "" {
+				t.Errorf("round %d: 416 without a Range header", round)
+			}
+		default:
+			t.Fatalf("round %d: PATCH %d got %s, want 202 or 416", round, i, r)
+		}
+	}
+	if win < 0 {
+		t.Fatalf("round %d: no PATCH won: %v", round, res)
+	}
+	return win
 }

@@ -141,31 +141,7 @@ func TestConcurrentPartChunks(t *testing.T) {
 		loc := e.startUpload("race", "")
 		loc = e.patchChunks(loc, head, []int{len(head)})
 		bodies := [][]byte{randBytes(2 << 20), randBytes(2 << 20)}
-		res := make([]resp, 2)
-		var wg sync.WaitGroup
-		for i := range 2 {
-			wg.Go(func() {
-				res[i] = e.do("PATCH", loc, bodies[i], "Content-Range", fmt.Sprintf("%d-%d", len(head), len(head)+len(bodies[i])-1))
-			})
-		}
-		wg.Wait()
-		win := -1
-		for i, r := range res {
-			switch r.Status {
-			case http.StatusAccepted:
-				if win >= 0 {
-					t.Fatalf("round %d: both PATCHes were accepted", round)
-				}
-				win = i
-			case http.StatusRequestedRangeNotSatisfiable:
-				wantErr(t, "losing PATCH", r, r.Status, registry.CodeBlobUploadInvalid)
-			default:
-				t.Fatalf("round %d: PATCH %d: %s", round, i, r)
-			}
-		}
-		if win < 0 {
-			t.Fatalf("round %d: no PATCH won: %s / %s", round, res[0], res[1])
-		}
+		win := e.racePatches(t, round, loc, len(head), bodies)
 		all := append(append([]byte{}, head...), bodies[win]...)
 		d := digest.FromBytes(all)
 		wantStatus(t, "PUT", e.do("PUT", withQuery(loc, "digest="+d.String()), nil), http.StatusCreated)

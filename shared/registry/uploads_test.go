@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -293,34 +292,7 @@ func TestConcurrentPatchSameOffset(t *testing.T) {
 	for round := range 3 {
 		loc := e.startUpload("race", "")
 		bodies := [][]byte{randBytes(1 << 20), randBytes(1 << 20)}
-		var wg sync.WaitGroup
-		res := make([]resp, 2)
-		for i := range 2 {
-			wg.Go(func() {
-				res[i] = e.do("PATCH", loc, bodies[i], "Content-Range", fmt.Sprintf("0-%d", len(bodies[i])-1))
-			})
-		}
-		wg.Wait()
-		win := -1
-		for i, r := range res {
-			switch r.Status {
-			case http.StatusAccepted:
-				if win >= 0 {
-					t.Fatalf("round %d: both PATCHes at offset 0 were accepted", round)
-				}
-				win = i
-			case http.StatusRequestedRangeNotSatisfiable:
-				wantErr(t, "losing PATCH", r, http.StatusRequestedRangeNotSatisfiable, registry.CodeBlobUploadInvalid)
-				if r.Header.Get("Range") == "" {
-					t.Errorf("round %d: 416 without a Range header", round)
-				}
-			default:
-				t.Fatalf("round %d: PATCH %d got %s, want 202 or 416", round, i, r)
-			}
-		}
-		if win < 0 {
-			t.Fatalf("round %d: no PATCH won: %s / %s", round, res[0], res[1])
-		}
+		win := e.racePatches(t, round, loc, 0, bodies)
 		d := digest.FromBytes(bodies[win])
 		wantStatus(t, "PUT", e.do("PUT", withQuery(loc, "digest="+d.String()), nil), http.StatusCreated)
 		if !bytes.Equal(e.pullBlob("race", d), bodies[win]) {
