@@ -32,24 +32,24 @@ func BinDir() (string, error) {
 // the npm packages in localdev/ (npm ci) and versitygw into Root()/bin.
 // Concurrent callers (test binaries run in parallel) serialise on a lock file.
 func EnsureTools(ctx context.Context) error {
-	root, err := Root()
-	if err != nil {
-		return err
-	}
-	unlock, err := lockTools(root)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := ensureNpm(ctx, root); err != nil {
-		return err
-	}
-	return ensureGoTool(ctx, root, "versitygw", VersitygwPkg)
+	return withToolsLock(func(root string) error {
+		if err := ensureNpm(ctx, root); err != nil {
+			return err
+		}
+		return ensureGoTool(ctx, root, "versitygw", VersitygwPkg)
+	})
 }
 
 // EnsureMinIO installs the pinned MinIO into Root()/bin when it is missing.
 // Building it takes minutes.
 func EnsureMinIO(ctx context.Context) error {
+	return withToolsLock(func(root string) error {
+		return ensureGoTool(ctx, root, "minio", MinIOPkg)
+	})
+}
+
+// withToolsLock runs install under the tools lock of the repository root.
+func withToolsLock(install func(root string) error) error {
 	root, err := Root()
 	if err != nil {
 		return err
@@ -59,7 +59,7 @@ func EnsureMinIO(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	return ensureGoTool(ctx, root, "minio", MinIOPkg)
+	return install(root)
 }
 
 // lockTools takes an exclusive flock on Root()/bin/.tools.lock.
