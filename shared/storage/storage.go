@@ -322,3 +322,70 @@ type ChunkStager interface {
 	// to hold the session's lease; otherwise only u changes (no request).
 	AddChunk(ctx context.Context, u *Upload, st Staged, b []byte) error
 }
+
+// Marker is a small expiring item of the registry's own bookkeeping, grouped
+// for listing (MARK#<group>, sk <key>): a proxy's blob-fill leases, negative
+// cache entries ("not found upstream"), the remote's auto-block state, and
+// fills handed to the proxyfetch function. A marker is live while the store's
+// clock is before Until; from Until on it reads as absent everywhere (Get,
+// List, Acquire, Release), whether or not it was deleted yet (DynamoDB's TTL
+// deletion is lazy; emulators have none).
+type Marker struct {
+	// Group and Key address the marker; Key must not be empty. Keys over the
+	// store's limits (DynamoDB: sort key ≤ 1024 bytes) cannot be written and
+	// read as absent.
+	Group string
+	Key   string
+	// Value is the marker's payload (a lease owner, a digest, a JSON document
+	// of at most a few KB); "" is a value like any other.
+	Value string
+	// Count is a counter (consecutive upstream failures).
+	Count int
+	// Until is when the marker expires, kept to the millisecond (required:
+	// markers never live forever; a write without it is an error).
+	Until time.Time
+}
+
+// TagCheck is a tag of a proxy's cache with the time it was last checked
+// against the upstream (zero: never).
+type TagCheck struct {
+	Digest digest.Digest
+	// Checked is kept to the millisecond (truncated).
+	Checked time.Time
+}
+
+// ProxyMetadata is what proxy repositories need beyond Metadata. Every method
+// is one key-addressed call (ListMarkers one Query). Every Metadata store
+// implements it (the conformance suite requires it).
+type ProxyMetadata interface {
+	// GetTagCheck returns the digest a tag points at and when it was last
+	// checked against the upstream (zero when it never was: a hosted tag, or
+	// one last written by PutTag), or ErrNotFound. One read, like ResolveTag.
+	GetTagCheck(ctx context.Context, img Image, tag string) (TagCheck, error)
+	// PutTagCheck points the tag at c.Digest and records c.Checked
+	// (overwrites, whatever rule a hosted tag would have; ListTags,
+	// ResolveTag, DeleteTag and DeleteManifest see it as any tag). A later
+	// PutTag resets Checked to zero.
+	PutTagCheck(ctx context.Context, img Image, tag string, c TagCheck) error
+
+	// PutMarker writes m (overwrites).
+	PutMarker(ctx context.Context, m Marker) error
+	// GetMarker returns a live marker, or ErrNotFound when it is absent or expired.
+	GetMarker(ctx context.Context, group, key string) (Marker, error)
+	// DeleteMarker removes a marker (idempotent).
+	DeleteMarker(ctx context.Context, group, key string) error
+	// ListMarkers returns up to n (n <= 0: all) live markers of a group in
+	// key order (bytes of UTF-8); none is an empty slice.
+	ListMarkers(ctx context.Context, group string, n int) ([]Marker, error)
+	// AcquireMarker writes m only when no live marker exists at its key or
+	// the live one has the same Value (a lease renewed by its owner: Until and
+	// Count are replaced); it fails with ErrConflict otherwise. An expired
+	// marker is taken over. Of concurrent acquirers with different values
+	// exactly one wins.
+	AcquireMarker(ctx context.Context, m Marker) error
+	// ReleaseMarker deletes the marker only when its Value is value (the
+	// owner releasing its lease); a missing or expired marker is not an
+	// error (an expired one may be deleted); one live and held by another
+	// value is ErrConflict, and stays.
+	ReleaseMarker(ctx context.Context, group, key, value string) error
+}

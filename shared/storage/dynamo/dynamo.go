@@ -1,22 +1,25 @@
-// Package dynamo implements storage.Metadata on one DynamoDB table.
+// Package dynamo implements storage.Metadata and storage.ProxyMetadata on
+// one DynamoDB table.
 //
 // The table has a string partition key "pk", a string sort key "sk" and the
 // TTL attribute "expiresAt" (epoch seconds). Items (DESIGN §3):
 //
-//	pk IMG#<repo>/<name>  sk T#<tag>                 tag → digest
+//	pk IMG#<repo>/<name>  sk T#<tag>                 tag → digest (+ checked, epoch ms, for proxies)
 //	                      sk M#<digest>              manifest
 //	                      sk B#<digest>              blob link (size)
 //	                      sk R#<subject>#<digest>    referrer descriptor
 //	pk BLOB#<digest>      sk BLOB                    global blob record
 //	pk CATALOG            sk <repo>/<name>           catalog entry
 //	pk UPLOAD#<id>        sk UPLOAD                  upload session
+//	pk MARK#<group>       sk <key>                   marker: value, count, until (epoch ms)
 //
 // No call uses transactions (dynalite has none): writes are ordered children
 // first (blob record → link → manifest → tag) and deletes in reverse, so a
 // crash between two writes leaves garbage for purge, never a dangling
 // reference. Every read is strongly consistent, and reads of upload sessions
-// filter expiresAt themselves because TTL deletion is lazy (and absent from
-// the emulators).
+// and markers filter expired items themselves (sessions on expiresAt, markers
+// on until, to the millisecond) because TTL deletion is lazy (and absent
+// from the emulators).
 package dynamo
 
 import (
