@@ -25,9 +25,10 @@ import (
 	"github.com/airlock-registry/airlock/shared/storage"
 )
 
-// TestMetadata runs the storage.Metadata conformance suite. newStore must
-// return an empty store (nothing in the catalog) each time it is called; each
-// subtest calls it once and subtests run in parallel.
+// TestMetadata runs the storage.Metadata and storage.ProxyMetadata
+// conformance suite (a store that is not a ProxyMetadata fails the proxy
+// tests). newStore must return an empty store (nothing in the catalog) each
+// time it is called; each subtest calls it once and subtests run in parallel.
 func TestMetadata(t *testing.T, newStore func(t *testing.T) storage.Metadata) {
 	tests := []struct {
 		name string
@@ -52,6 +53,15 @@ func TestMetadata(t *testing.T, newStore func(t *testing.T) storage.Metadata) {
 		{"AcquireExpiredLease", testAcquireExpiredLease},
 		{"RaceAcquire", testRaceAcquire},
 		{"RaceTagCreateOnly", testRaceTagCreateOnly},
+		// storage.ProxyMetadata (metadata_proxy.go): every store implements it.
+		{"TagCheck", testTagCheck},
+		{"Markers", testMarkers},
+		{"MarkerExpiry", testMarkerExpiry},
+		{"MarkerList", testMarkerList},
+		{"AcquireMarker", testAcquireMarker},
+		{"ReleaseMarker", testReleaseMarker},
+		{"RaceAcquireMarker", testRaceAcquireMarker},
+		{"ProxyOversizedKeys", testProxyOversizedKeys},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
