@@ -1,31 +1,63 @@
 // Package config reads Airlock's repository configuration: a YAML document
-// listing named repositories (hosted now; proxy and group later) and the
-// default repository that takes names whose first component names none.
+// listing named repositories (hosted and proxy; group later) and the default
+// repository that takes names whose first component names none.
+//
+// Parsing is strict: unknown fields, unknown kinds and policies, bad
+// durations and regexes are errors naming the repository and the field.
+// Durations are Go duration strings ("6h", "90s").
 package config
 
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 )
 
+// Kind is the kind of a repository.
+type Kind string
+
 // Kinds of repository.
 const (
-	KindHosted = "hosted"
-	KindProxy  = "proxy"
-	KindGroup  = "group"
+	KindHosted Kind = "hosted"
+	KindProxy  Kind = "proxy"
+	KindGroup  Kind = "group"
 )
 
-// Deployment policies of a hosted repository (Nexus's names).
+// Policy is the deployment policy of a hosted repository (Nexus's names).
+type Policy string
+
+// Deployment policies.
 const (
-	PolicyAllow                       = "allow"
-	PolicyDisableRedeploy             = "disable-redeploy"
-	PolicyDisableRedeployExceptLatest = "disable-redeploy-except-latest"
-	PolicyReadOnly                    = "read-only"
+	PolicyAllow                       Policy = "allow"
+	PolicyDisableRedeploy             Policy = "disable-redeploy"
+	PolicyDisableRedeployExceptLatest Policy = "disable-redeploy-except-latest"
+	PolicyReadOnly                    Policy = "read-only"
+)
+
+// OnTimeout is what a proxy answers a blob GET whose cache fill outlives the
+// fill budget.
+type OnTimeout string
+
+// Fill time-out answers.
+const (
+	// OnTimeoutRetry answers 503 with Retry-After while the proxyfetch
+	// function finishes the fill (air-gapped clients cannot reach the upstream).
+	OnTimeoutRetry OnTimeout = "retry"
+	// OnTimeoutRedirect answers 307 to the upstream's own blob URL.
+	OnTimeoutRedirect OnTimeout = "redirect"
+)
+
+// Proxy defaults.
+const (
+	DefaultMetadataMaxAge   = 6 * time.Hour
+	DefaultNegativeCacheTTL = time.Minute
+	DefaultFillBudget       = 20 * time.Second
 )
 
 // Config is the whole configuration document.
@@ -39,16 +71,109 @@ type Config struct {
 // Repository is one named repository.
 type Repository struct {
 	Name string `json:"name"`
-	Kind string `json:"kind"`
+	Kind Kind   `json:"kind"`
 	// Policy is the deployment policy of a hosted repository (default allow).
-	Policy string `json:"policy,omitempty"`
+	Policy Policy `json:"policy,omitempty"`
 
-	// Remote is the upstream registry URL of a proxy repository (later issue).
+	// Remote is the upstream registry URL of a proxy repository
+	// (https://registry-1.docker.io; http:// is allowed).
 	Remote string `json:"remote,omitempty"`
+	// Credentials authenticate the proxy to its remote (optional).
+	Credentials *Credentials `json:"credentials,omitempty"`
+	// MetadataMaxAge is how long a cached tag is served without asking the
+	// remote (0: revalidate on every pull; default 6h when unset).
+	MetadataMaxAge *Duration `json:"metadataMaxAge,omitempty"`
+	// NegativeCacheTTL is how long "not found upstream" is remembered (default 1m; 0: never).
+	NegativeCacheTTL *Duration `json:"negativeCacheTTL,omitempty"`
+	// Fill bounds blob cache fills.
+	Fill *Fill `json:"fill,omitempty"`
+	// ForeignLayers controls caching of layers that live outside the remote.
+	ForeignLayers *ForeignLayers `json:"foreignLayers,omitempty"`
+
 	// Members are the ordered member repositories of a group (later issue).
 	Members []string `json:"members,omitempty"`
 	// WriteMember is the member a group forwards pushes to (later issue).
 	WriteMember string `json:"writeMember,omitempty"`
+}
+
+// Credentials of a proxy's remote. The password is never in the document:
+// PasswordEnv names an environment variable (localdev), PasswordSecret a
+// Secrets Manager ARN or SSM parameter (Lambda).
+type Credentials struct {
+	Username       string `json:"username"`
+	PasswordEnv    string `json:"passwordEnv,omitempty"`
+	PasswordSecret string `json:"passwordSecret,omitempty"`
+}
+
+// Fill configures blob cache fills of a proxy.
+type Fill struct {
+	// Budget is how long a blob GET may wait for a fill (default 20s).
+	Budget *Duration `json:"budget,omitempty"`
+	// OnTimeout is the answer once the budget is spent (default retry).
+	OnTimeout OnTimeout `json:"onTimeout,omitempty"`
+}
+
+// ForeignLayers configures foreign layers (descriptors with urls).
+type ForeignLayers struct {
+	Enabled bool `json:"enabled"`
+	// Allow lists full-match regular expressions of URLs that may be fetched.
+	Allow []string `json:"allow,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string.
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON reads "6h" (a number is refused: its unit would be a guess).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if len(s) < 2 || s[0] != '"' {
+		return fmt.Errorf("duration %s: want a quoted Go duration such as \"6h\" or \"90s\"", s)
+	}
+	v, err := time.ParseDuration(s[1 : len(s)-1])
+	if err != nil {
+		return fmt.Errorf("duration %s: %w", s, err)
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %s is negative", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON writes the duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }
+
+func durationOr(d *Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return d.Duration
+}
+
+// MaxAge returns the proxy's metadataMaxAge (default DefaultMetadataMaxAge).
+func (r *Repository) MaxAge() time.Duration {
+	return durationOr(r.MetadataMaxAge, DefaultMetadataMaxAge)
+}
+
+// NegativeTTL returns the proxy's negativeCacheTTL (default DefaultNegativeCacheTTL).
+func (r *Repository) NegativeTTL() time.Duration {
+	return durationOr(r.NegativeCacheTTL, DefaultNegativeCacheTTL)
+}
+
+// FillBudget returns the proxy's fill budget (default DefaultFillBudget).
+func (r *Repository) FillBudget() time.Duration {
+	if r.Fill == nil {
+		return DefaultFillBudget
+	}
+	return durationOr(r.Fill.Budget, DefaultFillBudget)
+}
+
+// FillOnTimeout returns the proxy's fill time-out answer (default retry).
+func (r *Repository) FillOnTimeout() OnTimeout {
+	if r.Fill == nil || r.Fill.OnTimeout == "" {
+		return OnTimeoutRetry
+	}
+	return r.Fill.OnTimeout
 }
 
 var repoName = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
@@ -115,23 +240,100 @@ func (c *Config) validate() error {
 			return fmt.Errorf("repository %q is listed twice", r.Name)
 		}
 		seen[r.Name] = true
+		var err error
 		switch r.Kind {
 		case KindHosted:
-			switch r.Policy {
-			case "":
-				r.Policy = PolicyAllow
-			case PolicyAllow, PolicyDisableRedeploy, PolicyDisableRedeployExceptLatest, PolicyReadOnly:
-			default:
-				return fmt.Errorf("repository %q: unknown policy %q (allow, disable-redeploy, disable-redeploy-except-latest, read-only)", r.Name, r.Policy)
-			}
-		case KindProxy, KindGroup:
-			return fmt.Errorf("repository %q: kind %q is not supported yet (only hosted)", r.Name, r.Kind)
+			err = r.validateHosted()
+		case KindProxy:
+			err = r.validateProxy()
+		case KindGroup:
+			err = errors.New(`kind "group" is not supported yet (hosted, proxy)`)
 		default:
-			return fmt.Errorf("repository %q: unknown kind %q (hosted, proxy, group)", r.Name, r.Kind)
+			err = fmt.Errorf("unknown kind %q (hosted, proxy, group)", r.Kind)
+		}
+		if err != nil {
+			return fmt.Errorf("repository %q: %w", r.Name, err)
 		}
 	}
 	if c.Default != "" && !seen[c.Default] {
 		return fmt.Errorf("default repository %q is not listed", c.Default)
 	}
 	return nil
+}
+
+func (r *Repository) validateHosted() error {
+	switch r.Policy {
+	case "":
+		r.Policy = PolicyAllow
+	case PolicyAllow, PolicyDisableRedeploy, PolicyDisableRedeployExceptLatest, PolicyReadOnly:
+	default:
+		return fmt.Errorf("unknown policy %q (allow, disable-redeploy, disable-redeploy-except-latest, read-only)", r.Policy)
+	}
+	if r.Remote != "" || r.Credentials != nil || r.MetadataMaxAge != nil || r.NegativeCacheTTL != nil || r.Fill != nil || r.ForeignLayers != nil {
+		return errors.New("remote, credentials, metadataMaxAge, negativeCacheTTL, fill and foreignLayers are proxy settings (kind: proxy)")
+	}
+	if len(r.Members) > 0 || r.WriteMember != "" {
+		return errors.New("members and writeMember are group settings (kind: group)")
+	}
+	return nil
+}
+
+func (r *Repository) validateProxy() error {
+	if r.Policy != "" {
+		return errors.New("policy is a hosted setting: a proxy takes no pushes")
+	}
+	if len(r.Members) > 0 || r.WriteMember != "" {
+		return errors.New("members and writeMember are group settings (kind: group)")
+	}
+	if r.Remote == "" {
+		return errors.New("remote is required (e.g. https://registry-1.docker.io)")
+	}
+	u, err := url.Parse(r.Remote)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("remote %q: want http(s)://host[:port][/path] with no user, query or fragment", r.Remote)
+	}
+	r.Remote = strings.TrimSuffix(r.Remote, "/")
+	if c := r.Credentials; c != nil {
+		if c.Username == "" {
+			return errors.New("credentials.username is required")
+		}
+		if (c.PasswordEnv == "") == (c.PasswordSecret == "") {
+			return errors.New("credentials: set exactly one of passwordEnv (localdev) and passwordSecret (Lambda: Secrets Manager ARN or SSM parameter)")
+		}
+	}
+	if f := r.Fill; f != nil {
+		switch f.OnTimeout {
+		case "", OnTimeoutRetry, OnTimeoutRedirect:
+		default:
+			return fmt.Errorf("fill.onTimeout %q: want retry or redirect", f.OnTimeout)
+		}
+		if f.Budget != nil && f.Budget.Duration < time.Second {
+			return fmt.Errorf("fill.budget %s: want at least 1s", f.Budget.Duration)
+		}
+	}
+	if fl := r.ForeignLayers; fl != nil {
+		for _, a := range fl.Allow {
+			if _, err := regexp.Compile("^(?:" + a + ")$"); err != nil {
+				return fmt.Errorf("foreignLayers.allow %q: %w", a, err)
+			}
+		}
+		if fl.Enabled && len(fl.Allow) == 0 {
+			return errors.New("foreignLayers.enabled needs an allow list of URL regexes (full match)")
+		}
+	}
+	return nil
+}
+
+// ForeignAllowed reports whether a foreign layer URL fully matches the
+// proxy's allow list (and foreign layers are enabled).
+func (r *Repository) ForeignAllowed(u string) bool {
+	if r.ForeignLayers == nil || !r.ForeignLayers.Enabled {
+		return false
+	}
+	for _, a := range r.ForeignLayers.Allow {
+		if regexp.MustCompile("^(?:" + a + ")$").MatchString(u) {
+			return true
+		}
+	}
+	return false
 }

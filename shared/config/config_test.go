@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParse(t *testing.T) {
@@ -28,15 +29,30 @@ func TestParse(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	for name, doc := range map[string]string{
-		"no repositories": "default: x\n",
-		"unknown field":   "repositories:\n  - name: a\n    kind: hosted\n    colour: red\n",
-		"bad name":        "repositories:\n  - name: A_\n    kind: hosted\n",
-		"duplicate":       "repositories:\n  - name: a\n    kind: hosted\n  - name: a\n    kind: hosted\n",
-		"bad kind":        "repositories:\n  - name: a\n    kind: mirror\n",
-		"bad policy":      "repositories:\n  - name: a\n    kind: hosted\n    policy: sometimes\n",
-		"unknown default": "default: b\nrepositories:\n  - name: a\n    kind: hosted\n",
-		"not yaml":        "repositories: [\n",
-		"proxy not yet":   "repositories:\n  - name: hub\n    kind: proxy\n    remote: https://registry-1.docker.io\n",
+		"no repositories":        "default: x\n",
+		"unknown field":          "repositories:\n  - name: a\n    kind: hosted\n    colour: red\n",
+		"bad name":               "repositories:\n  - name: A_\n    kind: hosted\n",
+		"duplicate":              "repositories:\n  - name: a\n    kind: hosted\n  - name: a\n    kind: hosted\n",
+		"bad kind":               "repositories:\n  - name: a\n    kind: mirror\n",
+		"bad policy":             "repositories:\n  - name: a\n    kind: hosted\n    policy: sometimes\n",
+		"unknown default":        "default: b\nrepositories:\n  - name: a\n    kind: hosted\n",
+		"not yaml":               "repositories: [\n",
+		"group not yet":          "repositories:\n  - name: g\n    kind: group\n    members: [a]\n",
+		"proxy no remote":        "repositories:\n  - name: hub\n    kind: proxy\n",
+		"proxy bad remote":       "repositories:\n  - name: hub\n    kind: proxy\n    remote: ftp://x\n",
+		"proxy user in url":      "repositories:\n  - name: hub\n    kind: proxy\n    remote: https://bob:pw@x.io\n",
+		"proxy policy":           "repositories:\n  - name: hub\n    kind: proxy\n    remote: https://x.io\n    policy: allow\n",
+		"proxy bad age":          "repositories:\n  - name: hub\n    kind: proxy\n    remote: https://x.io\n    metadataMaxAge: 6 hours\n",
+		"proxy numeric age":      "repositories:\n  - name: hub\n    kind: proxy\n    remote: https://x.io\n    metadataMaxAge: 60\n",
+		"proxy negative":         "repositories:\n  - name: hub\n    kind: proxy\n    remote: https://x.io\n    negativeCacheTTL: -1m\n",
+		"proxy ontimeout":        "repositories:\n  - name: hub\n    kind: proxy\n    remote: https://x.io\n    fill:\n      onTimeout: wait\n",
+		"proxy tiny budget":      "repositories:\n  - name: hub\n    kind: proxy\n    remote: https://x.io\n    fill:\n      budget: 10ms\n",
+		"proxy bad regex":        "repositories:\n  - name: hub\n    kind: proxy\n    remote: https://x.io\n    foreignLayers:\n      enabled: true\n      allow: ['(']\n",
+		"proxy foreign no allow": "repositories:\n  - name: hub\n    kind: proxy\n    remote: https://x.io\n    foreignLayers:\n      enabled: true\n",
+		"proxy creds both":       "repositories:\n  - name: hub\n    kind: proxy\n    remote: https://x.io\n    credentials:\n      username: bob\n      passwordEnv: A\n      passwordSecret: B\n",
+		"proxy creds none":       "repositories:\n  - name: hub\n    kind: proxy\n    remote: https://x.io\n    credentials:\n      username: bob\n",
+		"proxy password inline":  "repositories:\n  - name: hub\n    kind: proxy\n    remote: https://x.io\n    credentials:\n      username: bob\n      password: hunter2\n",
+		"hosted remote":          "repositories:\n  - name: a\n    kind: hosted\n    remote: https://x.io\n",
 	} {
 		if _, err := Parse([]byte(doc)); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -64,5 +80,56 @@ func TestLoadAndFromEnv(t *testing.T) {
 	t.Setenv("AIRLOCK_TEST_CONFIG", "")
 	if _, err := FromEnv("AIRLOCK_TEST_CONFIG"); err == nil || !strings.Contains(err.Error(), "not set") {
 		t.Fatal("empty env accepted:", err)
+	}
+}
+
+func TestParseProxy(t *testing.T) {
+	doc := `default: local
+repositories:
+  - name: local
+    kind: hosted
+  - name: hub
+    kind: proxy
+    remote: https://registry-1.docker.io/
+    credentials:
+      username: bob
+      passwordEnv: HUB_TOKEN
+    metadataMaxAge: 0s
+    negativeCacheTTL: 30s
+    fill:
+      budget: 5s
+      onTimeout: redirect
+    foreignLayers:
+      enabled: true
+      allow: ['https://mcr\.microsoft\.com/.*']
+  - name: quay
+    kind: proxy
+    remote: http://127.0.0.1:8080
+`
+	c, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub, _ := c.Repository("hub")
+	if hub.Kind != KindProxy || hub.Remote != "https://registry-1.docker.io" {
+		t.Errorf("hub: %+v (remote without the trailing slash)", hub)
+	}
+	if hub.MaxAge() != 0 || hub.NegativeTTL() != 30*time.Second || hub.FillBudget() != 5*time.Second || hub.FillOnTimeout() != OnTimeoutRedirect {
+		t.Errorf("hub settings: maxAge %v negative %v budget %v onTimeout %v", hub.MaxAge(), hub.NegativeTTL(), hub.FillBudget(), hub.FillOnTimeout())
+	}
+	if !hub.ForeignAllowed("https://mcr.microsoft.com/v2/windows/blobs/sha256:00") {
+		t.Error("allowed foreign URL refused")
+	}
+	for _, u := range []string{"https://mcr.microsoft.com.evil.io/x", "http://mcr.microsoft.com/x", "https://evil.io/?https://mcr.microsoft.com/"} {
+		if hub.ForeignAllowed(u) {
+			t.Errorf("foreign URL %s allowed (regexes must match the whole URL)", u)
+		}
+	}
+	quay, _ := c.Repository("quay")
+	if quay.MaxAge() != DefaultMetadataMaxAge || quay.NegativeTTL() != DefaultNegativeCacheTTL || quay.FillBudget() != DefaultFillBudget || quay.FillOnTimeout() != OnTimeoutRetry {
+		t.Errorf("quay defaults: %v %v %v %v", quay.MaxAge(), quay.NegativeTTL(), quay.FillBudget(), quay.FillOnTimeout())
+	}
+	if quay.ForeignAllowed("https://mcr.microsoft.com/x") {
+		t.Error("foreign layers allowed while disabled")
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/airlock-registry/airlock/shared/repo"
 	"github.com/airlock-registry/airlock/shared/storage"
 )
 
@@ -28,7 +29,12 @@ func parseDigest(s string) (digest.Digest, error) {
 	return d, nil
 }
 
-func blobUnknown(d digest.Digest, name string) error {
+// blobUnknown is BLOB_UNKNOWN; cause, when a repository said more than
+// "not found" (a proxy: not found upstream), gives the message.
+func blobUnknown(d digest.Digest, name string, cause ...error) error {
+	if msg := notFoundMsg(cause); msg != "" {
+		return apiErr(http.StatusNotFound, CodeBlobUnknown, "blob %s: %s", d, msg)
+	}
 	return apiErr(http.StatusNotFound, CodeBlobUnknown, "blob %s is not known to %s", d, name)
 }
 
@@ -51,12 +57,24 @@ func (rg *Registry) getBlob(w http.ResponseWriter, r *http.Request, t target) er
 	if err != nil {
 		return err
 	}
-	b, err := rg.Meta.StatBlob(r.Context(), t.img, d)
+	var b storage.Blob
+	if r.Method == http.MethodHead {
+		b, err = t.repo.BlobInfo(r.Context(), t.name, d)
+	} else {
+		b, err = t.repo.Blob(r.Context(), t.name, d)
+	}
+	var redirect *repo.RedirectError
+	if errors.As(err, &redirect) {
+		w.Header().Set("Location", redirect.URL)
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusTemporaryRedirect)
+		return nil
+	}
 	if errors.Is(err, storage.ErrNotFound) {
-		return blobUnknown(d, t.full)
+		return blobUnknown(d, t.full, err)
 	}
 	if err != nil {
-		return fmt.Errorf("stat blob %s: %w", d, err)
+		return fmt.Errorf("blob %s: %w", d, err)
 	}
 	h := w.Header()
 	h.Set("Docker-Content-Digest", d.String())
@@ -86,9 +104,6 @@ func (rg *Registry) getBlob(w http.ResponseWriter, r *http.Request, t target) er
 // deleteBlob removes the blob from this image (the bytes are collected later).
 // https://github.com/opencontainers/distribution-spec/blob/main/spec.md#deleting-blobs
 func (rg *Registry) deleteBlob(w http.ResponseWriter, r *http.Request, t target) error {
-	if err := denyWrites(t); err != nil {
-		return err
-	}
 	d, err := parseDigest(t.ref)
 	if err != nil {
 		return err

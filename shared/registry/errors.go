@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
+
+	"github.com/airlock-registry/airlock/shared/repo"
 )
 
 // Code is an error code of the distribution spec
@@ -29,6 +32,9 @@ const (
 	CodeDenied              Code = "DENIED"
 	CodeUnsupported         Code = "UNSUPPORTED"
 	CodeTooManyRequests     Code = "TOOMANYREQUESTS"
+	// CodeUnavailable is distribution's code for 503 Service Unavailable
+	// (a proxy's upstream is unreachable, or a cache fill is in progress).
+	CodeUnavailable Code = "UNAVAILABLE"
 	CodeUnknown             Code = "UNKNOWN"
 )
 
@@ -48,10 +54,62 @@ func apiErr(status int, code Code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// notFoundMsg is the message of a repository's *NotFoundError among errs, if it has one.
+func notFoundMsg(errs []error) string {
+	for _, err := range errs {
+		var nf *repo.NotFoundError
+		if errors.As(err, &nf) && nf.Msg != "" {
+			return nf.Msg
+		}
+	}
+	return ""
+}
+
+// fromRepo maps the errors of package repo to API errors: the one place
+// where a repository's refusal or its upstream's trouble becomes a status and
+// code. "Not found" is translated by each handler (manifest, blob or name).
+func fromRepo(err error) *Error {
+	var (
+		denied  *repo.DeniedError
+		unavail *repo.UnavailableError
+		limited *repo.RateLimitedError
+		bad     *repo.BadUpstreamError
+		nf      *repo.NotFoundError
+	)
+	switch {
+	case errors.As(err, &denied):
+		return apiErr(http.StatusForbidden, CodeDenied, "%s", denied.Msg)
+	case errors.As(err, &unavail):
+		status := http.StatusServiceUnavailable
+		if unavail.Timeout {
+			status = http.StatusGatewayTimeout
+		}
+		e := apiErr(status, CodeUnavailable, "%s", unavail.Msg)
+		if unavail.RetryAfter > 0 {
+			e.Header = http.Header{"Retry-After": {strconv.Itoa(int(max(unavail.RetryAfter.Round(time.Second), time.Second) / time.Second))}}
+		}
+		return e
+	case errors.As(err, &limited):
+		e := apiErr(http.StatusTooManyRequests, CodeTooManyRequests, "%s", limited.Msg)
+		if limited.RetryAfter != "" {
+			e.Header = http.Header{"Retry-After": {limited.RetryAfter}}
+		}
+		return e
+	case errors.As(err, &bad):
+		return apiErr(http.StatusBadGateway, CodeUnknown, "%s", bad.Msg)
+	case errors.As(err, &nf):
+		return apiErr(http.StatusNotFound, CodeNameUnknown, "%s", nf.Error())
+	}
+	return nil
+}
+
 // writeError is the one place that writes the {"errors":[...]} envelope.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
+		e = fromRepo(err)
+	}
+	if e == nil {
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		e = &Error{Status: http.StatusInternalServerError, Code: CodeUnknown, Message: "internal error"}
 	}

@@ -88,7 +88,7 @@ func (rg *Registry) finish(w http.ResponseWriter, r *http.Request, t target, u *
 		if err != nil {
 			return fmt.Errorf("complete blob %s: %w", d, err)
 		}
-		if b, err = rg.record(ctx, storage.Blob{Digest: d, Size: u.Offset, Key: key, Created: rg.Now()}); err != nil {
+		if b, err = t.hosted.Record(ctx, storage.Blob{Digest: d, Size: u.Offset, Key: key, Created: rg.Now()}); err != nil {
 			return err
 		}
 	default:
@@ -154,7 +154,7 @@ func (rg *Registry) finishSmall(w http.ResponseWriter, r *http.Request, t target
 		if key, err = rg.Blobs.PutSmall(ctx, d, body); err != nil {
 			return fail(fmt.Errorf("put blob %s: %w", d, err))
 		}
-		b, err = rg.record(ctx, storage.Blob{Digest: d, Size: int64(len(body)), Key: key, Created: rg.Now()})
+		b, err = t.hosted.Record(ctx, storage.Blob{Digest: d, Size: int64(len(body)), Key: key, Created: rg.Now()})
 	}
 	if err != nil {
 		return fail(fmt.Errorf("blob %s: %w", d, err))
@@ -193,7 +193,7 @@ func (rg *Registry) finishVerifyStored(w http.ResponseWriter, r *http.Request, t
 	b, err := rg.Meta.GetBlob(ctx, d)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		b, err = rg.record(ctx, storage.Blob{Digest: d, Size: u.Offset, Key: key, Created: rg.Now()})
+		b, err = t.hosted.Record(ctx, storage.Blob{Digest: d, Size: u.Offset, Key: key, Created: rg.Now()})
 	case err == nil && b.ObjectKey() != key: // stored already: drop this copy
 		_ = rg.Blobs.DeleteBlob(context.WithoutCancel(ctx), key)
 	}
@@ -201,22 +201,6 @@ func (rg *Registry) finishVerifyStored(w http.ResponseWriter, r *http.Request, t
 		return fmt.Errorf("blob %s: %w", d, err)
 	}
 	return rg.linkFinished(w, r, t, u, b, stored)
-}
-
-// record creates the global record of a blob whose bytes are at b.Key and
-// returns the record stored. When another upload of the same bytes recorded
-// its object first, that record wins and this upload's object is deleted.
-func (rg *Registry) record(ctx context.Context, b storage.Blob) (storage.Blob, error) {
-	won, err := rg.Meta.PutBlob(ctx, b)
-	if err != nil {
-		return won, fmt.Errorf("record blob %s: %w", b.Digest, err)
-	}
-	if won.ObjectKey() != b.ObjectKey() {
-		if err := rg.Blobs.DeleteBlob(context.WithoutCancel(ctx), b.ObjectKey()); err != nil {
-			rg.Logger.WarnContext(ctx, "delete the object of an upload that lost the race", "digest", b.Digest, "key", b.ObjectKey(), "err", err)
-		}
-	}
-	return won, nil
 }
 
 // linkFinished links the blob into the image, ends the session and answers 201.

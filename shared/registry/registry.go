@@ -6,17 +6,17 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"path"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/airlock-registry/airlock/shared/config"
+	"github.com/airlock-registry/airlock/shared/repo"
 	"github.com/airlock-registry/airlock/shared/storage"
 )
 
@@ -40,11 +40,15 @@ type Deps struct {
 	Logger     *slog.Logger
 	// Now is the clock (default time.Now); tests may replace it.
 	Now func() time.Time
+	// Proxy tunes proxy repositories (fill hand-off, remote transport,
+	// time-outs, auto-block back-off).
+	Proxy repo.ProxyOptions
 }
 
 // Registry is the handler; build it with New.
 type Registry struct {
 	Deps
+	repos *repo.Set
 }
 
 var _ http.Handler = (*Registry)(nil)
@@ -63,17 +67,16 @@ func New(d Deps) (*Registry, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Registry{Deps: d}, nil
+	repos, err := repo.New(context.Background(), d.Config, repo.Deps{Meta: d.Meta, Blobs: d.Blobs, Logger: d.Logger, Now: d.Now, Proxy: d.Proxy})
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	return &Registry{Deps: d, repos: repos}, nil
 }
 
-// target is a parsed request path: the image and what of it is addressed.
-type target struct {
-	full string // the name as the client wrote it
-	img  storage.Image
-	repo *config.Repository
-	kind string // "blob", "upload", "manifest", "tags", "referrers"
-	ref  string // digest, upload id, tag or digest
-}
+// Repositories returns the configured repositories (the proxyfetch entry
+// points and admin calls use them).
+func (rg *Registry) Repositories() *repo.Set { return rg.repos }
 
 // ServeHTTP routes a request.
 func (rg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -118,118 +121,49 @@ func (rg *Registry) serve(w http.ResponseWriter, r *http.Request) error {
 	if p == "/v2/_catalog" {
 		return rg.catalog(w, r)
 	}
-	t, err := rg.parse(r)
+	rt, err := parseRoute(r)
 	if err != nil {
 		return err
 	}
-	switch t.kind {
-	case "blob":
-		switch r.Method {
-		case http.MethodGet, http.MethodHead:
-			return rg.getBlob(w, r, t)
-		case http.MethodDelete:
-			return rg.deleteBlob(w, r, t)
-		}
-	case "upload":
-		switch r.Method {
-		case http.MethodPost:
-			if t.ref == "" {
-				return rg.startUpload(w, r, t)
-			}
-		case http.MethodPatch:
-			return rg.patchUpload(w, r, t)
-		case http.MethodPut:
-			return rg.putUpload(w, r, t)
-		case http.MethodGet, http.MethodHead:
-			return rg.uploadStatus(w, r, t)
-		case http.MethodDelete:
-			return rg.cancelUpload(w, r, t)
-		}
-	case "manifest":
-		switch r.Method {
-		case http.MethodGet, http.MethodHead:
-			return rg.getManifest(w, r, t)
-		case http.MethodPut:
-			return rg.putManifest(w, r, t)
-		case http.MethodDelete:
-			return rg.deleteManifest(w, r, t)
-		}
-	case "tags":
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			return rg.listTags(w, r, t)
-		}
-	case "referrers":
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			return rg.referrers(w, r, t)
-		}
+	t, err := rg.resolve(r, rt)
+	if err != nil {
+		return err
 	}
-	return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s", r.Method, p)
+	if err := rg.authorize(r, t); err != nil {
+		return err
+	}
+	return rg.dispatch(w, r, t)
 }
 
-// nameComponent is one path component of a repository name (distribution spec).
-var nameRe = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
-
-// uploadIDRe matches the session ids newID makes.
-var uploadIDRe = regexp.MustCompile(`^[0-9a-f]{32}$`)
-
-// maxNameLength is the longest name accepted (distribution's limit).
-const maxNameLength = 255
-
-// parse splits /v2/<name>/<kind>/<ref> and resolves the repository.
-func (rg *Registry) parse(r *http.Request) (target, error) {
-	if strings.Contains(r.URL.RawPath, "%") {
-		return target{}, apiErr(http.StatusBadRequest, CodeNameInvalid, "escaped characters are not allowed in registry paths")
+// dispatch runs the operation.
+func (rg *Registry) dispatch(w http.ResponseWriter, r *http.Request, t target) error {
+	switch t.op {
+	case opBlobGet, opBlobHead:
+		return rg.getBlob(w, r, t)
+	case opBlobDelete:
+		return rg.deleteBlob(w, r, t)
+	case opUploadStart:
+		return rg.startUpload(w, r, t)
+	case opUploadPatch:
+		return rg.patchUpload(w, r, t)
+	case opUploadPut:
+		return rg.putUpload(w, r, t)
+	case opUploadStatus:
+		return rg.uploadStatus(w, r, t)
+	case opUploadCancel:
+		return rg.cancelUpload(w, r, t)
+	case opManifestGet, opManifestHead:
+		return rg.getManifest(w, r, t)
+	case opManifestPut:
+		return rg.putManifest(w, r, t)
+	case opManifestDelete:
+		return rg.deleteManifest(w, r, t)
+	case opTags:
+		return rg.listTags(w, r, t)
+	case opReferrers:
+		return rg.referrers(w, r, t)
 	}
-	return rg.parsePath(r.URL.Path)
-}
-
-// parsePath resolves a decoded /v2/... path.
-func (rg *Registry) parsePath(p string) (target, error) {
-	rest := strings.TrimPrefix(p, "/v2/")
-	trailing := strings.HasSuffix(rest, "/")
-	rest = strings.TrimSuffix(rest, "/")
-	if cleaned := path.Clean("/" + rest); cleaned != "/"+rest {
-		return target{}, apiErr(http.StatusBadRequest, CodeNameInvalid, "path %q is not clean (no '.', '..' or empty components)", p)
-	}
-	segs := strings.Split(rest, "/")
-	n := len(segs)
-	var t target
-	var nameSegs []string
-	switch {
-	case n >= 3 && segs[n-2] == "blobs" && segs[n-1] == "uploads":
-		t.kind, nameSegs = "upload", segs[:n-2]
-	case n >= 4 && segs[n-3] == "blobs" && segs[n-2] == "uploads" && !trailing:
-		t.kind, t.ref, nameSegs = "upload", segs[n-1], segs[:n-3]
-	case n >= 3 && segs[n-2] == "blobs" && !trailing:
-		t.kind, t.ref, nameSegs = "blob", segs[n-1], segs[:n-2]
-	case n >= 3 && segs[n-2] == "manifests" && !trailing:
-		t.kind, t.ref, nameSegs = "manifest", segs[n-1], segs[:n-2]
-	case n >= 3 && segs[n-2] == "tags" && segs[n-1] == "list":
-		t.kind, nameSegs = "tags", segs[:n-2]
-	case n >= 3 && segs[n-2] == "referrers" && !trailing:
-		t.kind, t.ref, nameSegs = "referrers", segs[n-1], segs[:n-2]
-	default:
-		return target{}, apiErr(http.StatusNotFound, CodeNameUnknown, "no registry endpoint at %s", p)
-	}
-	if t.kind == "upload" && t.ref != "" && !uploadIDRe.MatchString(t.ref) {
-		return target{}, uploadUnknown(t.ref)
-	}
-	t.full = strings.Join(nameSegs, "/")
-	if len(t.full) > maxNameLength {
-		return target{}, apiErr(http.StatusBadRequest, CodeNameInvalid, "repository name is %d characters long; the limit is %d", len(t.full), maxNameLength)
-	}
-	if !nameRe.MatchString(t.full) {
-		return target{}, apiErr(http.StatusBadRequest, CodeNameInvalid, "invalid repository name %q: components are lower-case letters and digits separated by '.', '_', '__' or '-'", t.full)
-	}
-	if repo, ok := rg.Config.Repository(nameSegs[0]); ok && len(nameSegs) > 1 {
-		t.repo, t.img = repo, storage.Image{Repo: repo.Name, Name: strings.Join(nameSegs[1:], "/")}
-	} else if rg.Config.Default != "" {
-		t.repo, _ = rg.Config.Repository(rg.Config.Default)
-		t.img = storage.Image{Repo: t.repo.Name, Name: t.full}
-	} else {
-		return target{}, apiErr(http.StatusNotFound, CodeNameUnknown, "%q names no repository and no default repository is configured", t.full)
-	}
-	return t, nil
+	return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s", r.Method, r.URL.Path)
 }
 
 // errBodyTooLarge is returned by a request body read past Deps.MaxBody.
@@ -284,10 +218,3 @@ func (rg *Registry) bodyErr(err error, what string) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// denyWrites refuses any change to a read-only repository.
-func denyWrites(t target) error {
-	if t.repo.Policy == config.PolicyReadOnly {
-		return apiErr(http.StatusForbidden, CodeDenied, "repository %q is read-only (deployment policy read-only)", t.repo.Name)
-	}
-	return nil
-}

@@ -57,9 +57,9 @@ func (rg *Registry) listTags(w http.ResponseWriter, r *http.Request, t target) e
 	}
 	tags := []string{}
 	if n != 0 {
-		page, err := rg.Meta.ListTags(r.Context(), t.img, last, max(n, 0))
+		page, err := t.repo.Tags(r.Context(), t.name, last, max(n, 0))
 		if err != nil {
-			return fmt.Errorf("list tags: %w", err)
+			return fmt.Errorf("tags of %s: %w", t.full, err)
 		}
 		tags = append(tags, page.Items...)
 		if page.More && n > 0 && len(tags) > 0 {
@@ -107,9 +107,9 @@ func (rg *Registry) referrers(w http.ResponseWriter, r *http.Request, t target) 
 	if err != nil {
 		return err
 	}
-	descs, err := rg.Meta.ListReferrers(r.Context(), t.img, d)
+	descs, err := t.repo.Referrers(r.Context(), t.name, d)
 	if err != nil {
-		return fmt.Errorf("list referrers: %w", err)
+		return fmt.Errorf("referrers of %s: %w", t.full, err)
 	}
 	out := []ocispec.Descriptor{}
 	at := r.URL.Query().Get("artifactType")
