@@ -35,7 +35,7 @@ const (
 	// CodeUnavailable is distribution's code for 503 Service Unavailable
 	// (a proxy's upstream is unreachable, or a cache fill is in progress).
 	CodeUnavailable Code = "UNAVAILABLE"
-	CodeUnknown             Code = "UNKNOWN"
+	CodeUnknown     Code = "UNKNOWN"
 )
 
 // Error is an error a handler returns to be written as the OCI error envelope.

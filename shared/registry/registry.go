@@ -217,4 +217,3 @@ func (rg *Registry) bodyErr(err error, what string) error {
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
-
