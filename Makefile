@@ -2,10 +2,11 @@
 #
 #   make run     serve the registry on 127.0.0.1:5000 over local emulators
 #   make test    go vet + every test (unit, storage on DynamoDB Local/MinIO in a
-#                private network namespace, end to end)
+#                private network namespace, end to end), then what was skipped and why
 #   make bench   the benchmark (never part of make test)
 #   make build   dist/api/bootstrap + dist/api.zip for Lambda (linux/arm64)
-#   make tools   pinned emulators and clients into localdev/node_modules and bin/
+#   make tools   pinned emulators and clients into localdev/node_modules and bin/,
+#                and the Debian packages the tests use (as root on Debian)
 #
 # Variables: RUN_FLAGS (extra localdev flags), TEST_P (parallel packages),
 # TEST_TIMEOUT, GO.
@@ -18,6 +19,7 @@ ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 BIN  := $(ROOT)/bin
 DIST := $(ROOT)/dist
 GO   ?= go
+MODULE := $(shell sed -n 's/^module //p' $(ROOT)/go.mod)
 
 # ----------------------------------------------------------------------------
 # Tools. Everything is pinned and installed only when missing.
@@ -35,7 +37,7 @@ GO_TOOLS += oras=oras.land/oras/cmd/oras@v1.3.6
 GO_TOOLS += conformance=github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111
 # --- Lambda runtime interface emulator (tests/lambda; keep in step with rieModule there)
 GO_TOOLS += aws-lambda-rie=github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@v0.0.0-20261030222936-bef5c4ba774d
-# --- end e2e clients (skopeo and docker.io are Debian packages: apt-get in .ci/run)
+# --- end e2e clients (skopeo and docker.io are Debian packages: SYSTEM_PKGS below)
 
 # npm tools (dynalite, DynamoDB Local) are pinned by localdev/package-lock.json;
 # npm writes node_modules/.package-lock.json on every install.
@@ -58,8 +60,37 @@ $(NPM_STAMP): $(ROOT)/localdev/package-lock.json
 	cd $(ROOT)/localdev && npm ci --no-audit --no-fund
 	@touch $@
 
-.PHONY: tools
-tools: $(NPM_STAMP) $(GO_TOOL_BINS) ## install the pinned tools that are missing
+# Debian packages the tests use, as <package>=<command>: a package counts as
+# installed when dpkg knows it or its command is on PATH. iproute2 (ip) and
+# util-linux (unshare): the private network namespace; skopeo, docker.io: e2e
+# clients (their tests skip without them); zip: make build; a JRE: DynamoDB
+# Local (only when no java is installed).
+SYSTEM_PKGS := iproute2=ip util-linux=unshare skopeo=skopeo docker.io=dockerd zip=zip
+JAVA_PKG    := openjdk-17-jre-headless
+
+.PHONY: tools system-packages
+tools: system-packages $(NPM_STAMP) $(GO_TOOL_BINS) ## install the pinned tools that are missing
+
+# As root on Debian, apt-get installs what is missing (apt-get update only
+# then); elsewhere it prints what is missing and how to install it. It never
+# fails: the tests that need a missing package skip and `make test` lists them.
+system-packages: ## the Debian packages the tests use (apt-get as root on Debian, else a hint)
+	@missing=(); \
+	for pc in $(SYSTEM_PKGS); do \
+	  dpkg -s "$${pc%%=*}" >/dev/null 2>&1 || command -v "$${pc#*=}" >/dev/null || missing+=("$${pc%%=*}"); \
+	done; \
+	command -v java >/dev/null || missing+=($(JAVA_PKG)); \
+	if [ $${#missing[@]} -eq 0 ]; then exit 0; fi; \
+	if [ -f /etc/debian_version ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "apt-get install $${missing[*]}"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  if apt-get update -qq && apt-get install -y -qq --no-install-recommends "$${missing[@]}"; then exit 0; fi; \
+	  echo "WARNING: apt-get install $${missing[*]} failed; the tests that need them will skip"; \
+	else \
+	  echo "missing system packages: $${missing[*]}; the tests that need them will skip."; \
+	  echo "  Debian/Ubuntu: sudo apt-get install --no-install-recommends $${missing[*]}"; \
+	  echo "  (elsewhere: your distribution's packages of the same tools; make tools installs them itself as root on Debian)"; \
+	fi
 
 # ----------------------------------------------------------------------------
 # Run locally.
@@ -82,8 +113,31 @@ TEST_TIMEOUT ?= 30m
 NETNS_PKGS := ./shared/storage/dynamo ./shared/storage/s3store ./localdev/harness
 NETNS_ENV  := AIRLOCK_ROOT=$(ROOT) AIRLOCK_TEST_DYNAMO=ddblocal AIRLOCK_TEST_S3=minio
 
-.PHONY: test vet test-unit test-netns test-e2e
-test: vet test-unit test-netns test-e2e test-e2e-netns ## go vet + the whole test suite
+# Every go test of make test streams `-json` through bin/testreport
+# (localdev/testreport): it prints what plain go test (or `go test -v` for the
+# e2e suites) would, keeps the verbose text in dist/<suite>.log and records the
+# stream in dist/<suite>.json. test-summary then prints, even when a suite
+# failed, each suite's counts, its failed tests and every skipped test with
+# its reason ("skipped: N" / "no test skipped"; full list in dist/skipped.txt).
+# The exit status stays that of the suites (make -k runs them all first).
+TESTREPORT := $(BIN)/testreport
+TEST2JSON  := $(DIST)/netns/test2json
+TEST_RECORDS := test-unit=$(DIST)/unit.json test-netns=$(DIST)/netns.json \
+                test-e2e=$(DIST)/e2e.json test-e2e-netns=$(DIST)/e2e-netns.json
+
+.PHONY: test test-suites test-summary testreport vet test-unit test-netns test-e2e
+test: ## go vet + the whole test suite, then the summary of skipped (and failed) tests
+	@rm -f $(foreach r,$(TEST_RECORDS),$(word 2,$(subst =, ,$(r))))
+	@rc=0; $(MAKE) --no-print-directory test-suites || rc=$$?; \
+	  $(MAKE) --no-print-directory test-summary; exit $$rc
+
+test-suites: vet test-unit test-netns test-e2e test-e2e-netns
+
+test-summary: testreport ## what the last test run skipped (and failed), from dist/*.json
+	@$(TESTREPORT) summary -root $(ROOT) $(TEST_RECORDS)
+
+testreport:
+	@$(GO) build -o $(TESTREPORT) ./localdev/testreport
 
 vet: ## go vet (the e2e package too) and cfn-lint on template.yaml when installed
 	$(GO) vet ./...
@@ -91,36 +145,46 @@ vet: ## go vet (the e2e package too) and cfn-lint on template.yaml when installe
 	@if command -v cfn-lint >/dev/null; then echo "cfn-lint template.yaml"; cfn-lint template.yaml; \
 	  else echo "cfn-lint not installed (pip install cfn-lint): template.yaml not linted"; fi
 
-test-unit: tools ## go test ./... on dynalite + versitygw
-	$(GO) test -p $(TEST_P) -count=1 -timeout $(TEST_TIMEOUT) ./...
+test-unit: tools testreport ## go test ./... on dynalite + versitygw
+	@mkdir -p $(DIST) && rm -f $(DIST)/unit.json
+	$(GO) test -json -p $(TEST_P) -count=1 -timeout $(TEST_TIMEOUT) ./... \
+	  | $(TESTREPORT) record -o $(DIST)/unit.json -log $(DIST)/unit.log
 
-test-netns: tools ## storage packages on DynamoDB Local + MinIO inside `unshare -n` (root)
-	@mkdir -p $(DIST)/netns
+# (go tool test2json wraps each prebuilt binary; it is built outside the namespace.)
+test-netns: tools testreport ## storage packages on DynamoDB Local + MinIO inside `unshare -n` (root)
+	@mkdir -p $(DIST)/netns && rm -f $(DIST)/netns.json
+	$(GO) build -o $(TEST2JSON) cmd/test2json
 	@for p in $(NETNS_PKGS); do \
 	  echo "go test -c $$p"; \
 	  $(GO) test -c -o $(DIST)/netns/$$(basename $$p).test $$p; \
 	done
-	unshare -n sh -c 'ip link set lo up && fail=0 && \
+	unshare -n bash -c 'set -o pipefail; ip link set lo up && fail=0 && \
 	  for p in $(NETNS_PKGS); do \
 	    echo "=== $$p on DynamoDB Local + MinIO (private netns)"; \
-	    (cd $(ROOT)/$$p && $(NETNS_ENV) $(DIST)/netns/$$(basename $$p).test -test.count=1 -test.timeout $(TEST_TIMEOUT)) || fail=1; \
+	    (cd $(ROOT)/$$p && $(NETNS_ENV) $(TEST2JSON) -p $(MODULE)/$${p#./} \
+	      $(DIST)/netns/$$(basename $$p).test -test.v=test2json -test.count=1 -test.timeout $(TEST_TIMEOUT)) \
+	      | $(TESTREPORT) record -o $(DIST)/netns.json -log $(DIST)/netns/$$(basename $$p).log || fail=1; \
 	  done; exit $$fail'
 
-test-e2e: tools ## conformance suite, real clients and dockerd against localdev
-	@mkdir -p $(DIST)
-	$(GO) test -tags e2e -count=1 -v -timeout $(TEST_TIMEOUT) ./tests/e2e/ 2>&1 | tee $(DIST)/e2e.log
+test-e2e: tools testreport ## conformance suite, real clients and dockerd against localdev
+	@mkdir -p $(DIST) && rm -f $(DIST)/e2e.json
+	$(GO) test -json -tags e2e -count=1 -timeout $(TEST_TIMEOUT) ./tests/e2e/ 2>&1 \
+	  | $(TESTREPORT) record -v -o $(DIST)/e2e.json -log $(DIST)/e2e.log
 
-# --- e2e on DynamoDB Local + MinIO (the second CI target, DESIGN §7): the same
-# tests in a private network namespace; test binary and localdev are built
-# first (the namespace has no network for the module proxy).
+# --- e2e on DynamoDB Local + MinIO (the second CI target; README, Architecture:
+# Local harness): the same tests in a private network namespace; test binary,
+# test2json and localdev are built first (the namespace has no network for the
+# module proxy).
 .PHONY: test-e2e-netns
-test-e2e-netns: tools ## the e2e tests on DynamoDB Local + MinIO inside `unshare -n` (root)
-	@mkdir -p $(DIST)/netns
+test-e2e-netns: tools testreport ## the e2e tests on DynamoDB Local + MinIO inside `unshare -n` (root)
+	@mkdir -p $(DIST)/netns && rm -f $(DIST)/e2e-netns.json
+	$(GO) build -o $(TEST2JSON) cmd/test2json
 	$(GO) test -c -tags e2e -o $(DIST)/netns/e2e.test ./tests/e2e/
 	$(GO) build -o $(BIN)/localdev-netns ./localdev
-	unshare -n sh -c 'ip link set lo up && cd $(ROOT)/tests/e2e && \
-	  $(NETNS_ENV) AIRLOCK_E2E_LOCALDEV=$(BIN)/localdev-netns $(DIST)/netns/e2e.test -test.v -test.count=1 -test.timeout $(TEST_TIMEOUT)' \
-	  2>&1 | tee $(DIST)/e2e-netns.log
+	unshare -n bash -c 'set -o pipefail; ip link set lo up && cd $(ROOT)/tests/e2e && \
+	  $(NETNS_ENV) AIRLOCK_E2E_LOCALDEV=$(BIN)/localdev-netns $(TEST2JSON) -p $(MODULE)/tests/e2e \
+	    $(DIST)/netns/e2e.test -test.v=test2json -test.count=1 -test.timeout $(TEST_TIMEOUT) \
+	  | $(TESTREPORT) record -v -o $(DIST)/e2e-netns.json -log $(DIST)/e2e-netns.log'
 # --- end e2e netns
 
 # ----------------------------------------------------------------------------
