@@ -6,10 +6,10 @@ import (
 	"strconv"
 )
 
-// The AWS front door (DESIGN §6): a synchronous Lambda invoke carries at most
-// 6 MiB + 100 bytes of request and of response JSON (Lambda's and the
-// runtime interface emulator's limit, 6291556 bytes). Binary request bodies
-// arrive base64-encoded inside the API Gateway v2 event.
+// The AWS front door (README, Architecture: Front-door limits): a synchronous
+// Lambda invoke carries at most 6 MiB + 100 bytes of request and of response
+// JSON (Lambda's and the runtime interface emulator's limit, 6291556 bytes).
+// Binary request bodies arrive base64-encoded inside the API Gateway v2 event.
 const (
 	// lambdaPayloadLimit is the largest invoke request or response, in bytes.
 	lambdaPayloadLimit = 6<<20 + 100

@@ -58,7 +58,8 @@ func benchCalls(t *testing.T, rep *report, dynamoURL, s3URL string) {
 	const name = "local/bench/calls"
 	// The target is S3 calls ≤ parts + 4 per blob. For chunked pushes the
 	// staged short chunks are allowed on top: each written once (PutObject)
-	// and read back once (GetObject), as DESIGN §4 intends.
+	// and read back once (GetObject), as README, Architecture: Request flows
+	// describes.
 	target := func(c calls, chunked bool) (string, bool) {
 		parts := c.ops["S3.UploadPart"]
 		if !chunked {

@@ -16,7 +16,7 @@ import (
 )
 
 // chunkSmall is the chunk size of the chunked push compared with a streamed
-// one (DESIGN §4: 3 × 20 MiB in 256 KiB chunks).
+// one (3 × 20 MiB in 256 KiB chunks).
 const chunkSmall = 256 << 10
 
 // pulls is how many times each pull runs (the best time is reported); bigRuns

@@ -64,7 +64,8 @@ func TestClients(t *testing.T) {
 
 	t.Run("blob-redirect", func(t *testing.T) {
 		// Layer bytes never flow through the registry: GET answers 307 to a
-		// presigned URL on another host (DESIGN §6), which serves the bytes.
+		// presigned URL on another host (README, Architecture: Request flows),
+		// which serves the bytes.
 		m, err := img.Manifest()
 		if err != nil {
 			t.Fatal(err)

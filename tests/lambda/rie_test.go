@@ -1,7 +1,7 @@
 // Package lambda_test runs the api function's real binary (functions/api,
 // built for the host with -tags lambda.norpc) under the AWS Lambda runtime
 // interface emulator and drives it with API Gateway HTTP API v2 events, over
-// dynalite and versitygw (DESIGN §7: what `sam local` runs).
+// dynalite and versitygw (what `sam local` runs; README, Lambda: SAM local).
 package lambda_test
 
 import (

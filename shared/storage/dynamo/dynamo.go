@@ -2,7 +2,8 @@
 // one DynamoDB table.
 //
 // The table has a string partition key "pk", a string sort key "sk" and the
-// TTL attribute "expiresAt" (epoch seconds). Items (DESIGN §3):
+// TTL attribute "expiresAt" (epoch seconds). Items (see also README,
+// Architecture: Where data lives):
 //
 //	pk IMG#<repo>/<name>  sk T#<tag>                 tag → digest (+ checked, epoch ms, for proxies)
 //	                      sk M#<digest>              manifest

@@ -103,8 +103,9 @@ func (c *countingClient) calls(t *testing.T, what string, fn func() error) int64
 }
 
 // TestCallCounts pins the hot paths to the number of DynamoDB calls the
-// design promises (DESIGN §4): one read per blob HEAD, tag or manifest
-// lookup, one conditional update per upload acquire or commit.
+// design promises (README, Architecture: Request flows): one read per blob
+// HEAD, tag or manifest lookup, one conditional update per upload acquire or
+// commit.
 func TestCallCounts(t *testing.T) {
 	db, table := testDynamo(t)
 	counter := &countingClient{inner: awshttp.NewBuildableClient()}

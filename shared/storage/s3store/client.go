@@ -1,7 +1,7 @@
 // Package s3store implements storage.Blobs on Amazon S3 (or an S3-compatible
 // server: versitygw and MinIO locally).
 //
-// Keys (every one a leaf, see DESIGN §7):
+// Keys (every one a leaf; see README, Architecture: Where data lives):
 //
 //	blobs/<alg>/<2 hex>/<hex>            storage.BlobKey: small blobs, put whole
 //	blobs/uploads/<id>                   storage.UploadKey: an upload's multipart upload, and the blob once completed
@@ -15,10 +15,10 @@
 // The bucket's lifecycle rule expires uploads/ (staged objects) and aborts
 // incomplete multipart uploads; blobs/ is never expired.
 //
-// Append is the hot path of a push (DESIGN §4). A streamed body is cut into
-// parts of the part size, uploaded one at a time while the next part is read;
-// a tail shorter than storage.MinPartSize joins the part before it, so a
-// streamed body stages nothing. Chunks shorter than a part are staged as their
+// Append is the hot path of a push (README, Architecture: Request flows). A
+// streamed body is cut into parts of the part size, uploaded one at a time
+// while the next part is read; a tail shorter than storage.MinPartSize joins
+// the part before it, so a streamed body stages nothing. Chunks shorter than a part are staged as their
 // own objects; once staged and new bytes make at least storage.MinPartSize, the
 // staged objects are read back once, in parallel, and sent with the new bytes
 // as one part. Every byte is written at most twice, except chunks under 64 KiB

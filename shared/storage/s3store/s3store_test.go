@@ -87,7 +87,7 @@ func TestNewClientOptions(t *testing.T) {
 	}
 }
 
-// BenchmarkPush pushes 3 blobs of 20 MiB (DESIGN §4's measure), streamed in
+// BenchmarkPush pushes 3 blobs of 20 MiB (the push tests/bench measures), streamed in
 // one Append each or in chunks of 256 KiB / 4 MiB, Append through Complete.
 //
 //	go test -run '^$' -bench Push -benchtime 3x ./shared/storage/s3store

@@ -223,7 +223,7 @@ func testManifest(t *testing.T, s storage.Metadata) {
 }
 
 // testManifestLargeBody stores the largest body the registry keeps inline
-// (350 KB, DESIGN §3): it must fit in one item.
+// (350 KB; README, Architecture: Where data lives): it must fit in one item.
 func testManifestLargeBody(t *testing.T, s storage.Metadata) {
 	ctx := t.Context()
 	body := bytes.Repeat([]byte("0123456789abcdef"), 350_000/16)
