@@ -202,7 +202,7 @@ LAMBDA_CONFIG ?= infra/airlock.yaml
 # One directory functions/<name> per Lambda function.
 FUNCTIONS := $(notdir $(wildcard $(ROOT)/functions/*))
 
-.PHONY: build build-ApiFunction
+.PHONY: build build-ApiFunction build-ProxyfetchFunction
 build: ## dist/<function>/bootstrap and dist/<function>.zip for every function (linux/arm64)
 	@for f in $(FUNCTIONS); do \
 	  mkdir -p $(DIST)/$$f; \
@@ -217,6 +217,10 @@ build: ## dist/<function>/bootstrap and dist/<function>.zip for every function (
 # set; one build-<LogicalId> per function (tests/template checks them).
 build-ApiFunction:
 	$(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/api
+	cp $(LAMBDA_CONFIG) $(ARTIFACTS_DIR)/airlock.yaml
+
+build-ProxyfetchFunction:
+	$(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/proxyfetch
 	cp $(LAMBDA_CONFIG) $(ARTIFACTS_DIR)/airlock.yaml
 
 # Deploy with SAM CLI (not run in CI; infra/README.md). SAM_ENV picks the
@@ -241,4 +245,4 @@ clean: ## remove build output and make run's data (keeps bin/ and node_modules)
 	rm -rf $(DIST) .localdev .aws-sam
 
 help:
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z0-9_-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
