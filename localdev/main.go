@@ -6,7 +6,13 @@
 //
 //	go run ./localdev [-addr 127.0.0.1:5000] [-data .localdev] [-config localdev/airlock.yaml]
 //	                  [-max-body BYTES] [-dynamo dynalite|ddblocal] [-s3 versitygw|minio] [-emulators-only]
-//	                  [-dynamo-addr 127.0.0.1:8000] [-s3-addr 127.0.0.1:9000]
+//	                  [-dynamo-addr 127.0.0.1:8000] [-s3-addr 127.0.0.1:9000] [-fill-retry 5m]
+//	go run ./localdev refresh [-addr 127.0.0.1:5000] <proxy>/<image>:<tag>
+//
+// Proxy fills that outlive their budget are handed to the proxyfetch code
+// in-process (the Lambda deployment invokes the proxyfetch function), and
+// parked fills are retried every -fill-retry, as the function's schedule does.
+// "refresh" asks a running localdev to revalidate one cached proxy tag now.
 //
 // Once it accepts requests it prints exactly one line containing "ready" and
 // the URL. SIGINT or SIGTERM stops every child process.
@@ -29,6 +35,7 @@ import (
 	"github.com/airlock-registry/airlock/localdev/harness"
 	"github.com/airlock-registry/airlock/shared/config"
 	"github.com/airlock-registry/airlock/shared/registry"
+	"github.com/airlock-registry/airlock/shared/repo"
 	"github.com/airlock-registry/airlock/shared/storage/dynamo"
 	"github.com/airlock-registry/airlock/shared/storage/s3store"
 )
@@ -46,9 +53,14 @@ type options struct {
 	// dynamoAddr and s3Addr, when set, are fixed addresses relayed to the
 	// emulators (which start on free ports): localdev/sam-env.json uses them.
 	dynamoAddr, s3Addr string
+	// fillRetry is the period of the parked-fill retry (proxyfetch's schedule).
+	fillRetry time.Duration
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "refresh" {
+		os.Exit(refreshCmd(os.Args[2:]))
+	}
 	var o options
 	flag.StringVar(&o.addr, "addr", "127.0.0.1:5000", "listen address of the registry (port 0: any free port)")
 	flag.StringVar(&o.data, "data", ".localdev", "directory holding the emulators' data and logs")
@@ -60,6 +72,7 @@ func main() {
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	flag.StringVar(&o.dynamoAddr, "dynamo-addr", "", "also serve the DynamoDB emulator at this fixed address (e.g. 127.0.0.1:8000, as localdev/sam-env.json expects)")
 	flag.StringVar(&o.s3Addr, "s3-addr", "", "also serve the S3 emulator at this fixed address (e.g. 127.0.0.1:9000, as localdev/sam-env.json expects)")
+	flag.DurationVar(&o.fillRetry, "fill-retry", 5*time.Minute, "period of the retry of parked proxy fills (the proxyfetch function's schedule on AWS)")
 	flag.Parse()
 
 	var level slog.Level
@@ -167,16 +180,31 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 	}
 
-	h, err := registry.New(registry.Deps{
+	// Fills handed off run here, in the background, as the proxyfetch
+	// function would (async invoke); parked fills are retried on a timer.
+	var h *registry.Registry
+	handoff := func(_ context.Context, job repo.FillJob) error {
+		go func() {
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Minute)
+			defer cancel()
+			if err := h.Repositories().RunFill(fctx, job); err != nil {
+				log.Warn("proxy fill (proxyfetch in-process)", "repo", job.Repo, "digest", job.Digest, "err", err)
+			}
+		}()
+		return nil
+	}
+	h, err = registry.New(registry.Deps{
 		Meta:    dynamo.New(db, harness.Table),
 		Blobs:   s3store.New(s3c, harness.Bucket),
 		Config:  cfg,
 		MaxBody: o.maxBody,
 		Logger:  log,
+		Proxy:   repo.ProxyOptions{Handoff: handoff},
 	})
 	if err != nil {
 		return err
 	}
+	go retryFills(ctx, h.Repositories(), o.fillRetry, log)
 	return serve(ctx, o.addr, h, emu, log)
 }
 
@@ -249,4 +277,24 @@ func serve(ctx context.Context, addr string, h http.Handler, emu *emulators, log
 		log.Warn("shutdown", "err", err)
 	}
 	return runErr
+}
+
+// retryFills resumes parked proxy fills every period until ctx ends (the
+// proxyfetch function's schedule).
+func retryFills(ctx context.Context, set *repo.Set, period time.Duration, log *slog.Logger) {
+	if period <= 0 {
+		return
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := set.RetryFills(ctx); n > 0 || err != nil {
+				log.Info("parked proxy fills retried", "count", n, "err", err)
+			}
+		}
+	}
 }

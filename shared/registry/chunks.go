@@ -26,7 +26,7 @@ func fastChunk(r *http.Request, start, end int64) bool {
 }
 
 // patchChunk appends one chunk of known length — the hot path of a chunked
-// push through API Gateway (DESIGN §4). The body is read into memory; then,
+// push through API Gateway (README, Architecture: Request flows). The body is read into memory; then,
 // at the same time, it is written as a staged object under a key of its own
 // and the session is read (GetItem). A chunk that stays staged changes the
 // session in memory and saves it with one conditional PutItem on the offset

@@ -58,7 +58,7 @@ func sum(m map[string]int, prefix string) int {
 }
 
 // TestPushCalls pins the AWS calls of each push request (the bench's call
-// targets, DESIGN §4): a small monolithic POST is one PutObject; a staged
+// targets, README, Architecture: Request flows): a small monolithic POST is one PutObject; a staged
 // chunk one PutObject, one GetItem and one PutItem; a chunk completing a part
 // adds the lease (UpdateItem) and the part; a streamed PATCH stages nothing;
 // PUT completes without HEAD, listing or copy; a blob GET is one read.

@@ -26,14 +26,14 @@ type Deps struct {
 	Blobs  storage.Blobs
 	Config *config.Config
 	// MaxBody is the largest request body accepted (0: no limit). It reproduces
-	// the AWS front door (API Gateway + Lambda payload limits, DESIGN §6).
+	// the AWS front door (API Gateway + Lambda payload limits; README, Architecture: Front-door limits).
 	MaxBody int64
 	// ManifestRedirectSize bounds the manifest responses sent inline: a GET
 	// whose body, as it would travel in a Lambda response (escaped as a JSON
 	// string, or base64 when it is not UTF-8), is longer than this many bytes
 	// is answered with a 307 to a presigned S3 URL instead (0: never). Only
 	// bodies kept in S3 (larger than an item holds) can be that long. The
-	// Lambda function sets it under the 6 MB response limit (DESIGN §6).
+	// Lambda function sets it under the 6 MB response limit (README, Architecture: Front-door limits).
 	ManifestRedirectSize int64
 	// PresignTTL is the expiry of presigned blob URLs (default 5 minutes).
 	PresignTTL time.Duration
@@ -111,6 +111,9 @@ func (rg *Registry) serve(w http.ResponseWriter, r *http.Request) error {
 			_, _ = io.WriteString(w, "{}")
 		}
 		return nil
+	}
+	if strings.HasPrefix(p, adminPrefix) {
+		return rg.admin(w, r)
 	}
 	if !strings.HasPrefix(p, "/v2/") {
 		return apiErr(http.StatusNotFound, CodeNameUnknown, "not a registry path: only /v2/ is served")

@@ -306,7 +306,7 @@ type BlobReader interface {
 }
 
 // ChunkStager is an optional capability of a Blobs store for the hot path of
-// a chunked push (DESIGN §4). A chunk of known bytes is staged under a key of
+// a chunked push (README, Architecture: Request flows). A chunk of known bytes is staged under a key of
 // its own before the session is read, in parallel with that read; then the
 // session changes in memory and is saved with one conditional write
 // (Metadata.CommitUploadAt). Only a chunk that completes a part needs the

@@ -1,0 +1,75 @@
+package cloud
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/airlock-registry/airlock/shared/config"
+	"github.com/airlock-registry/airlock/shared/repo"
+	"github.com/airlock-registry/airlock/shared/storage/dynamo"
+	"github.com/airlock-registry/airlock/shared/storage/s3store"
+)
+
+// Env is what every Airlock function builds at cold start from its
+// environment (template.yaml sets it): the configuration, both stores, the
+// logger and the proxy options.
+type Env struct {
+	Config *config.Config
+	Meta   *dynamo.Store
+	Blobs  *s3store.Store
+	Logger *slog.Logger
+	Proxy  repo.ProxyOptions
+}
+
+// FromEnv reads AIRLOCK_CONFIG, AIRLOCK_TABLE, AIRLOCK_BUCKET, LOG_LEVEL,
+// AIRLOCK_PROXYFETCH_FUNCTION (the function fills are handed to; unset in
+// proxyfetch itself) and, for local emulators only (sam local, tests/lambda),
+// AIRLOCK_DYNAMODB_ENDPOINT and AIRLOCK_S3_ENDPOINT.
+func FromEnv(ctx context.Context) (*Env, error) {
+	cfg, err := config.FromEnv("AIRLOCK_CONFIG")
+	if err != nil {
+		return nil, err
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("AWS configuration: %w", err)
+	}
+	s3c, err := s3store.NewClient(ctx, s3store.Options{Endpoint: os.Getenv("AIRLOCK_S3_ENDPOINT")})
+	if err != nil {
+		return nil, err
+	}
+	db := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
+		if ep := os.Getenv("AIRLOCK_DYNAMODB_ENDPOINT"); ep != "" {
+			o.BaseEndpoint = &ep
+		}
+	})
+	e := &Env{
+		Config: cfg,
+		Meta:   dynamo.New(db, os.Getenv("AIRLOCK_TABLE")),
+		Blobs:  s3store.New(s3c, os.Getenv("AIRLOCK_BUCKET")),
+		Logger: slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})),
+	}
+	sec := Secrets{SM: secretsmanager.NewFromConfig(awsCfg), SSM: ssm.NewFromConfig(awsCfg)}
+	e.Proxy.Secret = sec.Resolve
+	if fn := os.Getenv("AIRLOCK_PROXYFETCH_FUNCTION"); fn != "" {
+		e.Proxy.Handoff = Handoff(lambda.NewFromConfig(awsCfg), fn)
+	}
+	return e, nil
+}
+
+// logLevel reads LOG_LEVEL (debug, info, warn, error; default info).
+func logLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(os.Getenv("LOG_LEVEL"))); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}

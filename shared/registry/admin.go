@@ -1,0 +1,76 @@
+package registry
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/airlock-registry/airlock/shared/repo"
+	"github.com/airlock-registry/airlock/shared/storage"
+)
+
+// adminPrefix is where Airlock's own API lives (outside /v2/).
+const adminPrefix = "/airlock/api/"
+
+// admin serves Airlock's admin API:
+//
+//	GET  /airlock/api/proxies                          every proxy's remote state (failures, blocked until, parked fills)
+//	POST /airlock/api/proxies/<proxy>/refresh?name=<image>&tag=<tag>
+//	                                                   revalidate one cached tag now, whatever metadataMaxAge says
+//
+// There is no authentication yet (the auth issue adds it): like the rest of
+// the API, deploy behind a private network until then.
+func (rg *Registry) admin(w http.ResponseWriter, r *http.Request) error {
+	rest := strings.TrimPrefix(r.URL.Path, adminPrefix)
+	switch {
+	case rest == "proxies":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s (GET)", r.Method, r.URL.Path)
+		}
+		out := []repo.Status{}
+		for _, p := range rg.repos.Proxies() {
+			st, err := p.Status(r.Context())
+			if err != nil {
+				return err
+			}
+			out = append(out, st)
+		}
+		writeJSON(w, r, "application/json", struct {
+			Proxies []repo.Status `json:"proxies"`
+		}{out})
+		return nil
+	case strings.HasPrefix(rest, "proxies/") && strings.HasSuffix(rest, "/refresh"):
+		if r.Method != http.MethodPost {
+			return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s (POST)", r.Method, r.URL.Path)
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(rest, "proxies/"), "/refresh")
+		rp, ok := rg.repos.Get(name)
+		p, isProxy := rp.(*repo.Proxy)
+		if !ok || !isProxy {
+			return apiErr(http.StatusNotFound, CodeNameUnknown, "%q is not a proxy repository", name)
+		}
+		q := r.URL.Query()
+		image, tag := q.Get("name"), q.Get("tag")
+		if err := checkName(image); err != nil {
+			return err
+		}
+		if !tagRe.MatchString(tag) {
+			return apiErr(http.StatusBadRequest, CodeManifestInvalid, "invalid or missing tag %q (?tag=)", tag)
+		}
+		m, err := p.Refresh(r.Context(), image, tag)
+		if errors.Is(err, storage.ErrNotFound) {
+			return apiErr(http.StatusNotFound, CodeManifestUnknown, "%s:%s: %v", image, tag, err)
+		}
+		if err != nil {
+			return err
+		}
+		writeJSON(w, r, "application/json", struct {
+			Name    string `json:"name"`
+			Tag     string `json:"tag"`
+			Digest  string `json:"digest"`
+			Warning string `json:"warning,omitempty"`
+		}{name + "/" + image, tag, m.Digest.String(), m.Warning})
+		return nil
+	}
+	return apiErr(http.StatusNotFound, CodeNameUnknown, "no admin endpoint at %s (GET /airlock/api/proxies, POST /airlock/api/proxies/<proxy>/refresh?name=&tag=)", r.URL.Path)
+}
