@@ -64,7 +64,7 @@ func (rg *Registry) putManifest(w http.ResponseWriter, r *http.Request, t target
 	if err := rg.checkReferences(r, t, m); err != nil {
 		return err
 	}
-	if err := t.hosted.StoreManifest(ctx, t.img, m, body); err != nil {
+	if _, err := t.hosted.StoreManifest(ctx, t.img, m, body); err != nil {
 		return err
 	}
 	if tag != "" {

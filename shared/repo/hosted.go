@@ -161,19 +161,20 @@ func (h *Hosted) RecordAndLink(ctx context.Context, img storage.Image, b storage
 }
 
 // StoreManifest stores a verified manifest (m.Digest, Size, Created set) with
-// its exact body: inline in its item when it fits, else in S3.
-func (h *Hosted) StoreManifest(ctx context.Context, img storage.Image, m storage.Manifest, body []byte) error {
+// its exact body: inline in its item when it fits, else in S3. It returns
+// the manifest as stored (Body or BodyKey set).
+func (h *Hosted) StoreManifest(ctx context.Context, img storage.Image, m storage.Manifest, body []byte) (storage.Manifest, error) {
 	if manifest.Inline(body, m) {
 		m.Body = body
 	} else {
 		key, err := h.blobs.PutManifestBody(ctx, m.Digest, body)
 		if err != nil {
-			return fmt.Errorf("store manifest body: %w", err)
+			return m, fmt.Errorf("store manifest body: %w", err)
 		}
 		m.BodyKey = key
 	}
 	if err := h.meta.PutManifest(ctx, img, m); err != nil {
-		return fmt.Errorf("put manifest %s: %w", m.Digest, err)
+		return m, fmt.Errorf("put manifest %s: %w", m.Digest, err)
 	}
-	return nil
+	return m, nil
 }

@@ -197,7 +197,8 @@ func (p *Proxy) store(ctx context.Context, img storage.Image, um upstream.Manife
 		return m, &BadUpstreamError{Msg: fmt.Sprintf("upstream %s sent an invalid manifest %s for %s: %v; nothing was cached", p.up.Remote(), um.Digest, img.Name, err)}
 	}
 	m.Digest, m.Size, m.Created = um.Digest, int64(len(um.Body)), p.now()
-	if err := p.cache.StoreManifest(ctx, img, m, um.Body); err != nil {
+	m, err = p.cache.StoreManifest(ctx, img, m, um.Body)
+	if err != nil {
 		return m, err
 	}
 	if f := manifest.ForeignLayers(um.MediaType, um.Body); len(f) > 0 {
