@@ -188,7 +188,15 @@ func (p *Proxy) stream(ctx context.Context, u *storage.Upload, image string, d d
 	var ub upstream.Blob
 	st, err := p.blockState(ctx)
 	if err == nil {
-		ub, err = p.open(fctx, image, d, u.Offset)
+		// The remote must start answering within UpstreamTimeout (a hung
+		// remote is down, not slow); the body then has the fill's budget.
+		rctx, cancelReq := context.WithCancel(fctx)
+		defer cancelReq()
+		timer := time.AfterFunc(p.deps.Proxy.UpstreamTimeout, cancelReq)
+		ub, err = p.open(rctx, image, d, u.Offset)
+		if !timer.Stop() && err != nil && fctx.Err() == nil {
+			err = &upstream.Error{Kind: upstream.Unavailable, Remote: p.up.Remote(), Err: errors.New("timed out")}
+		}
 		p.observe(ctx, st, err)
 	}
 	if err != nil {
