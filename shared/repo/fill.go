@@ -29,6 +29,8 @@ type FillJob struct {
 	UploadID string        `json:"upload"`
 	// Owner is the fill lease's value, renewed by the function that resumes.
 	Owner string `json:"owner"`
+	// Size is the blob's length as the remote announced it (0: unknown).
+	Size int64 `json:"size,omitempty"`
 }
 
 func newID() string {
@@ -76,7 +78,7 @@ func (p *Proxy) Blob(ctx context.Context, image string, d digest.Digest) (storag
 		err := p.meta.AcquireMarker(ctx, storage.Marker{Group: groupFill, Key: d.String(), Value: owner, Until: p.now().Add(p.deps.Proxy.LeaseTTL)})
 		if err == nil {
 			u := storage.Upload{ID: newID(), Image: img, HashAlgorithm: string(d.Algorithm()), Created: p.now(), ExpiresAt: p.now().Add(pendingTTL)}
-			return p.stream(ctx, &u, image, d, owner, deadline, true)
+			return p.stream(ctx, &u, image, d, owner, deadline, 0, true)
 		}
 		if !errors.Is(err, storage.ErrConflict) {
 			return b, fmt.Errorf("take the fill lease of %s: %w", d, err)
@@ -169,7 +171,7 @@ func hashOf(u *storage.Upload) (hash.Hash, error) {
 // (bounded memory: the Blobs store's parts), verifying size and digest. It
 // holds the fill lease owner; the lease is released when the fill ends,
 // kept when the fill is handed off (deadline reached first).
-func (p *Proxy) stream(ctx context.Context, u *storage.Upload, image string, d digest.Digest, owner string, deadline time.Time, handoff bool) (b storage.Blob, err error) {
+func (p *Proxy) stream(ctx context.Context, u *storage.Upload, image string, d digest.Digest, owner string, deadline time.Time, size int64, handoff bool) (b storage.Blob, err error) {
 	handedOff := false
 	defer func() {
 		if !handedOff {
@@ -193,7 +195,7 @@ func (p *Proxy) stream(ctx context.Context, u *storage.Upload, image string, d d
 		rctx, cancelReq := context.WithCancel(fctx)
 		defer cancelReq()
 		timer := time.AfterFunc(p.deps.Proxy.UpstreamTimeout, cancelReq)
-		ub, err = p.open(rctx, image, d, u.Offset)
+		ub, err = p.open(rctx, image, d, u.Offset, size)
 		if !timer.Stop() && err != nil && fctx.Err() == nil {
 			err = &upstream.Error{Kind: upstream.Unavailable, Remote: p.up.Remote(), Err: errors.New("timed out")}
 		}
@@ -202,7 +204,7 @@ func (p *Proxy) stream(ctx context.Context, u *storage.Upload, image string, d d
 	if err != nil {
 		if fctx.Err() != nil && ctx.Err() == nil && handoff {
 			handedOff = true
-			return b, p.handoff(ctx, u, image, d, owner, h)
+			return b, p.handoff(ctx, u, image, d, owner, h, size)
 		}
 		return b, p.upErr(ctx, err, image, d.String(), "blob")
 	}
@@ -228,7 +230,7 @@ func (p *Proxy) stream(ctx context.Context, u *storage.Upload, image string, d d
 		_ = p.meta.DeleteUpload(context.WithoutCancel(ctx), u.ID) // a parked fill's session (idempotent)
 	}
 	if u.Offset == 0 && want >= 0 && want <= storage.MinPartSize {
-		return p.fillSmall(ctx, img, d, sr, want, handoff, func() error { handedOff = true; return p.handoff(ctx, u, image, d, owner, h) })
+		return p.fillSmall(ctx, img, d, sr, want, handoff, func() error { handedOff = true; return p.handoff(ctx, u, image, d, owner, h, want) })
 	}
 	if _, err := p.cache.blobs.Append(ctx, u, io.TeeReader(sr, h)); err != nil {
 		abort()
@@ -240,9 +242,12 @@ func (p *Proxy) stream(ctx context.Context, u *storage.Upload, image string, d d
 	if sr.timedOut {
 		if handoff {
 			handedOff = true
-			return b, p.handoff(ctx, u, image, d, owner, h)
+			return b, p.handoff(ctx, u, image, d, owner, h, want)
 		}
-		return b, p.park(ctx, u, image, d, owner, h)
+		if err := p.park(ctx, u, image, d, owner, h, want); err != nil {
+			return b, err
+		}
+		return b, p.timeoutAnswer(ctx, image, d)
 	}
 	if want >= 0 && u.Offset != want {
 		abort()
@@ -305,7 +310,7 @@ func (p *Proxy) finished(ctx context.Context, uploadID string, d digest.Digest) 
 }
 
 // park saves the fill's state (session and pending job) for a later resume.
-func (p *Proxy) park(ctx context.Context, u *storage.Upload, image string, d digest.Digest, owner string, h hash.Hash) error {
+func (p *Proxy) park(ctx context.Context, u *storage.Upload, image string, d digest.Digest, owner string, h hash.Hash, size int64) error {
 	ctx = context.WithoutCancel(ctx)
 	st, err := h.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
@@ -325,7 +330,7 @@ func (p *Proxy) park(ctx context.Context, u *storage.Upload, image string, d dig
 	if err != nil {
 		return fmt.Errorf("save the fill of %s: %w", d, err)
 	}
-	job := FillJob{Repo: p.cfg.Name, Image: image, Digest: d, UploadID: u.ID, Owner: owner}
+	job := FillJob{Repo: p.cfg.Name, Image: image, Digest: d, UploadID: u.ID, Owner: owner, Size: max(size, 0)}
 	doc, _ := json.Marshal(job)
 	if err := p.meta.PutMarker(ctx, storage.Marker{Group: groupPending, Key: d.String(), Value: string(doc), Until: p.now().Add(pendingTTL)}); err != nil {
 		return fmt.Errorf("record the pending fill of %s: %w", d, err)
@@ -336,11 +341,11 @@ func (p *Proxy) park(ctx context.Context, u *storage.Upload, image string, d dig
 
 // handoff parks the fill and hands it to proxyfetch; the client gets the
 // onTimeout answer.
-func (p *Proxy) handoff(ctx context.Context, u *storage.Upload, image string, d digest.Digest, owner string, h hash.Hash) error {
-	if err := p.park(ctx, u, image, d, owner, h); err != nil {
+func (p *Proxy) handoff(ctx context.Context, u *storage.Upload, image string, d digest.Digest, owner string, h hash.Hash, size int64) error {
+	if err := p.park(ctx, u, image, d, owner, h, size); err != nil {
 		return err
 	}
-	job := FillJob{Repo: p.cfg.Name, Image: image, Digest: d, UploadID: u.ID, Owner: owner}
+	job := FillJob{Repo: p.cfg.Name, Image: image, Digest: d, UploadID: u.ID, Owner: owner, Size: max(size, 0)}
 	if hf := p.deps.Proxy.Handoff; hf != nil {
 		if err := hf(context.WithoutCancel(ctx), job); err != nil {
 			p.deps.Logger.ErrorContext(ctx, "hand the fill to proxyfetch (the scheduled retry will resume it)", "digest", d, "err", err)
@@ -379,7 +384,7 @@ func (p *Proxy) Resume(ctx context.Context, job FillJob) error {
 		deadline = dl.Add(-5 * time.Second)
 	}
 	p.deps.Logger.InfoContext(ctx, "fill resumed", "repo", p.cfg.Name, "image", job.Image, "digest", job.Digest, "offset", u.Offset)
-	_, err = p.stream(ctx, &u, job.Image, job.Digest, job.Owner, deadline, false)
+	_, err = p.stream(ctx, &u, job.Image, job.Digest, job.Owner, deadline, job.Size, false)
 	var ue *UnavailableError
 	if errors.As(err, &ue) && ue.RetryAfter == retryAfter {
 		return nil // parked again: the schedule continues it
@@ -405,8 +410,8 @@ func (p *Proxy) pendingJobs(ctx context.Context) ([]FillJob, error) {
 
 // open opens the blob's bytes: from the remote registry, or, for a foreign
 // layer the remote does not serve, from an allowed URL of its descriptor.
-func (p *Proxy) open(ctx context.Context, image string, d digest.Digest, offset int64) (upstream.Blob, error) {
-	b, err := p.up.GetBlob(ctx, image, d, offset)
+func (p *Proxy) open(ctx context.Context, image string, d digest.Digest, offset, size int64) (upstream.Blob, error) {
+	b, err := p.up.GetBlob(ctx, image, d, offset, size)
 	if err == nil || !(upstream.IsKind(err, upstream.NotFound) || upstream.IsKind(err, upstream.Denied)) {
 		return b, err
 	}

@@ -136,14 +136,25 @@ type Blob struct {
 }
 
 // GetBlob opens the blob's bytes from byte offset on (0: all), following
-// redirects (Docker Hub's CDN). A remote that ignores the Range answers 200
-// with everything: Offset is then 0 and the caller skips what it has.
-func (c *Client) GetBlob(ctx context.Context, image string, d digest.Digest, offset int64) (Blob, error) {
+// redirects (Docker Hub's CDN); size, when known (> 0), is the blob's whole
+// length, sent as the Range's end (some registries refuse open-ended
+// ranges). A remote that ignores the Range answers 200 with everything, and
+// one that refuses it (400, 416) is asked again for everything: Offset is
+// then 0 and the caller skips what it has.
+func (c *Client) GetBlob(ctx context.Context, image string, d digest.Digest, offset, size int64) (Blob, error) {
 	h := http.Header{}
 	if offset > 0 {
-		h.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
+		end := ""
+		if size > offset {
+			end = strconv.FormatInt(size-1, 10)
+		}
+		h.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-"+end)
 	}
 	resp, err := c.do(ctx, image, http.MethodGet, c.url(image, "blobs/"+d.String()), h)
+	var ue *Error
+	if offset > 0 && errors.As(err, &ue) && (ue.Status == http.StatusBadRequest || ue.Status == http.StatusRequestedRangeNotSatisfiable) {
+		resp, err = c.do(ctx, image, http.MethodGet, c.url(image, "blobs/"+d.String()), nil)
+	}
 	if err != nil {
 		return Blob{}, err
 	}
