@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	gname "github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/airlock-registry/airlock/shared/registry"
 	"github.com/airlock-registry/airlock/shared/repo"
 	"github.com/airlock-registry/airlock/shared/storage/memstore"
@@ -171,4 +174,54 @@ func (e *proxyEnv) pull(name, tag string, img *upstreamtest.Image) {
 
 func sprintf(format string, args ...any) string {
 	return strings.TrimLeft(fmt.Sprintf(format, args...), "\n")
+}
+
+// atomicLog records "METHOD path status" lines.
+type atomicLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *atomicLog) add(req string, status int) {
+	l.mu.Lock()
+	l.lines = append(l.lines, fmt.Sprintf("%s %d", req, status))
+	l.mu.Unlock()
+}
+
+func (l *atomicLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.lines...)
+}
+
+func (l *atomicLog) reset() {
+	l.mu.Lock()
+	l.lines = nil
+	l.mu.Unlock()
+}
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// copyImage pushes img to the repository at repoURL (http://host/v2/<name>)
+// with go-containerregistry, tag img.Tag.
+func copyImage(t *testing.T, img *upstreamtest.Image, repoURL string) {
+	t.Helper()
+	hostName := strings.TrimPrefix(repoURL, "http://")
+	host, name, _ := strings.Cut(hostName, "/v2/")
+	ref, err := gname.ParseReference(host+"/"+name+":"+img.Tag, gname.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img.Image); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
 }

@@ -424,6 +424,6 @@ func (p *Proxy) open(ctx context.Context, image string, d digest.Digest, offset,
 			return p.up.GetURL(ctx, u)
 		}
 	}
-	return b, &upstream.Error{Kind: upstream.NotFound, Remote: p.up.Remote(),
-		Err: fmt.Errorf("blob %s is a foreign layer at %v: its URL is not allowed (foreignLayers.allow of proxy %q)", d, urls, p.cfg.Name)}
+	return b, &NotFoundError{Msg: fmt.Sprintf("a foreign layer at %v that upstream %s does not serve; its URL is not allowed by foreignLayers of proxy %q (enabled, allow: full-match regexes)",
+		urls, p.up.Remote(), p.cfg.Name)}
 }
