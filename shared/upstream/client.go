@@ -123,6 +123,9 @@ type cachedClient struct {
 	until time.Time
 }
 
+// maxCachedClients bounds the transports kept (one per image name).
+const maxCachedClients = 1024
+
 // dockerHubHosts are the hosts of Docker Hub's registry API.
 var dockerHubHosts = map[string]bool{"registry-1.docker.io": true, "index.docker.io": true, "docker.io": true, "registry.hub.docker.com": true}
 
@@ -236,6 +239,9 @@ func (c *Client) client(ctx context.Context, image string) (*http.Client, error)
 	}
 	hc := &http.Client{Transport: rt}
 	c.mu.Lock()
+	if len(c.clients) >= maxCachedClients { // bounded memory: start over
+		clear(c.clients)
+	}
 	c.clients[rn] = cachedClient{hc, time.Now().Add(c.ttl)}
 	c.mu.Unlock()
 	return hc, nil
