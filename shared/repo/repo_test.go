@@ -46,7 +46,7 @@ func TestResolve(t *testing.T) {
 		{"hub", "", "local", "hub"}, // a repository name alone is an image of the default
 		{"library/alpine", "docker.io", "hub", "library/alpine"},
 		{"coreos/etcd", "quay.io", "quay", "coreos/etcd"},
-		{"library/alpine", "ghcr.io", "local", "library/alpine"}, // no proxy of it: ignored
+		{"library/alpine", "ghcr.io", "local", "library/alpine"},   // no proxy of it: ignored
 		{"hub/library/alpine", "quay.io", "hub", "library/alpine"}, // an explicit repository wins
 	} {
 		r, image, err := s.Resolve(c.name, c.ns)
