@@ -290,7 +290,7 @@ func (p *Proxy) negative(ctx context.Context, image, ref string) bool {
 }
 
 func (p *Proxy) negativeErr(image, ref string) error {
-	return &NotFoundError{Msg: fmt.Sprintf("%s@%s was not found upstream at %s (answer cached for %s)", image, ref, p.up.Remote(), p.cfg.NegativeTTL())}
+	return &NotFoundError{Msg: fmt.Sprintf("%s was not found upstream at %s (answer remembered for %s)", refName(image, ref), p.up.Remote(), p.cfg.NegativeTTL())}
 }
 
 // shortErr is an upstream error without the remote's URL (already named).

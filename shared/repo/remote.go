@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/airlock-registry/airlock/shared/storage"
@@ -103,19 +104,23 @@ func (p *Proxy) upErr(ctx context.Context, err error, image, ref, what string) e
 			}
 		}
 		if ue.Kind == upstream.Denied {
-			return &NotFoundError{Msg: fmt.Sprintf("%s %s@%s: upstream %s refused access (HTTP %d): the repository does not exist there or needs credentials (set credentials on proxy %q)",
-				what, image, ref, remote, ue.Status, p.cfg.Name)}
+			return &NotFoundError{Msg: fmt.Sprintf("%s %s: upstream %s refused access (HTTP %d): the repository does not exist there or needs credentials (set credentials on proxy %q)",
+				what, refName(image, ref), remote, ue.Status, p.cfg.Name)}
 		}
-		return &NotFoundError{Msg: fmt.Sprintf("%s %s@%s is not known to %s nor upstream at %s", what, image, ref, p.cfg.Name, remote)}
+		return &NotFoundError{Msg: fmt.Sprintf("%s %s is not known to %s nor upstream at %s", what, refName(image, ref), p.cfg.Name, remote)}
 	case upstream.RateLimited:
 		return &RateLimitedError{
-			Msg:        fmt.Sprintf("upstream %s rate-limits this registry (HTTP 429) and %s@%s is not cached; retry later or set credentials on proxy %q", remote, image, ref, p.cfg.Name),
+			Msg:        fmt.Sprintf("upstream %s rate-limits this registry (HTTP 429) and %s is not cached; retry later or set credentials on proxy %q", remote, refName(image, ref), p.cfg.Name),
 			RetryAfter: ue.RetryAfter,
 		}
 	case upstream.Invalid:
-		return &BadUpstreamError{Msg: fmt.Sprintf("upstream %s sent an unusable answer for %s %s@%s: %v; nothing was cached", remote, what, image, ref, ue.Err)}
+		return &BadUpstreamError{Msg: fmt.Sprintf("upstream %s sent an unusable answer for %s %s: %v; nothing was cached", remote, what, refName(image, ref), ue.Err)}
 	default:
-		e := &UnavailableError{Msg: fmt.Sprintf("upstream %s is unreachable (%s) and %s %s@%s is not cached: %v", remote, shortErr(err), what, image, ref, ue.Err)}
+		why := "is unreachable"
+		if ue.Status != 0 {
+			why = fmt.Sprintf("answered HTTP %d", ue.Status)
+		}
+		e := &UnavailableError{Msg: fmt.Sprintf("upstream %s %s and %s %s is not cached: %v", remote, why, what, refName(image, ref), ue.Err)}
 		if s, perr := strconv.Atoi(ue.RetryAfter); perr == nil && s > 0 {
 			e.RetryAfter = time.Duration(s) * time.Second
 		}
@@ -153,4 +158,15 @@ func (p *Proxy) Status(ctx context.Context) (Status, error) {
 	}
 	s.PendingFills = len(jobs)
 	return s, nil
+}
+
+// refName is image:tag or image@digest.
+func refName(image, ref string) string {
+	if strings.Contains(ref, ":") {
+		return image + "@" + ref
+	}
+	if ref == "tags" {
+		return image
+	}
+	return image + ":" + ref
 }
