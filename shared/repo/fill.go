@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	_ "crypto/sha256" // register the digest algorithms
+	_ "crypto/sha512"
 	"encoding"
 	"encoding/hex"
 	"encoding/json"
@@ -38,6 +40,9 @@ func newID() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// maxFillSize bounds a blob fetched without a Content-Length.
+const maxFillSize = 64 << 30
 
 // errLeaseGone: the fill this request waited for ended without a blob.
 var errLeaseGone = errors.New("the fill lease was released without a blob")
@@ -77,6 +82,14 @@ func (p *Proxy) Blob(ctx context.Context, image string, d digest.Digest) (storag
 	for {
 		err := p.meta.AcquireMarker(ctx, storage.Marker{Group: groupFill, Key: d.String(), Value: owner, Until: p.now().Add(p.deps.Proxy.LeaseTTL)})
 		if err == nil {
+			// The fill before this lease may have just finished.
+			if gb, err := p.meta.GetBlob(ctx, d); err == nil {
+				_ = p.meta.ReleaseMarker(context.WithoutCancel(ctx), groupFill, d.String(), owner)
+				if err := p.meta.LinkBlob(ctx, img, gb); err != nil {
+					return b, fmt.Errorf("link blob %s: %w", d, err)
+				}
+				return gb, nil
+			}
 			u := storage.Upload{ID: newID(), Image: img, HashAlgorithm: string(d.Algorithm()), Created: p.now(), ExpiresAt: p.now().Add(pendingTTL)}
 			return p.stream(ctx, &u, image, d, owner, deadline, 0, true)
 		}
@@ -222,6 +235,9 @@ func (p *Proxy) stream(ctx context.Context, u *storage.Upload, image string, d d
 	if ub.Size >= 0 {
 		want = u.Offset + ub.Size
 	}
+	if want < 0 { // no Content-Length: bound what a hostile remote can make us store
+		body = io.LimitReader(body, maxFillSize+1-u.Offset)
+	}
 	sr := &stopReader{r: body, ctx: fctx}
 	abort := func() {
 		if aerr := p.cache.blobs.Abort(context.WithoutCancel(ctx), u); aerr != nil {
@@ -248,6 +264,10 @@ func (p *Proxy) stream(ctx context.Context, u *storage.Upload, image string, d d
 			return b, err
 		}
 		return b, p.timeoutAnswer(ctx, image, d)
+	}
+	if want < 0 && u.Offset > maxFillSize {
+		abort()
+		return b, &BadUpstreamError{Msg: fmt.Sprintf("upstream %s sent more than %d bytes for blob %s without announcing a length; nothing was cached", p.up.Remote(), int64(maxFillSize), d)}
 	}
 	if want >= 0 && u.Offset != want {
 		abort()
