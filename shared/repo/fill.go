@@ -285,7 +285,7 @@ func (p *Proxy) stream(ctx context.Context, u *storage.Upload, image string, d d
 	if err != nil {
 		return b, err
 	}
-	p.finished(ctx, u.ID, d)
+	p.finished(ctx, u.ID, d, !handoff)
 	return b, nil
 }
 
@@ -315,13 +315,17 @@ func (p *Proxy) fillSmall(ctx context.Context, img storage.Image, d digest.Diges
 	}
 	b, err := p.cache.RecordAndLink(ctx, img, storage.Blob{Digest: d, Size: size, Key: key, Created: p.now()})
 	if err == nil {
-		p.finished(ctx, "", d)
+		p.finished(ctx, "", d, !handoff)
 	}
 	return b, err
 }
 
-// finished removes the bookkeeping of a completed fill.
-func (p *Proxy) finished(ctx context.Context, uploadID string, d digest.Digest) {
+// finished removes the bookkeeping of a completed parked fill (its session
+// and pending marker); a fill that was never parked has none.
+func (p *Proxy) finished(ctx context.Context, uploadID string, d digest.Digest, parked bool) {
+	if !parked {
+		return
+	}
 	ctx = context.WithoutCancel(ctx)
 	if uploadID != "" {
 		_ = p.meta.DeleteUpload(ctx, uploadID)
@@ -383,7 +387,7 @@ func (p *Proxy) Resume(ctx context.Context, job FillJob) error {
 		if err := p.meta.LinkBlob(ctx, img, b); err != nil {
 			return err
 		}
-		p.finished(ctx, job.UploadID, job.Digest)
+		p.finished(ctx, job.UploadID, job.Digest, true)
 		return nil
 	}
 	err := p.meta.AcquireMarker(ctx, storage.Marker{Group: groupFill, Key: job.Digest.String(), Value: job.Owner, Until: p.now().Add(p.deps.Proxy.LeaseTTL)})
