@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,6 +109,11 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	var e *Error
 	if !errors.As(err, &e) {
 		e = fromRepo(err)
+	}
+	if e == nil && errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away: nobody reads this answer; not a server error.
+		log.DebugContext(r.Context(), "request cancelled by the client", "method", r.Method, "path", r.URL.Path)
+		e = &Error{Status: 499, Code: CodeUnknown, Message: "request cancelled"}
 	}
 	if e == nil {
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -147,6 +147,12 @@ func New(o Options) (*Client, error) {
 	if c.base == nil {
 		c.base = http.DefaultTransport.(*http.Transport).Clone()
 	}
+	if u.Scheme == "https" {
+		// go-containerregistry's ping falls back to plain http for loopback
+		// and private addresses; an https remote must never be downgraded
+		// (credentials and tokens would travel in clear).
+		c.base = httpsOnly{c.base}
+	}
 	if c.ttl == 0 {
 		c.ttl = 4 * time.Minute
 	}
@@ -290,4 +296,14 @@ func (c *Client) do(ctx context.Context, image, method, u string, h http.Header,
 // RateLimit returns Docker Hub's ratelimit-* headers of a response, for logs.
 func RateLimit(h http.Header) (limit, remaining string) {
 	return h.Get("Ratelimit-Limit"), h.Get("Ratelimit-Remaining")
+}
+
+// httpsOnly refuses plain-http requests (the remote is https).
+type httpsOnly struct{ inner http.RoundTripper }
+
+func (h httpsOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Scheme != "https" {
+		return nil, fmt.Errorf("refusing plain-http request to %s: the remote is https (no downgrade)", r.URL.Host)
+	}
+	return h.inner.RoundTrip(r)
 }

@@ -139,3 +139,20 @@ func TestDockerHubNames(t *testing.T) {
 		}
 	}
 }
+
+// TestNoDowngrade: an https remote is never asked over plain http, even on
+// a loopback address where go-containerregistry's ping would fall back.
+func TestNoDowngrade(t *testing.T) {
+	u := upstreamtest.New(t) // plain http on 127.0.0.1
+	c, err := upstream.New(upstream.Options{Remote: strings.Replace(u.URL, "http://", "https://", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.GetManifest(context.Background(), "app", "v1", "")
+	if err == nil || !upstream.IsKind(err, upstream.Unavailable) {
+		t.Fatalf("https remote served by a plain-http server: %v, want unavailable", err)
+	}
+	if n := len(u.Requests()); n != 0 {
+		t.Errorf("%d plain-http requests reached the server", n)
+	}
+}
