@@ -1,5 +1,5 @@
 // Package config reads Airlock's repository configuration: a YAML document
-// listing named repositories (hosted and proxy; group later) and the default
+// listing named repositories (hosted, proxy and group) and the default
 // repository that takes names whose first component names none.
 //
 // Parsing is strict: unknown fields, unknown kinds and policies, bad
@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -90,9 +91,11 @@ type Repository struct {
 	// ForeignLayers controls caching of layers that live outside the remote.
 	ForeignLayers *ForeignLayers `json:"foreignLayers,omitempty"`
 
-	// Members are the ordered member repositories of a group (later issue).
+	// Members are the ordered member repositories of a group (hosted, proxy
+	// or group): the first that has the content serves it.
 	Members []string `json:"members,omitempty"`
-	// WriteMember is the member a group forwards pushes to (later issue).
+	// WriteMember is the hosted repository, reachable through the members,
+	// that takes pushes addressed to the group ("": the group refuses them).
 	WriteMember string `json:"writeMember,omitempty"`
 }
 
@@ -247,7 +250,7 @@ func (c *Config) validate() error {
 		case KindProxy:
 			err = r.validateProxy()
 		case KindGroup:
-			err = errors.New(`kind "group" is not supported yet (hosted, proxy)`)
+			err = r.validateGroup()
 		default:
 			err = fmt.Errorf("unknown kind %q (hosted, proxy, group)", r.Kind)
 		}
@@ -258,7 +261,106 @@ func (c *Config) validate() error {
 	if c.Default != "" && !seen[c.Default] {
 		return fmt.Errorf("default repository %q is not listed", c.Default)
 	}
+	return c.validateGroups()
+}
+
+func (r *Repository) validateGroup() error {
+	if r.Policy != "" || r.Remote != "" || r.Credentials != nil || r.MetadataMaxAge != nil || r.NegativeCacheTTL != nil || r.Fill != nil || r.ForeignLayers != nil {
+		return errors.New("a group takes only members and writeMember (the members' own settings apply)")
+	}
+	if len(r.Members) == 0 {
+		return errors.New("members is required: the ordered repositories the group serves")
+	}
+	seen := map[string]bool{}
+	for _, m := range r.Members {
+		if seen[m] {
+			return fmt.Errorf("member %q is listed twice", m)
+		}
+		seen[m] = true
+	}
 	return nil
+}
+
+// validateGroups checks what needs every repository: members exist, no
+// group reaches itself, a writeMember is a hosted repository the group
+// reaches through its members.
+func (c *Config) validateGroups() error {
+	for i := range c.Repositories {
+		r := &c.Repositories[i]
+		if r.Kind != KindGroup {
+			continue
+		}
+		for _, m := range r.Members {
+			if _, ok := c.Repository(m); !ok {
+				return fmt.Errorf("repository %q: member %q is not listed", r.Name, m)
+			}
+		}
+		if path := c.cycle(r.Name, r.Name, nil); path != nil {
+			return fmt.Errorf("repository %q: members form a cycle: %s", r.Name, strings.Join(path, " -> "))
+		}
+		if r.WriteMember == "" {
+			continue
+		}
+		w, ok := c.Repository(r.WriteMember)
+		if !ok {
+			return fmt.Errorf("repository %q: writeMember %q is not listed", r.Name, r.WriteMember)
+		}
+		if w.Kind != KindHosted {
+			return fmt.Errorf("repository %q: writeMember %q is a %s repository; it must be a hosted one", r.Name, r.WriteMember, w.Kind)
+		}
+		if !slices.Contains(c.Reachable(r.Name), r.WriteMember) {
+			return fmt.Errorf("repository %q: writeMember %q is not one of its members (directly or through a member group)", r.Name, r.WriteMember)
+		}
+	}
+	return nil
+}
+
+// cycle returns the path from start back to target through group members, or nil.
+func (c *Config) cycle(target, at string, path []string) []string {
+	r, _ := c.Repository(at)
+	if r == nil || r.Kind != KindGroup {
+		return nil
+	}
+	path = append(path, at)
+	for _, m := range r.Members {
+		if m == target {
+			return append(path, m)
+		}
+		if slices.Contains(path, m) {
+			continue
+		}
+		if p := c.cycle(target, m, path); p != nil {
+			return p
+		}
+	}
+	return nil
+}
+
+// Reachable returns the repositories a group serves, in lookup order (depth
+// first through member groups, each once), excluding groups themselves.
+func (c *Config) Reachable(group string) []string {
+	var out []string
+	seen := map[string]bool{}
+	var walk func(name string)
+	walk = func(name string) {
+		if seen[name] {
+			return
+		}
+		seen[name] = true
+		r, ok := c.Repository(name)
+		if !ok {
+			return
+		}
+		if r.Kind != KindGroup {
+			out = append(out, name)
+			return
+		}
+		for _, m := range r.Members {
+			walk(m)
+		}
+	}
+	walk(group)
+	return out
 }
 
 func (r *Repository) validateHosted() error {

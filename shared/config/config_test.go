@@ -133,3 +133,35 @@ repositories:
 		t.Error("foreign layers allowed while disabled")
 	}
 }
+
+func TestParseGroup(t *testing.T) {
+	c, err := Parse([]byte(`default: docker
+repositories:
+  - {name: local, kind: hosted}
+  - {name: hub, kind: proxy, remote: "https://registry-1.docker.io"}
+  - {name: inner, kind: group, members: [local, hub]}
+  - {name: docker, kind: group, members: [inner, local, other], writeMember: local}
+  - {name: other, kind: hosted}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.Reachable("docker"), ","); got != "local,hub,other" {
+		t.Errorf("reachable: %s, want local,hub,other (depth first, each once)", got)
+	}
+	for name, want := range map[string]string{
+		"cycle":   "cycle: g -> h -> g",
+		"outside": `writeMember "b" is not one of its members`,
+		"proxy":   `writeMember "p" is a proxy repository`,
+	} {
+		doc := map[string]string{
+			"cycle":   "repositories:\n- {name: a, kind: hosted}\n- {name: g, kind: group, members: [a, h]}\n- {name: h, kind: group, members: [g]}\n",
+			"outside": "repositories:\n- {name: a, kind: hosted}\n- {name: b, kind: hosted}\n- {name: g, kind: group, members: [a], writeMember: b}\n",
+			"proxy":   "repositories:\n- {name: p, kind: proxy, remote: 'https://x.io'}\n- {name: g, kind: group, members: [p], writeMember: p}\n",
+		}[name]
+		_, err := Parse([]byte(doc))
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), `repository "g"`) {
+			t.Errorf("%s: %v, want an error naming repository g and saying %q", name, err, want)
+		}
+	}
+}
