@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,9 +64,19 @@ func TestBench(t *testing.T) {
 		fmt.Print(buf.String())
 	}()
 
-	t.Run("calls", func(t *testing.T) { benchCalls(t, rep, ddb.Endpoint, s3p.Endpoint) })
-	t.Run("compare", func(t *testing.T) {
+	// AIRLOCK_BENCH_ONLY=proxy,calls (development) runs only those parts.
+	run := func(name string, f func(t *testing.T)) {
+		if only := os.Getenv("AIRLOCK_BENCH_ONLY"); only != "" && !slices.Contains(strings.Split(only, ","), name) {
+			return
+		}
+		t.Run(name, f)
+	}
+	run("calls", func(t *testing.T) { benchCalls(t, rep, ddb.Endpoint, s3p.Endpoint) })
+	run("compare", func(t *testing.T) {
 		benchCompare(t, rep, ensureDistribution(t, root), data, ddb.Endpoint, s3p.Endpoint)
+	})
+	run("proxy", func(t *testing.T) {
+		benchProxy(t, rep, root, ensureDistribution(t, root), data, ddb.Endpoint, s3p.Endpoint)
 	})
 }
 

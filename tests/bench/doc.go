@@ -18,7 +18,18 @@
 //     with GetObject, both hashing, against Airlock's streamed push and pull;
 //     and a chunked push (256 KiB PATCHes with Content-Range) against both
 //     registries;
-//  4. the peak RSS (VmHWM) of the Airlock process during each push.
+//  4. the peak RSS (VmHWM) of the Airlock process during each push;
+//  5. proxy repositories (pull-through caches, proxy_test.go): distribution
+//     in proxy mode (filesystem storage) against localdev's proxy "hub" on
+//     one go-containerregistry in-memory upstream behind a counting reverse
+//     proxy per consumer: cold and warm pull times, upstream requests per
+//     pull (also after metadataMaxAge, proxy "hub1s"), AWS calls of a proxy
+//     pull next to a hosted one (in-process, awscount), 20 concurrent cold
+//     pulls, and peak RSS during a fill of a 50 MiB and a 200 MiB layer.
+//
+// AIRLOCK_BENCH_ONLY=proxy (a comma list of calls, compare, proxy) runs only
+// those parts; AIRLOCK_BENCH_QUICK=1 shrinks the proxy part's layers. Both
+// are for development: the report's figures come from a full run.
 //
 // Times are reported, never asserted. The table is printed and written to
 // .localdev/bench/ under the repository root.

@@ -34,13 +34,13 @@ func ggcrPush(ctx context.Context, base, repo, tag string, img v1.Image) error {
 
 // ggcrPull fetches the manifest, the config and every layer (3 at a time,
 // following blob redirects), verifying digests while reading. It returns the
-// layer bytes read.
-func ggcrPull(ctx context.Context, base, repo, tag string) (int64, error) {
+// layer bytes read. opts are added to the remote options (a transport).
+func ggcrPull(ctx context.Context, base, repo, tag string, opts ...remote.Option) (int64, error) {
 	ref, err := ggcrRef(base, repo, tag)
 	if err != nil {
 		return 0, err
 	}
-	img, err := remote.Image(ref, remote.WithContext(ctx))
+	img, err := remote.Image(ref, append([]remote.Option{remote.WithContext(ctx)}, opts...)...)
 	if err != nil {
 		return 0, fmt.Errorf("pull %s: %w", ref, err)
 	}
