@@ -87,25 +87,64 @@ func (rg *Registry) putManifest(w http.ResponseWriter, r *http.Request, t target
 	return nil
 }
 
-// checkReferences requires every referenced blob and child manifest to exist in the image.
+// checkReferences requires every referenced blob and child manifest to exist
+// in the image. Pushed through a group, what another member has is linked
+// (blobs) or stored (child manifests) into the writable member first:
+// server-side, no bytes from the client.
 func (rg *Registry) checkReferences(r *http.Request, t target, m storage.Manifest) error {
+	ctx := r.Context()
+	viaGroup := t.repo.Name() != t.hosted.Name()
 	for _, d := range m.Blobs {
-		if _, err := rg.Meta.StatBlob(r.Context(), t.img, d); err != nil {
-			if errors.Is(err, storage.ErrNotFound) {
-				return apiErr(http.StatusBadRequest, CodeManifestBlobUnknown, "blob %s referenced by the manifest is not in %s: push it first", d, t.full)
+		_, err := rg.Meta.StatBlob(ctx, t.img, d)
+		if errors.Is(err, storage.ErrNotFound) && viaGroup {
+			var b storage.Blob
+			if b, err = t.repo.Blob(ctx, t.name, d); err == nil {
+				err = rg.Meta.LinkBlob(ctx, t.img, b)
 			}
-			return fmt.Errorf("stat blob %s: %w", d, err)
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			return apiErr(http.StatusBadRequest, CodeManifestBlobUnknown, "blob %s referenced by the manifest is not in %s: push it first", d, t.full)
+		}
+		if err != nil {
+			return fmt.Errorf("blob %s: %w", d, err)
 		}
 	}
 	for _, d := range m.Children {
-		if _, err := rg.Meta.GetManifest(r.Context(), t.img, d); err != nil {
-			if errors.Is(err, storage.ErrNotFound) {
-				return apiErr(http.StatusBadRequest, CodeManifestBlobUnknown, "manifest %s referenced by the index is not in %s: push it first", d, t.full)
-			}
-			return fmt.Errorf("get manifest %s: %w", d, err)
+		_, err := rg.Meta.GetManifest(ctx, t.img, d)
+		if errors.Is(err, storage.ErrNotFound) && viaGroup {
+			err = rg.copyManifest(r, t, d)
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			return apiErr(http.StatusBadRequest, CodeManifestBlobUnknown, "manifest %s referenced by the index is not in %s: push it first", d, t.full)
+		}
+		if err != nil {
+			return fmt.Errorf("manifest %s: %w", d, err)
 		}
 	}
 	return nil
+}
+
+// copyManifest stores manifest d, found in a member of the group t
+// addresses, into the writable member (its blobs linked there first).
+func (rg *Registry) copyManifest(r *http.Request, t target, d digest.Digest) error {
+	ctx := r.Context()
+	src, err := t.repo.Manifest(ctx, t.name, repo.Ref{Digest: d})
+	if err != nil {
+		return err
+	}
+	body := src.Body
+	if src.BodyKey != "" {
+		if body, err = rg.Blobs.GetManifestBody(ctx, src.BodyKey); err != nil {
+			return fmt.Errorf("read manifest body %s: %w", src.BodyKey, err)
+		}
+	}
+	if err := rg.checkReferences(r, t, src.Manifest); err != nil {
+		return err
+	}
+	m := src.Manifest
+	m.Body, m.BodyKey, m.Created = nil, "", rg.Now()
+	_, err = t.hosted.StoreManifest(ctx, t.img, m, body)
+	return err
 }
 
 // parseRef splits a manifest reference into a tag or a digest.

@@ -53,6 +53,8 @@ type proxyEnv struct {
 	handoffs sync.WaitGroup
 	mu       sync.Mutex
 	jobs     []repo.FillJob
+	// log records every request the registry received.
+	log atomicLog
 }
 
 // proxyConfig is the configuration of proxyEnv: %s is the remote, then the
@@ -106,7 +108,10 @@ func newProxyEnv(t *testing.T, up *upstreamtest.Upstream, settings string, opts 
 	if e.reg, err = registry.New(deps); err != nil {
 		t.Fatalf("registry.New: %v", err)
 	}
-	e.srv = httptest.NewServer(e.reg)
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.log.add(r.Method+" "+r.URL.Path, 0)
+		e.reg.ServeHTTP(w, r)
+	}))
 	t.Cleanup(e.srv.Close)
 	return e
 }

@@ -156,11 +156,32 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*Set, error) {
 				return nil, fmt.Errorf("repository %q: %w", rc.Name, err)
 			}
 			s.repos[rc.Name] = p
+		case config.KindGroup: // after every other repository exists
 		default:
 			return nil, fmt.Errorf("repository %q: kind %q is not supported", rc.Name, rc.Kind)
 		}
 	}
+	for i := range cfg.Repositories {
+		if rc := &cfg.Repositories[i]; rc.Kind == config.KindGroup {
+			s.repos[rc.Name] = s.group(rc)
+		}
+	}
 	return s, nil
+}
+
+func (s *Set) group(rc *config.Repository) *Group {
+	g := &Group{cfg: rc, meta: s.deps.Meta, deps: s.deps}
+	for _, name := range s.cfg.Reachable(rc.Name) {
+		l := s.repos[name]
+		g.leaves = append(g.leaves, l)
+		if h, ok := l.(*Hosted); ok {
+			g.hosted = append(g.hosted, h)
+		}
+	}
+	if rc.WriteMember != "" {
+		g.write, _ = s.repos[rc.WriteMember].(*Hosted)
+	}
+	return g
 }
 
 func (s *Set) hosted(rc *config.Repository) *Hosted {
