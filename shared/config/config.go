@@ -90,6 +90,10 @@ type Repository struct {
 	Fill *Fill `json:"fill,omitempty"`
 	// ForeignLayers controls caching of layers that live outside the remote.
 	ForeignLayers *ForeignLayers `json:"foreignLayers,omitempty"`
+	// SearchIndex is the base URL of a Docker Hub v1 search index whose
+	// results docker search merges (default https://index.docker.io for a
+	// Docker Hub remote, none otherwise; "none" disables).
+	SearchIndex string `json:"searchIndex,omitempty"`
 
 	// Members are the ordered member repositories of a group (hosted, proxy
 	// or group): the first that has the content serves it.
@@ -265,7 +269,7 @@ func (c *Config) validate() error {
 }
 
 func (r *Repository) validateGroup() error {
-	if r.Policy != "" || r.Remote != "" || r.Credentials != nil || r.MetadataMaxAge != nil || r.NegativeCacheTTL != nil || r.Fill != nil || r.ForeignLayers != nil {
+	if r.Policy != "" || r.Remote != "" || r.Credentials != nil || r.MetadataMaxAge != nil || r.NegativeCacheTTL != nil || r.Fill != nil || r.ForeignLayers != nil || r.SearchIndex != "" {
 		return errors.New("a group takes only members and writeMember (the members' own settings apply)")
 	}
 	if len(r.Members) == 0 {
@@ -371,8 +375,8 @@ func (r *Repository) validateHosted() error {
 	default:
 		return fmt.Errorf("unknown policy %q (allow, disable-redeploy, disable-redeploy-except-latest, read-only)", r.Policy)
 	}
-	if r.Remote != "" || r.Credentials != nil || r.MetadataMaxAge != nil || r.NegativeCacheTTL != nil || r.Fill != nil || r.ForeignLayers != nil {
-		return errors.New("remote, credentials, metadataMaxAge, negativeCacheTTL, fill and foreignLayers are proxy settings (kind: proxy)")
+	if r.Remote != "" || r.Credentials != nil || r.MetadataMaxAge != nil || r.NegativeCacheTTL != nil || r.Fill != nil || r.ForeignLayers != nil || r.SearchIndex != "" {
+		return errors.New("remote, credentials, metadataMaxAge, negativeCacheTTL, fill, foreignLayers and searchIndex are proxy settings (kind: proxy)")
 	}
 	if len(r.Members) > 0 || r.WriteMember != "" {
 		return errors.New("members and writeMember are group settings (kind: group)")
@@ -395,6 +399,12 @@ func (r *Repository) validateProxy() error {
 		return fmt.Errorf("remote %q: want http(s)://host[:port][/path] with no user, query or fragment", r.Remote)
 	}
 	r.Remote = strings.TrimSuffix(r.Remote, "/")
+	if r.SearchIndex != "" && r.SearchIndex != "none" {
+		if u, err := url.Parse(r.SearchIndex); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("searchIndex %q: want an http(s) URL or none", r.SearchIndex)
+		}
+		r.SearchIndex = strings.TrimSuffix(r.SearchIndex, "/")
+	}
 	if c := r.Credentials; c != nil {
 		if c.Username == "" {
 			return errors.New("credentials.username is required")

@@ -115,6 +115,14 @@ func (rg *Registry) serve(w http.ResponseWriter, r *http.Request) error {
 	if strings.HasPrefix(p, adminPrefix) {
 		return rg.admin(w, r)
 	}
+	switch p {
+	case "/v1/search":
+		return rg.search(w, r)
+	case "/v1/_ping": // docker search checks the v1 endpoint first
+		w.Header().Set("X-Docker-Registry-Standalone", "true")
+		writeJSON(w, r, "application/json", map[string]bool{"standalone": true})
+		return nil
+	}
 	if !strings.HasPrefix(p, "/v2/") {
 		return apiErr(http.StatusNotFound, CodeNameUnknown, "not a registry path: only /v2/ is served")
 	}

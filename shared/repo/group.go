@@ -70,7 +70,7 @@ func (g *Group) hostedTags(ctx context.Context, image, tag string) (map[*Hosted]
 	if len(g.hosted) == 0 {
 		return out, nil
 	}
-	if br, ok := g.meta.(batchReader); ok {
+	if br, ok := g.meta.(storage.BatchReader); ok {
 		ds, err := br.ResolveTags(ctx, g.images(image), tag)
 		if err != nil {
 			return nil, fmt.Errorf("resolve tag %s in the group's members: %w", tag, err)
@@ -99,7 +99,7 @@ func (g *Group) hostedBlobs(ctx context.Context, image string, d digest.Digest) 
 	if len(g.hosted) == 0 {
 		return out, nil
 	}
-	if br, ok := g.meta.(batchReader); ok {
+	if br, ok := g.meta.(storage.BatchReader); ok {
 		links, ok, err := br.StatBlobs(ctx, g.images(image), d)
 		if err != nil {
 			return nil, fmt.Errorf("stat blob %s in the group's members: %w", d, err)
@@ -128,7 +128,7 @@ func (g *Group) hostedManifests(ctx context.Context, image string, d digest.Dige
 	if len(g.hosted) == 0 {
 		return out, nil
 	}
-	if br, ok := g.meta.(batchReader); ok {
+	if br, ok := g.meta.(storage.BatchReader); ok {
 		has, err := br.HasManifests(ctx, g.images(image), d)
 		if err != nil {
 			return nil, fmt.Errorf("find manifest %s in the group's members: %w", d, err)
@@ -335,11 +335,4 @@ func (g *Group) Referrers(ctx context.Context, image string, subject digest.Dige
 		}
 	}
 	return out, nil
-}
-
-// batchReader is storage.BatchReader: one round trip for a key in several images.
-type batchReader interface {
-	ResolveTags(ctx context.Context, imgs []storage.Image, tag string) ([]digest.Digest, error)
-	StatBlobs(ctx context.Context, imgs []storage.Image, d digest.Digest) ([]storage.Blob, []bool, error)
-	HasManifests(ctx context.Context, imgs []storage.Image, d digest.Digest) ([]bool, error)
 }
