@@ -106,6 +106,10 @@ func TestProxyConcurrentColdPull(t *testing.T) {
 			t.Errorf("blob %s: %d upstream GETs for 20 concurrent pulls, want exactly 1", d, n)
 		}
 	}
+	// The manifest too: one GET of the remote's pull quota for the burst.
+	if n := up.ManifestGets(); n != 1 {
+		t.Errorf("%d upstream manifest GETs for 20 concurrent cold pulls, want 1", n)
+	}
 }
 
 // TestProxyRefusesPush: a proxy takes no writes; the message names where to push.

@@ -26,6 +26,8 @@ const (
 	pendingTTL   = 24 * time.Hour
 	retryAfter   = 10 * time.Second
 	staleWarning = `110 airlock "Response is Stale`
+	// groupManifestFill, key <repo>/<image>@<ref>: the one remote GET of a cold manifest.
+	groupManifestFill = "mfill"
 )
 
 // Proxy is a pull-through cache of one remote registry: a Hosted cache under
@@ -93,16 +95,54 @@ func (p *Proxy) Manifest(ctx context.Context, image string, ref Ref) (Manifest, 
 	if p.negative(ctx, image, ref.String()) {
 		return Manifest{}, p.negativeErr(image, ref.String())
 	}
-	var um upstream.Manifest
-	err = p.call(ctx, func(ctx context.Context) (err error) {
-		um, err = p.up.GetManifest(ctx, image, ref.Digest.String(), "")
-		return err
+	return p.coalesce(ctx, image, ref.String(), func() (Manifest, bool) {
+		m, err := p.meta.GetManifest(ctx, img, ref.Digest)
+		return Manifest{Manifest: m}, err == nil
+	}, func() (Manifest, error) {
+		var um upstream.Manifest
+		err := p.call(ctx, func(ctx context.Context) (err error) {
+			um, err = p.up.GetManifest(ctx, image, ref.Digest.String(), "")
+			return err
+		})
+		if err != nil {
+			return Manifest{}, p.upErr(ctx, err, image, ref.String(), "manifest")
+		}
+		sm, err := p.store(ctx, img, um)
+		return Manifest{Manifest: sm}, err
 	})
-	if err != nil {
-		return Manifest{}, p.upErr(ctx, err, image, ref.String(), "manifest")
+}
+
+// coalesce runs fetch (one remote GET of a manifest nobody cached) in one
+// request at a time per image and reference, across instances: a lease
+// marker (mfill/<proxy>/<image>@<ref>); the others poll cached until the
+// winner stored it (bounded by UpstreamTimeout), then fetch themselves. So
+// a burst of cold pulls of one tag costs one GET of the remote's quota.
+func (p *Proxy) coalesce(ctx context.Context, image, ref string, cached func() (Manifest, bool), fetch func() (Manifest, error)) (Manifest, error) {
+	key, owner := p.cfg.Name+"/"+image+"@"+ref, newID()
+	lease := storage.Marker{Group: groupManifestFill, Key: key, Value: owner, Until: p.now().Add(p.deps.Proxy.UpstreamTimeout + 5*time.Second)}
+	err := p.meta.AcquireMarker(ctx, lease)
+	if err == nil {
+		defer func() { _ = p.meta.ReleaseMarker(context.WithoutCancel(ctx), groupManifestFill, key, owner) }()
+		return fetch()
 	}
-	sm, err := p.store(ctx, img, um)
-	return Manifest{Manifest: sm}, err
+	if !errors.Is(err, storage.ErrConflict) {
+		return Manifest{}, fmt.Errorf("take the manifest fill lease: %w", err)
+	}
+	deadline := p.now().Add(p.deps.Proxy.UpstreamTimeout)
+	for p.now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return Manifest{}, ctx.Err()
+		case <-time.After(p.deps.Proxy.Poll):
+		}
+		if m, ok := cached(); ok {
+			return m, nil
+		}
+		if _, err := p.meta.GetMarker(ctx, groupManifestFill, key); notFound(err) {
+			break // the winner is done (and failed, or cached is not it): ask ourselves
+		}
+	}
+	return fetch()
 }
 
 // Refresh revalidates one cached tag now, whatever its age (the admin call).
@@ -126,8 +166,25 @@ func (p *Proxy) manifestByTag(ctx context.Context, image, tag string, force bool
 	if !have && !force && p.negative(ctx, image, tag) {
 		return Manifest{}, p.negativeErr(image, tag)
 	}
+	if !have && !force {
+		return p.coalesce(ctx, image, tag, func() (Manifest, bool) {
+			tc, err := p.meta.GetTagCheck(ctx, img, tag)
+			if err != nil {
+				return Manifest{}, false
+			}
+			m, err := p.cached(ctx, img, tc.Digest, "")
+			return m, err == nil
+		}, func() (Manifest, error) { return p.revalidate(ctx, image, tag, storage.TagCheck{}, false) })
+	}
+	return p.revalidate(ctx, image, tag, tc, have)
+}
+
+// revalidate asks the remote about a tag (a conditional HEAD when it is
+// cached, a GET when not) and serves, stores or moves it accordingly.
+func (p *Proxy) revalidate(ctx context.Context, image, tag string, tc storage.TagCheck, have bool) (Manifest, error) {
+	img := p.cache.Image(image)
 	var um upstream.Manifest
-	err = p.call(ctx, func(ctx context.Context) (err error) {
+	err := p.call(ctx, func(ctx context.Context) (err error) {
 		if have {
 			um, err = p.up.HeadManifest(ctx, image, tag, tc.Digest)
 		} else {
