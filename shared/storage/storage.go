@@ -169,7 +169,12 @@ type Metadata interface {
 	// GetManifest returns a manifest by digest, or ErrNotFound.
 	GetManifest(ctx context.Context, img Image, d digest.Digest) (Manifest, error)
 	// DeleteManifest removes a manifest, its referrer item and every tag pointing at it.
-	// It returns ErrNotFound when the manifest does not exist.
+	// It returns ErrNotFound when the manifest does not exist. When it was the
+	// image's last manifest, the image's catalog entry goes too (ListImages
+	// and Searcher.SearchImages stop listing it; the next PutManifest adds it
+	// back). A PutManifest racing the delete never ends with a stored manifest
+	// and no catalog entry; the reverse (an entry whose manifests are all gone,
+	// after a crash or a racing delete of the same digest) may remain.
 	DeleteManifest(ctx context.Context, img Image, d digest.Digest) error
 
 	// ResolveTag returns the digest a tag points at, or ErrNotFound.
@@ -388,4 +393,41 @@ type ProxyMetadata interface {
 	// error (an expired one may be deleted); one live and held by another
 	// value is ErrConflict, and stays.
 	ReleaseMarker(ctx context.Context, group, key, value string) error
+}
+
+// BatchReader is an optional capability of a Metadata store: it reads one
+// key in several images at once, for a group repository (one URL over
+// ordered member repositories) asking all its hosted members in one round
+// trip. Each result is exactly what the one-by-one read (ResolveTag,
+// StatBlob, GetManifest) would return for that image, strongly consistent
+// like it, with ErrNotFound as "absent" and any other error failing the
+// whole call. Images may repeat (each position gets its answer); keys over
+// the store's limits (DynamoDB: partition key ≤ 2048 bytes, sort key ≤ 1024)
+// read as absent without a request. A call costs one round trip for up to
+// 100 distinct keys (DynamoDB BatchGetItem's limit; larger inputs take one
+// per 100, and keys the service leaves unprocessed are retried after a short
+// backoff). Every Metadata store of this module implements it (the
+// conformance suite requires it).
+type BatchReader interface {
+	// ResolveTags returns, for each image in order, the digest tag points at ("" when the image has no such tag).
+	ResolveTags(ctx context.Context, imgs []Image, tag string) ([]digest.Digest, error)
+	// StatBlobs returns, for each image in order, the blob's link (ok[i] false when not linked there).
+	StatBlobs(ctx context.Context, imgs []Image, d digest.Digest) (links []Blob, ok []bool, err error)
+	// HasManifests tells, for each image in order, whether manifest d is stored there.
+	HasManifests(ctx context.Context, imgs []Image, d digest.Digest) ([]bool, error)
+}
+
+// Searcher is an optional capability of a Metadata store: catalog search
+// (docker search). It reads the catalog's own items (DynamoDB: one Query of
+// the catalog partition with a filter, paged), never a table scan. Every
+// Metadata store of this module implements it (the conformance suite
+// requires it).
+type Searcher interface {
+	// SearchImages returns up to n (n <= 0: all) catalog names ("repo/name",
+	// as ListImages lists them) that contain query as a substring, ASCII
+	// letters compared case-insensitively (other bytes as they are), in
+	// lexical (byte) order; "" matches every name, and none is an empty
+	// slice. (Names are lower-case anyway: repository names by
+	// configuration, image names by the distribution spec.)
+	SearchImages(ctx context.Context, query string, n int) ([]string, error)
 }

@@ -1,5 +1,5 @@
-// Package dynamo implements storage.Metadata and storage.ProxyMetadata on
-// one DynamoDB table.
+// Package dynamo implements storage.Metadata, storage.ProxyMetadata and the
+// optional storage.BatchReader and storage.Searcher on one DynamoDB table.
 //
 // The table has a string partition key "pk", a string sort key "sk" and the
 // TTL attribute "expiresAt" (epoch seconds). Items (see also README,
@@ -10,17 +10,21 @@
 //	                      sk B#<digest>              blob link (size)
 //	                      sk R#<subject>#<digest>    referrer descriptor
 //	pk BLOB#<digest>      sk BLOB                    global blob record
-//	pk CATALOG            sk <repo>/<name>           catalog entry
+//	pk CATALOG            sk <repo>/<name>           catalog entry: name (lower-cased copy of sk, for
+//	                                                 search filters), token (random, per PutManifest)
 //	pk UPLOAD#<id>        sk UPLOAD                  upload session
 //	pk MARK#<group>       sk <key>                   marker: value, count, until (epoch ms)
 //
 // No call uses transactions (dynalite has none): writes are ordered children
 // first (blob record → link → manifest → tag) and deletes in reverse, so a
 // crash between two writes leaves garbage for purge, never a dangling
-// reference. Every read is strongly consistent, and reads of upload sessions
-// and markers filter expired items themselves (sessions on expiresAt, markers
-// on until, to the millisecond) because TTL deletion is lazy (and absent
-// from the emulators).
+// reference. An image's catalog entry is written after its manifest and
+// removed after its last manifest, on a condition that makes the removal
+// safe against a racing push (catalog.go, dropFromCatalog). Every read is
+// strongly consistent (BatchGetItem's too, batch.go), and reads of upload
+// sessions and markers filter expired items themselves (sessions on
+// expiresAt, markers on until, to the millisecond) because TTL deletion is
+// lazy (and absent from the emulators).
 package dynamo
 
 import (
@@ -73,13 +77,15 @@ type Store struct {
 	table string
 	// now is the clock of expiry and lease checks.
 	now func() time.Time
+	// searchPage is the Limit of SearchImages' Query pages when n > 0.
+	searchPage int32
 }
 
 var _ storage.Metadata = (*Store)(nil)
 
 // New returns a Store using table through client.
 func New(client *dynamodb.Client, table string) *Store {
-	return &Store{db: client, table: table, now: time.Now}
+	return &Store{db: client, table: table, now: time.Now, searchPage: defaultSearchPage}
 }
 
 // key is the primary key of one item.

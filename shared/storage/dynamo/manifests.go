@@ -91,7 +91,7 @@ func (s *Store) PutManifest(ctx context.Context, img storage.Image, m storage.Ma
 			return fmt.Errorf("put referrer %s of %s in %s: %w", m.Digest, m.Subject, img, err)
 		}
 	}
-	if err := s.putItem(ctx, key{PK: pkCatalog, SK: img.String()}, nil); err != nil {
+	if err := s.putItem(ctx, newCatalogItem(img), nil); err != nil {
 		return fmt.Errorf("add %s to catalog: %w", img, err)
 	}
 	return nil
@@ -126,8 +126,9 @@ func (s *Store) GetManifest(ctx context.Context, img storage.Image, d digest.Dig
 }
 
 // DeleteManifest deletes, in this order, the tags of img pointing at d, the
-// referrer item of d and the manifest item; storage.ErrNotFound when there is
-// no such manifest. A tag moved to another digest meanwhile is left alone.
+// referrer item of d and the manifest item, and then img's catalog entry
+// when no manifest is left (dropFromCatalog); storage.ErrNotFound when there
+// is no such manifest. A tag moved to another digest meanwhile is left alone.
 func (s *Store) DeleteManifest(ctx context.Context, img storage.Image, d digest.Digest) error {
 	var it manifestItem
 	if err := s.getItem(ctx, manifestKey(img, d), &it); err != nil {
@@ -151,6 +152,9 @@ func (s *Store) DeleteManifest(ctx context.Context, img storage.Image, d digest.
 	}
 	if err := s.deleteItem(ctx, manifestKey(img, d), nil); err != nil {
 		return fmt.Errorf("delete manifest %s in %s: %w", d, img, err)
+	}
+	if err := s.dropFromCatalog(ctx, img); err != nil {
+		return fmt.Errorf("delete manifest %s in %s: deleted, but catalog entry: %w", d, img, err)
 	}
 	return nil
 }

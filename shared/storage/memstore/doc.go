@@ -1,8 +1,9 @@
 // Package memstore is an in-memory implementation of the whole storage
 // contract, for fast table tests of registry logic: one Store is a
 // storage.Metadata, storage.ProxyMetadata and storage.Blobs, with the
-// optional capabilities storage.StagedReader, storage.BlobReader and
-// storage.ChunkStager, and the test hooks storagetest.UploadInspector and
+// optional capabilities storage.BatchReader, storage.Searcher,
+// storage.StagedReader, storage.BlobReader and storage.ChunkStager, and the
+// test hooks storagetest.UploadInspector and
 // storagetest.RequestCounter. It passes the same conformance suite
 // (storagetest.TestMetadata and TestBlobs) as packages dynamo and s3store.
 //
@@ -31,7 +32,10 @@
 //     they stay stored (there is no TTL deletion, as in the emulators);
 //   - listings in byte order with the same Page.More, the catalog fed by
 //     PutManifest, referrers in digest order, DeleteManifest removing the
-//     tags pointing at the manifest.
+//     tags pointing at the manifest and, with the image's last manifest,
+//     its catalog entry; SearchImages matching as package dynamo does
+//     (substring, ASCII case-insensitive), batch reads answering exactly as
+//     the one-by-one reads.
 //
 // DynamoDB's 400 KB item limit is not enforced (package dynamo compresses
 // large manifests to stay under it; the registry keeps items within it).

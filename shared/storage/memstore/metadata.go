@@ -126,7 +126,9 @@ func (s *Store) GetManifest(_ context.Context, img storage.Image, d digest.Diges
 }
 
 // DeleteManifest removes the tags of img pointing at d, d's referrer entry
-// and the manifest, or returns storage.ErrNotFound.
+// and the manifest, and img's catalog entry when no manifest is left (under
+// the one lock, so no PutManifest can race it), or returns
+// storage.ErrNotFound.
 func (s *Store) DeleteManifest(_ context.Context, img storage.Image, d digest.Digest) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -148,6 +150,9 @@ func (s *Store) DeleteManifest(_ context.Context, img storage.Image, d digest.Di
 		delete(im.referrers, m.Subject.String()+"#"+d.String())
 	}
 	delete(im.manifests, d)
+	if len(im.manifests) == 0 {
+		delete(s.catalog, img.String())
+	}
 	return nil
 }
 

@@ -24,6 +24,8 @@ var (
 	_ storage.StagedReader  = (*Store)(nil)
 	_ storage.BlobReader    = (*Store)(nil)
 	_ storage.ChunkStager   = (*Store)(nil)
+	_ storage.BatchReader   = (*Store)(nil)
+	_ storage.Searcher      = (*Store)(nil)
 )
 
 // DefaultPartSize is the size of the multipart parts Append writes, as in

@@ -26,8 +26,9 @@ import (
 )
 
 // TestMetadata runs the storage.Metadata and storage.ProxyMetadata
-// conformance suite (a store that is not a ProxyMetadata fails the proxy
-// tests). newStore must return an empty store (nothing in the catalog) each
+// conformance suite, with the optional storage.BatchReader and
+// storage.Searcher (a store that is not a ProxyMetadata, BatchReader or
+// Searcher fails those tests: every store of this module is). newStore must return an empty store (nothing in the catalog) each
 // time it is called; each subtest calls it once and subtests run in parallel.
 func TestMetadata(t *testing.T, newStore func(t *testing.T) storage.Metadata) {
 	tests := []struct {
@@ -53,6 +54,12 @@ func TestMetadata(t *testing.T, newStore func(t *testing.T) storage.Metadata) {
 		{"AcquireExpiredLease", testAcquireExpiredLease},
 		{"RaceAcquire", testRaceAcquire},
 		{"RaceTagCreateOnly", testRaceTagCreateOnly},
+		// Catalog hygiene, storage.BatchReader and storage.Searcher (metadata_batch.go).
+		{"CatalogHygiene", testCatalogHygiene},
+		{"RaceCatalog", testRaceCatalog},
+		{"BatchReads", testBatchReads},
+		{"BatchMany", testBatchMany},
+		{"Search", testSearch},
 		// storage.ProxyMetadata (metadata_proxy.go): every store implements it.
 		{"TagCheck", testTagCheck},
 		{"Markers", testMarkers},
