@@ -162,3 +162,33 @@ func TestGroupTags(t *testing.T) {
 }
 
 func digestOf(s string) digest.Digest { return digest.Digest(s) }
+
+// TestGroupPushProxiedLayers: layers the proxy cached under one name
+// (library/base) are "already there" for a push through the group under
+// another name (a HEAD answers 200, no upload), and the manifest PUT links
+// them into the writable member.
+func TestGroupPushProxiedLayers(t *testing.T) {
+	up := upstreamtest.New(t)
+	base := up.PushImage(t, "library/base", "1", 2, 3000)
+	e := newGroupEnv(t, up)
+	e.pull("library/base", "1", base)
+	for _, b := range base.Blobs() {
+		if r := e.do(http.MethodHead, "/v2/team/derived/blobs/"+b); r.Status != http.StatusOK {
+			t.Errorf("HEAD through the group of a layer the proxy holds under another name: %s", r)
+		}
+	}
+	up.Reset()
+	e.log.reset()
+	if err := e.pushVia("team/derived", "1", base); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	for _, l := range e.log.all() {
+		if strings.HasPrefix(l, "POST ") || strings.HasPrefix(l, "PATCH ") {
+			t.Errorf("an upload of a layer the proxy holds: %s", l)
+		}
+	}
+	if n := up.Count(http.MethodGet, "blob"); n != 0 {
+		t.Errorf("the push fetched %d blobs from the upstream", n)
+	}
+	e.pull("local/team/derived", "1", base)
+}

@@ -82,7 +82,7 @@ func newProxyEnv(t *testing.T, up *upstreamtest.Upstream, settings string, opts 
 		Now:    e.clock.Now,
 		Proxy: repo.ProxyOptions{
 			Poll:            10 * time.Millisecond,
-			UpstreamTimeout: 2 * time.Second,
+			UpstreamTimeout: 5 * time.Second, // generous: CI machines are loaded
 			BlockBase:       time.Minute,
 			Handoff: func(_ context.Context, job repo.FillJob) error {
 				e.mu.Lock()

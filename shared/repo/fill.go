@@ -67,6 +67,7 @@ func (p *Proxy) Blob(ctx context.Context, image string, d digest.Digest) (storag
 		if err := p.meta.LinkBlob(ctx, img, gb); err != nil {
 			return b, fmt.Errorf("link blob %s: %w", d, err)
 		}
+		p.remember(ctx, d)
 		return gb, nil
 	} else if !notFound(err) {
 		return b, fmt.Errorf("get blob %s: %w", d, err)
@@ -285,6 +286,7 @@ func (p *Proxy) stream(ctx context.Context, u *storage.Upload, image string, d d
 	if err != nil {
 		return b, err
 	}
+	p.remember(ctx, d)
 	p.finished(ctx, u.ID, d, !handoff)
 	return b, nil
 }
@@ -315,6 +317,7 @@ func (p *Proxy) fillSmall(ctx context.Context, img storage.Image, d digest.Diges
 	}
 	b, err := p.cache.RecordAndLink(ctx, img, storage.Blob{Digest: d, Size: size, Key: key, Created: p.now()})
 	if err == nil {
+		p.remember(ctx, d)
 		p.finished(ctx, "", d, !handoff)
 	}
 	return b, err
@@ -450,4 +453,36 @@ func (p *Proxy) open(ctx context.Context, image string, d digest.Digest, offset,
 	}
 	return b, &NotFoundError{Msg: fmt.Sprintf("a foreign layer at %v that upstream %s does not serve; its URL is not allowed by foreignLayers of proxy %q (enabled, allow: full-match regexes)",
 		urls, p.up.Remote(), p.cfg.Name)}
+}
+
+// groupHolds + <proxy>, key <digest>: the proxy has cached the blob under
+// some image name (the repository-level view a group's HEAD needs: a push
+// of team/app whose layers were pulled as library/alpine).
+const (
+	groupHolds = "holds:"
+	holdsTTL   = 365 * 24 * time.Hour
+)
+
+// remember records that the proxy holds blob d (best effort).
+func (p *Proxy) remember(ctx context.Context, d digest.Digest) {
+	m := storage.Marker{Group: groupHolds + p.cfg.Name, Key: d.String(), Until: p.now().Add(holdsTTL)}
+	if err := p.meta.PutMarker(context.WithoutCancel(ctx), m); err != nil {
+		p.deps.Logger.WarnContext(ctx, "remember a cached blob", "repo", p.cfg.Name, "digest", d, "err", err)
+	}
+}
+
+// Holds returns the blob's record when the proxy has cached it under any
+// image name (no remote call), or a *NotFoundError.
+func (p *Proxy) Holds(ctx context.Context, d digest.Digest) (storage.Blob, error) {
+	if _, err := p.meta.GetMarker(ctx, groupHolds+p.cfg.Name, d.String()); err != nil {
+		if notFound(err) {
+			return storage.Blob{}, &NotFoundError{}
+		}
+		return storage.Blob{}, err
+	}
+	b, err := p.meta.GetBlob(ctx, d)
+	if notFound(err) {
+		return b, &NotFoundError{}
+	}
+	return b, err
 }

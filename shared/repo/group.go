@@ -217,7 +217,8 @@ func (g *Group) Manifest(ctx context.Context, image string, ref Ref) (Manifest, 
 }
 
 // Cached finds the blob in a leaf's store, no remote asked: the hosted
-// leaves in one round trip, then the proxies' caches.
+// leaves in one round trip, then the proxies' caches of the image, then
+// what the proxies hold under any image name.
 func (g *Group) Cached(ctx context.Context, image string, d digest.Digest) (storage.Blob, error) {
 	links, err := g.hostedBlobs(ctx, image, d)
 	if err != nil {
@@ -233,6 +234,15 @@ func (g *Group) Cached(ctx context.Context, image string, d digest.Digest) (stor
 		b, err := l.Cached(ctx, image, d)
 		if err == nil || !notFound(err) {
 			return b, err
+		}
+	}
+	// A proxy member holds the bytes under another image name (layers of a
+	// base image pulled through the group, now pushed under a new name).
+	for _, l := range g.leaves {
+		if p, ok := l.(*Proxy); ok {
+			if b, err := p.Holds(ctx, d); err == nil || !notFound(err) {
+				return b, err
+			}
 		}
 	}
 	return storage.Blob{}, &NotFoundError{}
