@@ -37,7 +37,7 @@
 //     stored already (another image or repository) are linked after a remote
 //     HEAD confirms the image has them (no bytes move; a digest alone never
 //     reveals another repository's blob). Otherwise exactly one fill per blob
-//     across all instances: a lease marker (fill/<digest>, one conditional
+//     across all instances: a lease marker (fill/<proxy>/<digest>, one conditional
 //     write, expiring after LeaseTTL) goes to one request, which streams the
 //     remote's bytes into the Blobs store (multipart parts: bounded memory;
 //     one PutObject for a blob of known size up to 5 MiB), hashing and

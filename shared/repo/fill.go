@@ -44,6 +44,10 @@ func newID() string {
 // maxFillSize bounds a blob fetched without a Content-Length.
 const maxFillSize = 64 << 30
 
+// fillKey is the key of a blob's fill lease and pending marker: per proxy,
+// so a request only ever waits for (and links) bytes its own remote sent.
+func (p *Proxy) fillKey(d digest.Digest) string { return p.cfg.Name + "/" + d.String() }
+
 // errLeaseGone: the fill this request waited for ended without a blob.
 var errLeaseGone = errors.New("the fill lease was released without a blob")
 
@@ -81,11 +85,11 @@ func (p *Proxy) Blob(ctx context.Context, image string, d digest.Digest) (storag
 	}
 	owner := newID()
 	for {
-		err := p.meta.AcquireMarker(ctx, storage.Marker{Group: groupFill, Key: d.String(), Value: owner, Until: p.now().Add(p.deps.Proxy.LeaseTTL)})
+		err := p.meta.AcquireMarker(ctx, storage.Marker{Group: groupFill, Key: p.fillKey(d), Value: owner, Until: p.now().Add(p.deps.Proxy.LeaseTTL)})
 		if err == nil {
 			// The fill before this lease may have just finished.
 			if gb, err := p.meta.GetBlob(ctx, d); err == nil {
-				_ = p.meta.ReleaseMarker(context.WithoutCancel(ctx), groupFill, d.String(), owner)
+				_ = p.meta.ReleaseMarker(context.WithoutCancel(ctx), groupFill, p.fillKey(d), owner)
 				if err := p.meta.LinkBlob(ctx, img, gb); err != nil {
 					return b, fmt.Errorf("link blob %s: %w", d, err)
 				}
@@ -118,7 +122,7 @@ func (p *Proxy) waitFill(ctx context.Context, img storage.Image, d digest.Digest
 			return b, fmt.Errorf("get blob %s: %w", d, err)
 		}
 		if i%4 == 3 { // the filler may have failed: then take over
-			if _, err := p.meta.GetMarker(ctx, groupFill, d.String()); notFound(err) {
+			if _, err := p.meta.GetMarker(ctx, groupFill, p.fillKey(d)); notFound(err) {
 				return b, errLeaseGone
 			}
 		}
@@ -189,7 +193,7 @@ func (p *Proxy) stream(ctx context.Context, u *storage.Upload, image string, d d
 	handedOff := false
 	defer func() {
 		if !handedOff {
-			if rerr := p.meta.ReleaseMarker(context.WithoutCancel(ctx), groupFill, d.String(), owner); rerr != nil {
+			if rerr := p.meta.ReleaseMarker(context.WithoutCancel(ctx), groupFill, p.fillKey(d), owner); rerr != nil {
 				p.deps.Logger.WarnContext(ctx, "release the fill lease", "digest", d, "err", rerr)
 			}
 		}
@@ -333,7 +337,7 @@ func (p *Proxy) finished(ctx context.Context, uploadID string, d digest.Digest, 
 	if uploadID != "" {
 		_ = p.meta.DeleteUpload(ctx, uploadID)
 	}
-	_ = p.meta.DeleteMarker(ctx, groupPending, d.String())
+	_ = p.meta.DeleteMarker(ctx, groupPending, p.fillKey(d))
 }
 
 // park saves the fill's state (session and pending job) for a later resume.
@@ -359,7 +363,7 @@ func (p *Proxy) park(ctx context.Context, u *storage.Upload, image string, d dig
 	}
 	job := FillJob{Repo: p.cfg.Name, Image: image, Digest: d, UploadID: u.ID, Owner: owner, Size: max(size, 0)}
 	doc, _ := json.Marshal(job)
-	if err := p.meta.PutMarker(ctx, storage.Marker{Group: groupPending, Key: d.String(), Value: string(doc), Until: p.now().Add(pendingTTL)}); err != nil {
+	if err := p.meta.PutMarker(ctx, storage.Marker{Group: groupPending, Key: p.fillKey(d), Value: string(doc), Until: p.now().Add(pendingTTL)}); err != nil {
 		return fmt.Errorf("record the pending fill of %s: %w", d, err)
 	}
 	p.deps.Logger.InfoContext(ctx, "fill parked", "repo", p.cfg.Name, "image", image, "digest", d, "offset", u.Offset)
@@ -393,7 +397,7 @@ func (p *Proxy) Resume(ctx context.Context, job FillJob) error {
 		p.finished(ctx, job.UploadID, job.Digest, true)
 		return nil
 	}
-	err := p.meta.AcquireMarker(ctx, storage.Marker{Group: groupFill, Key: job.Digest.String(), Value: job.Owner, Until: p.now().Add(p.deps.Proxy.LeaseTTL)})
+	err := p.meta.AcquireMarker(ctx, storage.Marker{Group: groupFill, Key: p.fillKey(job.Digest), Value: job.Owner, Until: p.now().Add(p.deps.Proxy.LeaseTTL)})
 	if errors.Is(err, storage.ErrConflict) {
 		return nil // another instance is filling it
 	}

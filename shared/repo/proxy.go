@@ -19,8 +19,8 @@ import (
 
 // Marker groups of proxy state (storage.ProxyMetadata).
 const (
-	groupFill    = "fill"  // key <digest>: the lease of the one fill of a blob
-	groupPending = "fills" // key <digest>: a fill handed to proxyfetch (FillJob JSON)
+	groupFill    = "fill"  // key <repo>/<digest>: the lease of the one fill of a blob
+	groupPending = "fills" // key <repo>/<digest>: a fill handed to proxyfetch (FillJob JSON)
 	groupBlock   = "block" // key <repo>: consecutive remote failures, blocked-until
 	groupNeg     = "neg:"  // + <repo>, key <image>@<ref>: not found upstream
 	pendingTTL   = 24 * time.Hour
