@@ -14,6 +14,14 @@ const MaxLen = 4096
 // MaxDepth is how deeply Compile lets parentheses nest; "((x))" is 2 levels.
 const MaxDepth = 32
 
+// MaxRegexSize bounds the regular expressions of one selector together, in
+// program instructions (about one per character, class or operator, with
+// counted repetitions expanded: "[0-9a-f]{64}" is about 64). It keeps
+// compiling (which otherwise reaches hundreds of megabytes for a 4 KiB
+// expression of repetitions such as "a{1000}a{1000}...") and matching (time
+// linear in path length times program size) cheap.
+const MaxRegexSize = 5000
+
 // Attrs are the attributes a selector is evaluated against.
 type Attrs struct {
 	// Path is the request path, e.g. "/v2/team-a/app/manifests/1.0".
@@ -312,6 +320,37 @@ func regexPrefix(re *syntax.Regexp) (prefix string, complete bool) {
 	return "", false
 }
 
+// regexSize estimates (from above) how many instructions re compiles to,
+// saturating past MaxRegexSize.
+func regexSize(re *syntax.Regexp) int {
+	const big = MaxRegexSize + 1
+	n := 1
+	switch re.Op {
+	case syntax.OpLiteral:
+		n = max(len(re.Rune), 1)
+	case syntax.OpConcat, syntax.OpAlternate:
+		for _, sub := range re.Sub {
+			n += regexSize(sub)
+		}
+	case syntax.OpCapture:
+		n = 2 + regexSize(re.Sub[0])
+	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest:
+		n = 1 + regexSize(re.Sub[0])
+	case syntax.OpRepeat:
+		count := re.Max
+		if count < 0 {
+			count = re.Min + 1
+		}
+		count = max(count, 1)
+		sub := regexSize(re.Sub[0])
+		if sub > big/count {
+			return big
+		}
+		n = count*sub + max(count-re.Min, 1) // each optional copy adds a branch
+	}
+	return min(n, big)
+}
+
 // canon renders n compactly and unambiguously: no white space, parentheses
 // only where an || is inside an &&, each literal in the quotes that need
 // fewer escapes. It is never longer or more deeply nested than the source
@@ -400,10 +439,11 @@ func (t token) describe(src string) string {
 }
 
 type parser struct {
-	src   string
-	off   int   // lexer offset: the first byte after tok
-	tok   token // the current token
-	depth int   // open parentheses
+	src    string
+	off    int   // lexer offset: the first byte after tok
+	tok    token // the current token
+	depth  int   // open parentheses
+	reSize int   // regexSize of the regular expressions so far
 }
 
 func (p *parser) errf(pos int, format string, args ...any) *SyntaxError {
@@ -566,8 +606,13 @@ func (p *parser) parseTerm() (*node, error) {
 			return nil, err
 		}
 		if p.tok.kind != tRParen {
-			return nil, p.errf(p.tok.pos, `expected "&&", "||" or ")" to close the "(" at column %d, found %s`,
-				errAt(p.src, t.pos, "").Col, p.tok.describe(p.src))
+			at := errAt(p.src, t.pos, "")
+			where := fmt.Sprintf("column %d", at.Col)
+			if at.Line > 1 || strings.Contains(p.src, "\n") {
+				where = fmt.Sprintf("line %d, column %d", at.Line, at.Col)
+			}
+			return nil, p.errf(p.tok.pos, `expected "&&", "||" or ")" to close the "(" at %s, found %s`,
+				where, p.tok.describe(p.src))
 		}
 		p.depth--
 		return n, p.next()
@@ -618,6 +663,10 @@ func (p *parser) parseComparison() (*node, error) {
 		// would compile as a different, valid expression.
 		tree, err := syntax.Parse(lit.val, syntax.Perl)
 		if err == nil {
+			// Estimated before compiling: compiling is what costs.
+			if p.reSize += regexSize(tree); p.reSize > MaxRegexSize {
+				return nil, p.errf(lit.pos, "regular expression too large (the regular expressions of a selector expand to at most %d instructions; counted repetitions such as {1000} expand)", MaxRegexSize)
+			}
 			n.re, err = regexp.Compile(`\A(?:` + lit.val + `)\z`)
 		}
 		if err != nil {

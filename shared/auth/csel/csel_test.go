@@ -2,6 +2,7 @@ package csel
 
 import (
 	"errors"
+	"regexp/syntax"
 	"strings"
 	"testing"
 )
@@ -43,6 +44,7 @@ var errorCases = []struct {
 	{in: `path == "a" || || format == "docker"`, pos: 15, col: 16, msg: `expected a comparison (such as path =^ "/v2/") or "(", found "||"`},
 	{in: `(path == "a"`, pos: 12, col: 13, msg: `expected "&&", "||" or ")" to close the "(" at column 1, found end of expression`},
 	{in: `format == "docker" && ((path == "a") || path == "b"`, pos: 51, col: 52, msg: `to close the "(" at column 23`},
+	{in: "path == \"a\" &&\n(path == \"b\"\n", pos: 28, line: 3, col: 1, msg: `to close the "(" at line 2, column 1, found end of expression`},
 	{in: `path == "a")`, pos: 11, col: 12, msg: `unexpected ")" without a matching "("`},
 	{in: `()`, pos: 1, col: 2, msg: `expected a comparison (such as path =^ "/v2/") or "(", found ")"`},
 	{in: `)`, pos: 0, col: 1, msg: `found ")"`},
@@ -68,6 +70,9 @@ var errorCases = []struct {
 	{in: `path =~ "(?<=a)b"`, pos: 8, col: 9, msg: "invalid regular expression"},
 	{in: `path =~ "a{1001}"`, pos: 8, col: 9, msg: "invalid repeat count"},
 	{in: `path =~ "\\1"`, pos: 8, col: 9, msg: "invalid escape sequence"},
+	{in: `path =~ "` + strings.Repeat("a{1000}", 6) + `"`, pos: 8, col: 9, msg: "regular expression too large"},
+	{in: `path =~ "/v2/.{1000}/x" || path =~ "` + strings.Repeat("[^/]{1000}", 4) + `"`, pos: 35, col: 36, msg: "at most 5000 instructions"},
+	{in: `path =~ "` + strings.Repeat("(a{10}){100}", 5) + `"`, pos: 8, col: 9, msg: "regular expression too large"},
 	{in: "path == \"a\" &&\n  nme == \"x\"", pos: 17, line: 2, col: 3,
 		fullError: `csel: line 2, column 3: unknown attribute "nme" (the attributes are path and format)`},
 	{in: "path == \"\xff\"", pos: 9, col: 10, msg: "invalid UTF-8"},
@@ -122,6 +127,10 @@ func TestLimitsAccepted(t *testing.T) {
 	}
 	if !s.Match(Attrs{Path: "b", Format: "docker"}) || s.Match(Attrs{Path: "b"}) {
 		t.Error("chain matches wrongly")
+	}
+	re := `path =~ "` + strings.Repeat("[0-9a-f]{64}", 70) + `"`
+	if _, err := Compile(re); err != nil {
+		t.Errorf("about %d instructions: %v", 70*65, err)
 	}
 	long := `path =^ "` + strings.Repeat("a", MaxLen-10) + `"`
 	if _, err := Compile(long); err != nil || len(long) != MaxLen {
@@ -496,4 +505,48 @@ func trunc(s string) string {
 		return s[:80] + "..."
 	}
 	return s
+}
+
+// TestRegexSize checks the estimate against the size of the compiled
+// program: never far below it (the bound must hold), never far above (so
+// that reasonable expressions fit).
+func TestRegexSize(t *testing.T) {
+	for _, re := range []string{
+		"a", "abc", "[0-9a-f]{64}", "a{2,5}", "a{3,}", "(ab)*", "a|b|c", "(a{10}){100}",
+		`/v2/(team-a|shared)/.*`, `\pL{1000}`, "(?i)abc", "a+", "a?", "a{0,10}", "(a|bc){5,8}",
+		`/v2/[^/]+(/[^/]+)*/blobs/sha256:[0-9a-f]{64}`, `((a{0,3}b){2,4}c?){3}`,
+	} {
+		tree, err := syntax.Parse(re, syntax.Perl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prog, err := syntax.Compile(tree.Simplify())
+		if err != nil {
+			t.Fatal(err)
+		}
+		est, real := regexSize(tree), len(prog.Inst)
+		if est < real-3 || est > 2*real+3 {
+			t.Errorf("%q: estimate %d, program %d", re, est, real)
+		}
+	}
+}
+
+func BenchmarkMatch(b *testing.B) {
+	for _, bc := range []struct{ name, expr string }{
+		{"prefix", teamA},
+		{"regex", `path =~ "/v2/(team-a|shared)/.+/manifests/[^/]+"`},
+		{"mixed", `format == "docker" && (path =~ "/v2/(team-a|shared)/.+/manifests/[^/]+" || path =^ "/v2/team-b/") && path != "/v2/x"`},
+	} {
+		s, err := Compile(bc.expr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		a := Attrs{Path: "/v2/team-a/app/manifests/1.0", Format: "docker"}
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Match(a)
+			}
+		})
+	}
 }

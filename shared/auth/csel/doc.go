@@ -69,10 +69,12 @@
 //
 // # Limits
 //
-// An expression is at most MaxLen bytes of valid UTF-8, and parentheses nest
-// at most MaxDepth levels; longer or deeper expressions are SyntaxErrors, so
-// compiling and matching use bounded stack. Evaluation short-circuits left to
-// right.
+// An expression is at most MaxLen bytes of valid UTF-8, parentheses nest at
+// most MaxDepth levels (so compiling and matching use bounded stack), and
+// its regular expressions together compile to at most MaxRegexSize
+// instructions (counted repetitions such as {1000} expand; without this
+// bound a 4 KiB expression could cost hundreds of megabytes to compile).
+// Anything beyond is a SyntaxError. Evaluation short-circuits left to right.
 //
 // # Errors
 //
