@@ -205,7 +205,11 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	}
 	go retryFills(ctx, h.Repositories(), o.fillRetry, log)
-	return serve(ctx, o.addr, h, emu, log)
+	note, err := bootstrapAdmin(ctx, h, cfg, o.data)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, o.addr, h, emu, note, log)
 }
 
 // startEmulators installs what is missing and starts the chosen emulators
@@ -250,7 +254,7 @@ func startEmulators(ctx context.Context, o options, log *slog.Logger) (*emulator
 
 // serve listens on addr, prints the ready line, and serves h until ctx ends
 // or an emulator dies.
-func serve(ctx context.Context, addr string, h http.Handler, emu *emulators, log *slog.Logger) error {
+func serve(ctx context.Context, addr string, h http.Handler, emu *emulators, note string, log *slog.Logger) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
@@ -258,7 +262,7 @@ func serve(ctx context.Context, addr string, h http.Handler, emu *emulators, log
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
-	fmt.Printf("airlock ready on http://%s\n", l.Addr())
+	fmt.Printf("airlock ready on http://%s (%s)\n", l.Addr(), note)
 
 	var runErr error
 	select {

@@ -116,7 +116,7 @@ func TestServeAndStop(t *testing.T) {
 	bin := buildLocaldev(t)
 	data := t.TempDir()
 	s := startLocaldev(t, bin, "-addr", "127.0.0.1:0", "-data", data)
-	m := regexp.MustCompile(`^airlock ready on (http://127\.0\.0\.1:\d+)$`).FindStringSubmatch(s.readyLine)
+	m := regexp.MustCompile(`^airlock ready on (http://127\.0\.0\.1:\d+) \(auth off: .*\)$`).FindStringSubmatch(s.readyLine)
 	if m == nil {
 		t.Fatalf("ready line %q", s.readyLine)
 	}

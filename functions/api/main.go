@@ -20,6 +20,9 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	if err := requireAuth(env); err != nil {
+		log.Fatal(err)
+	}
 	limit, err := maxBody()
 	if err != nil {
 		log.Fatal(err)
@@ -34,6 +37,9 @@ func main() {
 		Proxy:                env.Proxy,
 	})
 	if err != nil {
+		log.Fatal(err)
+	}
+	if err := bootstrapAdmin(ctx, env, h); err != nil {
 		log.Fatal(err)
 	}
 	lambda.Start(httpadapter.NewV2(h).ProxyWithContext)

@@ -67,6 +67,8 @@ type Config struct {
 	// component is not a repository name ("" = such names are unknown).
 	Default      string       `json:"default,omitempty"`
 	Repositories []Repository `json:"repositories"`
+	// Auth switches authentication on (nil: every request is allowed).
+	Auth *Auth `json:"auth,omitempty"`
 }
 
 // Repository is one named repository.
@@ -75,6 +77,9 @@ type Repository struct {
 	Kind Kind   `json:"kind"`
 	// Policy is the deployment policy of a hosted repository (default allow).
 	Policy Policy `json:"policy,omitempty"`
+	// AnonymousPull lets anyone read the repository (with auth on); for a
+	// group it applies to pulls through the group.
+	AnonymousPull bool `json:"anonymousPull,omitempty"`
 
 	// Remote is the upstream registry URL of a proxy repository
 	// (https://registry-1.docker.io; http:// is allowed).
@@ -265,7 +270,10 @@ func (c *Config) validate() error {
 	if c.Default != "" && !seen[c.Default] {
 		return fmt.Errorf("default repository %q is not listed", c.Default)
 	}
-	return c.validateGroups()
+	if err := c.validateGroups(); err != nil {
+		return err
+	}
+	return c.validateAuth()
 }
 
 func (r *Repository) validateGroup() error {

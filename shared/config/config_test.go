@@ -165,3 +165,59 @@ repositories:
 		}
 	}
 }
+
+func TestParseAuth(t *testing.T) {
+	base := "repositories:\n- {name: local, kind: hosted, anonymousPull: true}\n"
+	ok := base + `auth:
+  tokenLifetime: 10m
+  anonymous: [viewer]
+  roles:
+  - name: viewer
+    privileges:
+    - {repositories: ['*'], actions: [read, browse]}
+  - name: team-a
+    privileges:
+    - {repositories: [local], selector: 'path =^ "/v2/team-a/"', actions: [read, add, edit]}
+`
+	c, err := Parse([]byte(ok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Auth.Enabled() || c.Auth.Lifetime() != 10*time.Minute || !c.Repositories[0].AnonymousPull {
+		t.Errorf("auth: %+v", c.Auth)
+	}
+	r, _ := c.Auth.Role("team-a")
+	p := &r.Privileges[0]
+	if !p.Match("local", "/v2/team-a/app/", ActionAdd) || p.Match("local", "/v2/team-b/app/", ActionAdd) || p.Match("local", "/v2/team-a/app/", ActionDelete) || p.Match("other", "/v2/team-a/app/", ActionRead) {
+		t.Error("privilege matching")
+	}
+	if c, _ := Parse([]byte(base + "auth: {}\n")); !c.Auth.Enabled() || c.Auth.Lifetime() != 5*time.Minute {
+		t.Error("auth: {} must enable auth with defaults")
+	}
+	if c, _ := Parse([]byte(base + "auth: {disabled: true}\n")); c.Auth.Enabled() {
+		t.Error("auth: {disabled: true} must disable auth")
+	}
+	if c, _ := Parse([]byte(base)); c.Auth.Enabled() {
+		t.Error("no auth section: auth off")
+	}
+	for name, c := range map[string]struct{ doc, want string }{
+		"bad action":      {"auth:\n  roles:\n  - {name: r, privileges: [{repositories: [local], actions: [pull]}]}\n", `unknown action "pull"`},
+		"bad selector":    {"auth:\n  roles:\n  - {name: r, privileges: [{repositories: [local], selector: 'path =~ \"(\"', actions: [read]}]}\n", "column"},
+		"bad attribute":   {"auth:\n  roles:\n  - {name: r, privileges: [{repositories: [local], selector: 'coordinate == \"x\"', actions: [read]}]}\n", "coordinate"},
+		"unknown repo":    {"auth:\n  roles:\n  - {name: r, privileges: [{repositories: [nope], actions: [read]}]}\n", `repository "nope"`},
+		"no repos":        {"auth:\n  roles:\n  - {name: r, privileges: [{actions: [read]}]}\n", "repositories is required"},
+		"twice":           {"auth:\n  roles:\n  - {name: r, privileges: []}\n  - {name: r, privileges: []}\n", "twice"},
+		"admin redefined": {"auth:\n  roles:\n  - {name: admin, privileges: []}\n", "twice"},
+		"anon unknown":    {"auth:\n  anonymous: [ghost]\n", `"ghost"`},
+		"anon admin":      {"auth:\n  anonymous: [admin]\n", `"admin"`},
+		"short lifetime":  {"auth:\n  tokenLifetime: 30s\n", "at least 60s"},
+		"disabled plus":   {"auth:\n  disabled: true\n  tokenLifetime: 10m\n", "no other setting"},
+		"both secrets":    {"auth:\n  adminPasswordEnv: A\n  adminPasswordSecret: B\n", "at most one"},
+		"unknown field":   {"auth:\n  users: []\n", "unknown field"},
+	} {
+		_, err := Parse([]byte(base + c.doc))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error containing %q", name, err, c.want)
+		}
+	}
+}

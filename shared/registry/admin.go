@@ -21,7 +21,13 @@ const adminPrefix = "/airlock/api/"
 // There is no authentication yet (the auth issue adds it): like the rest of
 // the API, deploy behind a private network until then.
 func (rg *Registry) admin(w http.ResponseWriter, r *http.Request) error {
+	if err := rg.requireAdmin(r); err != nil {
+		return err
+	}
 	rest := strings.TrimPrefix(r.URL.Path, adminPrefix)
+	if strings.HasPrefix(rest, "users") {
+		return rg.adminUsers(w, r, strings.TrimPrefix(rest, "users"))
+	}
 	switch {
 	case rest == "proxies":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

@@ -53,6 +53,7 @@ type proxyEnv struct {
 	handoffs sync.WaitGroup
 	mu       sync.Mutex
 	jobs     []repo.FillJob
+	parkedAt []int64 // the parked upload's offset of each job
 	// log records every request the registry received.
 	log atomicLog
 }
@@ -85,8 +86,13 @@ func newProxyEnv(t *testing.T, up *upstreamtest.Upstream, settings string, opts 
 			UpstreamTimeout: 5 * time.Second, // generous: CI machines are loaded
 			BlockBase:       time.Minute,
 			Handoff: func(_ context.Context, job repo.FillJob) error {
+				var off int64
+				if u, err := e.store.GetUpload(context.Background(), job.UploadID); err == nil {
+					off = u.Offset
+				}
 				e.mu.Lock()
 				e.jobs = append(e.jobs, job)
+				e.parkedAt = append(e.parkedAt, off)
 				e.mu.Unlock()
 				e.handoffs.Add(1)
 				go func() {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlock-registry/airlock/shared/auth"
 	"github.com/airlock-registry/airlock/shared/config"
 	"github.com/airlock-registry/airlock/shared/repo"
 	"github.com/airlock-registry/airlock/shared/storage"
@@ -43,12 +44,15 @@ type Deps struct {
 	// Proxy tunes proxy repositories (fill hand-off, remote transport,
 	// time-outs, auto-block back-off).
 	Proxy repo.ProxyOptions
+	// AuthOptions tune authentication (on when Config.Auth enables it).
+	AuthOptions auth.Options
 }
 
 // Registry is the handler; build it with New.
 type Registry struct {
 	Deps
 	repos *repo.Set
+	auth  *auth.Service // nil: every request is allowed
 }
 
 var _ http.Handler = (*Registry)(nil)
@@ -71,7 +75,20 @@ func New(d Deps) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	return &Registry{Deps: d, repos: repos}, nil
+	if d.AuthOptions.Now == nil {
+		d.AuthOptions.Now = d.Now
+	}
+	as, err := buildAuth(context.Background(), d, func(name string) (string, string, error) {
+		rp, image, err := repos.Resolve(name, "")
+		if err != nil {
+			return "", "", err
+		}
+		return rp.Name(), image, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	return &Registry{Deps: d, repos: repos, auth: as}, nil
 }
 
 // Repositories returns the configured repositories (the proxyfetch entry
@@ -104,6 +121,9 @@ func (rg *Registry) serve(w http.ResponseWriter, r *http.Request) error {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on /v2/", r.Method)
 		}
+		if err := rg.authorizeBase(r); err != nil {
+			return err
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", "2")
 		w.WriteHeader(http.StatusOK)
@@ -116,6 +136,8 @@ func (rg *Registry) serve(w http.ResponseWriter, r *http.Request) error {
 		return rg.admin(w, r)
 	}
 	switch p {
+	case tokenPath:
+		return rg.tokenEndpoint(w, r)
 	case "/v1/search":
 		return rg.search(w, r)
 	case "/v1/_ping": // docker search checks the v1 endpoint first

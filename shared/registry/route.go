@@ -208,8 +208,3 @@ func (rg *Registry) resolve(r *http.Request, rt route) (target, error) {
 	}
 	return t, nil
 }
-
-// authorize decides whether the request may run the operation on the
-// target. No-op until authentication exists; it sits between resolve and
-// dispatch so that every operation passes it.
-func (rg *Registry) authorize(_ *http.Request, _ target) error { return nil }

@@ -42,9 +42,19 @@ func (rg *Registry) search(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	all, err := rg.repos.Search(r.Context(), query)
+	id, err := rg.listCaller(r)
 	if err != nil {
 		return err
+	}
+	found, err := rg.repos.Search(r.Context(), query)
+	if err != nil {
+		return err
+	}
+	all := found[:0:0]
+	for _, res := range found {
+		if rg.visible(r, id, res.Name) {
+			all = append(all, res)
+		}
 	}
 	start := min((page-1)*n, len(all))
 	results := all[start:min(start+n, len(all))]

@@ -83,15 +83,35 @@ func (rg *Registry) catalog(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	id, err := rg.listCaller(r)
+	if err != nil {
+		return err
+	}
 	repos := []string{}
 	if n != 0 {
-		page, err := rg.Meta.ListImages(r.Context(), last, max(n, 0))
-		if err != nil {
-			return fmt.Errorf("list images: %w", err)
-		}
-		repos = append(repos, page.Items...)
-		if page.More && n > 0 && len(repos) > 0 {
-			nextLink(w, "/v2/_catalog", n, repos[len(repos)-1])
+		// With auth on, names the caller may not browse or read are skipped:
+		// read further pages until n visible names (or the end) are found.
+		after := last
+		for {
+			page, err := rg.Meta.ListImages(r.Context(), after, max(n, 0))
+			if err != nil {
+				return fmt.Errorf("list images: %w", err)
+			}
+			for _, name := range page.Items {
+				if rg.visible(r, id, name) && (n <= 0 || len(repos) < n) {
+					repos = append(repos, name)
+				}
+			}
+			more := page.More
+			if len(page.Items) > 0 {
+				after = page.Items[len(page.Items)-1]
+			}
+			if !more || n > 0 && len(repos) >= n {
+				if more && n > 0 && len(repos) > 0 {
+					nextLink(w, "/v2/_catalog", n, repos[len(repos)-1])
+				}
+				break
+			}
 		}
 	}
 	writeJSON(w, r, "application/json", struct {

@@ -135,8 +135,8 @@ func (rg *Registry) mount(w http.ResponseWriter, r *http.Request, t target, m, f
 	if from == "" {
 		return false, nil
 	}
-	if checkName(from) != nil {
-		return false, nil // an invalid or unknown source just does not mount
+	if checkName(from) != nil || !rg.mayPull(r, from) {
+		return false, nil // an invalid, unknown or unreadable source just does not mount
 	}
 	src, name, err := rg.repos.Resolve(from, "")
 	if err != nil {

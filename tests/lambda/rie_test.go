@@ -191,6 +191,7 @@ func functionEnv(extra []string) []string {
 		"AIRLOCK_TABLE=" + harness.Table,
 		"AIRLOCK_BUCKET=" + harness.Bucket,
 		"AIRLOCK_CONFIG=file:" + filepath.Join(suite.root, "infra", "airlock.yaml"),
+		"AIRLOCK_ADMIN_PASSWORD=" + adminPassword,
 		"LOG_LEVEL=warn",
 	}
 	return append(env, extra...)
@@ -325,8 +326,15 @@ func (r response) String() string {
 	return fmt.Sprintf("%d %v %s", r.StatusCode, r.Headers, b)
 }
 
-// invoke POSTs an event to the emulator and decodes the answer.
+// invoke POSTs an event to the emulator (with the admin's bearer token,
+// withToken) and decodes the answer.
 func (fn *function) invoke(t testing.TB, event []byte) response {
+	t.Helper()
+	return fn.invokeRaw(t, withToken(t, fn, event))
+}
+
+// invokeRaw POSTs an event as it is.
+func (fn *function) invokeRaw(t testing.TB, event []byte) response {
 	t.Helper()
 	res, err := fn.client.Post(fn.url, "application/json", bytes.NewReader(event))
 	if err != nil {

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/airlock-registry/airlock/shared/config"
+	"github.com/airlock-registry/airlock/shared/registry"
+)
+
+// bootstrapAdmin creates the first admin when auth is on, with the password
+// of auth.adminPasswordEnv or, failing that, of <data>/admin.password
+// (generated at the first start, mode 0600, printed once, like Nexus's
+// admin.password). There is never a default password. It returns the ready
+// line's note.
+func bootstrapAdmin(ctx context.Context, h *registry.Registry, cfg *config.Config, data string) (string, error) {
+	if h.Auth() == nil {
+		return "auth off: every request is allowed; add an auth: section to the configuration to require logins", nil
+	}
+	pw, where := "", ""
+	if env := cfg.Auth.AdminPasswordEnv; env != "" {
+		pw, where = os.Getenv(env), "$"+env
+		if pw == "" {
+			return "", fmt.Errorf("auth.adminPasswordEnv: environment variable %s is not set", env)
+		}
+	} else {
+		path := filepath.Join(data, "admin.password")
+		where = path
+		b, err := os.ReadFile(path)
+		switch {
+		case err == nil:
+			pw = strings.TrimSpace(string(b))
+		case errors.Is(err, fs.ErrNotExist):
+			pw = rand.Text() // 26 characters of crypto/rand base32
+			if err := os.MkdirAll(data, 0o755); err != nil {
+				return "", err
+			}
+			if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
+				return "", fmt.Errorf("write %s: %w", path, err)
+			}
+			fmt.Printf("admin password (shown once; also in %s): %s\n", path, pw)
+		default:
+			return "", fmt.Errorf("read %s: %w", path, err)
+		}
+	}
+	created, err := h.Auth().Users.Bootstrap(ctx, "admin", pw)
+	if err != nil {
+		return "", fmt.Errorf("create the admin user: %w", err)
+	}
+	state := "admin exists"
+	if created {
+		state = "admin created"
+	}
+	return fmt.Sprintf("auth on: docker login -u admin, password in %s; %s", where, state), nil
+}
