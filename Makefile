@@ -131,7 +131,18 @@ test: ## go vet + the whole test suite, then the summary of skipped (and failed)
 	@rc=0; $(MAKE) --no-print-directory test-suites || rc=$$?; \
 	  $(MAKE) --no-print-directory test-summary; exit $$rc
 
-test-suites: vet test-unit test-netns test-e2e test-e2e-netns
+test-suites: vet test-unit test-fuzz test-netns test-e2e test-e2e-netns
+
+# Parsers that take hostile input are fuzzed for a short time on every run
+# (the seed corpora already run in test-unit). FUZZ_TIME per target.
+FUZZ_TIME    ?= 15s
+FUZZ_TARGETS := FuzzCompile=./shared/auth/csel FuzzVerify=./shared/auth/token
+.PHONY: test-fuzz
+test-fuzz: ## go test -fuzz of the content-selector and token parsers, FUZZ_TIME each
+	@for t in $(FUZZ_TARGETS); do \
+	  f=$${t%%=*}; p=$${t#*=}; echo "go test -fuzz=$$f -fuzztime=$(FUZZ_TIME) $$p"; \
+	  $(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZ_TIME) $$p || exit 1; \
+	done
 
 test-summary: testreport ## what the last test run skipped (and failed), from dist/*.json
 	@$(TESTREPORT) summary -root $(ROOT) $(TEST_RECORDS)
