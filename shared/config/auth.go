@@ -40,6 +40,11 @@ type Auth struct {
 	// start into <data>/admin.password; the Lambda function refuses to start.
 	AdminPasswordEnv    string `json:"adminPasswordEnv,omitempty"`
 	AdminPasswordSecret string `json:"adminPasswordSecret,omitempty"`
+	// SigningKeyEnv names an environment variable holding PEM-encoded P-256
+	// keys (the first private key signs, every key verifies: keep the old
+	// one as a second block while rotating). Unset: a key is made on first
+	// use and kept in the table.
+	SigningKeyEnv string `json:"signingKeyEnv,omitempty"`
 	// Anonymous lists the roles of callers without credentials (besides the
 	// repositories' anonymousPull).
 	Anonymous []string `json:"anonymous,omitempty"`
@@ -99,7 +104,7 @@ func (c *Config) validateAuth() error {
 	if a == nil {
 		return nil
 	}
-	if a.Disabled && (a.TokenLifetime != nil || a.AdminPasswordEnv != "" || a.AdminPasswordSecret != "" || len(a.Anonymous) > 0 || len(a.Roles) > 0) {
+	if a.Disabled && (a.TokenLifetime != nil || a.AdminPasswordEnv != "" || a.AdminPasswordSecret != "" || a.SigningKeyEnv != "" || len(a.Anonymous) > 0 || len(a.Roles) > 0) {
 		return errors.New("auth: disabled: true takes no other setting")
 	}
 	if a.TokenLifetime != nil && a.TokenLifetime.Duration < time.Minute {

@@ -2,6 +2,11 @@ package registry_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -231,6 +236,27 @@ func TestAuthPrivileges(t *testing.T) {
 	if r := e.req(http.MethodGet, "/v2/team-b/app/manifests/1", tok); r.Status != http.StatusForbidden || errCode(r) != registry.CodeDenied {
 		t.Errorf("alice's token on team-b: %s, want 403 DENIED", r)
 	}
+	// Search too (docker search sends Basic credentials).
+	for user, want := range map[string]string{"alice": "local/team-a/app", "": "", "rita": "local/team-a/app,local/team-b/app"} {
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/v1/search?q=team", nil)
+		if user != "" {
+			req.SetBasicAuth(user, user+"-password-1234")
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct{ Results []struct{ Name string } }
+		_ = json.NewDecoder(res.Body).Decode(&doc)
+		res.Body.Close()
+		var names []string
+		for _, r := range doc.Results {
+			names = append(names, r.Name)
+		}
+		if got := strings.Join(names, ","); res.StatusCode != http.StatusOK || got != want {
+			t.Errorf("search team as %q: %d %s, want %q", user, res.StatusCode, got, want)
+		}
+	}
 	// Catalog and search show each caller only what it may see.
 	for user, want := range map[string]string{"alice": "local/team-a/app", "bob": "local/team-b/app", "": "pub/base", "rita": "local/team-a/app,local/team-b/app,pub/base"} {
 		tok, _ := e.token(user, "registry:catalog:*")
@@ -416,5 +442,42 @@ func TestAuthLogins(t *testing.T) {
 	e.clock.Advance(20 * time.Minute)
 	if _, r := e.token("bob", "repository:team-b/app:pull"); r.Status != http.StatusOK {
 		t.Errorf("bob after the lock: %s", r)
+	}
+}
+
+// TestAuthOperatorKey: auth.signingKeyEnv makes the registry sign with the
+// operator's key; two registries sharing it accept each other's tokens
+// (one per region, say), and a registry with another key refuses them.
+func TestAuthOperatorKey(t *testing.T) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(k)
+	t.Setenv("AIRLOCK_TEST_SIGNING_KEY", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	doc := strings.Replace(authConfig, "auth:\n", "auth:\n  signingKeyEnv: AIRLOCK_TEST_SIGNING_KEY\n", 1)
+	mk := func(doc string) *registry.Registry {
+		st := memstore.New()
+		t.Cleanup(func() { st.Close() })
+		reg, err := registry.New(registry.Deps{Meta: st, Blobs: st, Config: mustConfig(t, doc), AuthOptions: auth.Options{BcryptCost: 4}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reg
+	}
+	a, b, other := mk(doc), mk(doc), mk(authConfig)
+	tok, _, err := a.Auth().Tokens.Issue(context.Background(), "alice", "reg.example.com", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Auth().Verify(context.Background(), tok, "reg.example.com"); err != nil {
+		t.Errorf("a registry with the same operator key refused the token: %v", err)
+	}
+	if _, err := other.Auth().Verify(context.Background(), tok, "reg.example.com"); err == nil {
+		t.Error("a registry with its own key accepted the token")
+	}
+	t.Setenv("AIRLOCK_TEST_SIGNING_KEY", "")
+	if _, err := registry.New(registry.Deps{Meta: memstore.New(), Blobs: memstore.New(), Config: mustConfig(t, doc)}); err == nil || !strings.Contains(err.Error(), "AIRLOCK_TEST_SIGNING_KEY") {
+		t.Errorf("unset signingKeyEnv: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -231,6 +232,13 @@ func (rg *Registry) Auth() *auth.Service { return rg.auth }
 func buildAuth(ctx context.Context, d Deps, resolve auth.Resolver) (*auth.Service, error) {
 	if !d.Config.Auth.Enabled() {
 		return nil, nil
+	}
+	if env := d.Config.Auth.SigningKeyEnv; env != "" && d.AuthOptions.SigningKeyPEM == nil {
+		v := os.Getenv(env)
+		if v == "" {
+			return nil, fmt.Errorf("auth.signingKeyEnv: environment variable %s is not set", env)
+		}
+		d.AuthOptions.SigningKeyPEM = []byte(v)
 	}
 	pm, ok := d.Meta.(storage.ProxyMetadata)
 	if !ok {
