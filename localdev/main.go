@@ -55,6 +55,8 @@ type options struct {
 	dynamoAddr, s3Addr string
 	// fillRetry is the period of the parked-fill retry (proxyfetch's schedule).
 	fillRetry time.Duration
+	// users is a YAML file of users to create at start (auth on).
+	users string
 }
 
 func main() {
@@ -72,6 +74,7 @@ func main() {
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	flag.StringVar(&o.dynamoAddr, "dynamo-addr", "", "also serve the DynamoDB emulator at this fixed address (e.g. 127.0.0.1:8000, as localdev/sam-env.json expects)")
 	flag.StringVar(&o.s3Addr, "s3-addr", "", "also serve the S3 emulator at this fixed address (e.g. 127.0.0.1:9000, as localdev/sam-env.json expects)")
+	flag.StringVar(&o.users, "users", "", "YAML file of users to create at start when auth is on (users: [{name, password or passwordEnv, roles}]); existing users are kept")
 	flag.DurationVar(&o.fillRetry, "fill-retry", 5*time.Minute, "period of the retry of parked proxy fills (the proxyfetch function's schedule on AWS)")
 	flag.Parse()
 
@@ -207,6 +210,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	go retryFills(ctx, h.Repositories(), o.fillRetry, log)
 	note, err := bootstrapAdmin(ctx, h, cfg, o.data)
 	if err != nil {
+		return err
+	}
+	if err := seedUsers(ctx, h, o.users, log); err != nil {
 		return err
 	}
 	return serve(ctx, o.addr, h, emu, note, log)

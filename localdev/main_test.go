@@ -174,3 +174,64 @@ func TestEmulatorsOnly(t *testing.T) {
 	}
 	s.stop(t)
 }
+
+// With an auth section: the admin password is generated once into
+// <data>/admin.password (0600; the same on a restart), -users seeds users,
+// the ready line says auth is on, and logins work.
+func TestAuthBootstrap(t *testing.T) {
+	bin := buildLocaldev(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "airlock.yaml")
+	users := filepath.Join(dir, "users.yaml")
+	if err := os.WriteFile(cfg, []byte("default: local\nrepositories:\n- {name: local, kind: hosted}\nauth:\n  roles:\n  - {name: dev, privileges: [{repositories: ['*'], actions: [read]}]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(users, []byte("users:\n- {name: carol, passwordEnv: CAROL_PW, roles: [dev]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CAROL_PW", "carol-password-123")
+	data := filepath.Join(dir, "data")
+	s := startLocaldev(t, bin, "-addr", "127.0.0.1:0", "-data", data, "-config", cfg, "-users", users)
+	m := regexp.MustCompile(`^airlock ready on (http://127\.0\.0\.1:\d+) \(auth on: .*admin\.password; admin created\)$`).FindStringSubmatch(s.readyLine)
+	if m == nil {
+		t.Fatalf("ready line %q", s.readyLine)
+	}
+	fi, err := os.Stat(filepath.Join(data, "admin.password"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin.password: %v %v", fi, err)
+	}
+	pw, _ := os.ReadFile(filepath.Join(data, "admin.password"))
+	if !strings.Contains(s.stderr.String(), strings.TrimSpace(string(pw))) {
+		t.Error("the generated password was not printed once")
+	}
+	login := func(user, pass string) int {
+		req, _ := http.NewRequest(http.MethodGet, m[1]+"/v2/token?service=x", nil)
+		req.SetBasicAuth(user, pass)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if c := login("admin", strings.TrimSpace(string(pw))); c != http.StatusOK {
+		t.Errorf("admin login: %d", c)
+	}
+	if c := login("carol", "carol-password-123"); c != http.StatusOK {
+		t.Errorf("seeded user login: %d", c)
+	}
+	if res, err := http.Get(m[1] + "/v2/"); err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("/v2/ without a token: %v %v", res, err)
+	}
+	s.stop(t)
+	// A restart keeps the password and the users.
+	s = startLocaldev(t, bin, "-addr", "127.0.0.1:0", "-data", data, "-config", cfg, "-users", users)
+	if !strings.HasSuffix(s.readyLine, "admin exists)") {
+		t.Errorf("ready line after a restart: %q", s.readyLine)
+	}
+	pw2, _ := os.ReadFile(filepath.Join(data, "admin.password"))
+	if string(pw2) != string(pw) {
+		t.Error("the admin password changed on a restart")
+	}
+	s.stop(t)
+}
