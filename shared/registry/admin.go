@@ -28,6 +28,9 @@ func (rg *Registry) admin(w http.ResponseWriter, r *http.Request) error {
 	if strings.HasPrefix(rest, "users") {
 		return rg.adminUsers(w, r, strings.TrimPrefix(rest, "users"))
 	}
+	if rest == "keys/rotate" {
+		return rg.rotateKeys(w, r)
+	}
 	switch {
 	case rest == "proxies":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -79,4 +82,21 @@ func (rg *Registry) admin(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	return apiErr(http.StatusNotFound, CodeNameUnknown, "no admin endpoint at %s (GET /airlock/api/proxies, POST /airlock/api/proxies/<proxy>/refresh?name=&tag=)", r.URL.Path)
+}
+
+// rotateKeys (POST /airlock/api/keys/rotate) adds a token signing key; it
+// signs from two minutes later on, and the old key keeps verifying until
+// every token it signed has expired.
+func (rg *Registry) rotateKeys(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s (POST)", r.Method, r.URL.Path)
+	}
+	if rg.auth == nil {
+		return apiErr(http.StatusNotFound, CodeUnsupported, "authentication is not enabled: there are no signing keys")
+	}
+	if err := rg.auth.Tokens.Rotate(r.Context()); err != nil {
+		return apiErr(http.StatusConflict, CodeUnsupported, "rotate: %v", err)
+	}
+	writeJSON(w, r, "application/json", map[string]string{"rotated": "a new key signs from two minutes from now; the old one verifies until its tokens expire"})
+	return nil
 }

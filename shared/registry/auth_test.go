@@ -231,6 +231,36 @@ func TestAuthPrivileges(t *testing.T) {
 			t.Errorf("%s %s: %v, want DENIED or UNAUTHORIZED", c.user, c.name, err)
 		}
 	}
+	// By digest too: bob's manifest digest is no way around the selector.
+	adminTok, _ := e.token("admin", "repository:team-b/app:pull")
+	bm := e.req(http.MethodGet, "/v2/team-b/app/manifests/1", adminTok, "Accept", "*/*")
+	aliceTok, _ := e.token("alice", "repository:team-b/app:pull")
+	for _, p := range []string{"/v2/team-b/app/manifests/" + bm.Header.Get("Docker-Content-Digest"), "/v2/local/team-b/app/manifests/" + bm.Header.Get("Docker-Content-Digest")} {
+		tok := aliceTok
+		if strings.HasPrefix(p, "/v2/local/") {
+			tok, _ = e.token("alice", "repository:local/team-b/app:pull")
+		}
+		if r := e.req(http.MethodGet, p, tok); r.Status != http.StatusForbidden {
+			t.Errorf("alice GET %s: %s, want 403", p, r)
+		}
+	}
+	// Rotation: admin only; tokens issued before keep working.
+	rot := func(user string) int {
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/airlock/api/keys/rotate", nil)
+		req.SetBasicAuth(user, user+"-password-1234")
+		res, _ := http.DefaultClient.Do(req)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if c := rot("alice"); c != http.StatusForbidden {
+		t.Errorf("alice rotates keys: %d", c)
+	}
+	if c := rot("admin"); c != http.StatusOK {
+		t.Errorf("admin rotates keys: %d", c)
+	}
+	if r := e.req(http.MethodGet, "/v2/team-b/app/manifests/1", adminTok, "Accept", "*/*"); r.Status != http.StatusOK {
+		t.Errorf("a token of the old key after rotation: %s", r)
+	}
 	// A token without the privilege is 403 DENIED (the token service refused it).
 	tok, _ := e.token("alice", "repository:team-b/app:pull")
 	if r := e.req(http.MethodGet, "/v2/team-b/app/manifests/1", tok); r.Status != http.StatusForbidden || errCode(r) != registry.CodeDenied {
