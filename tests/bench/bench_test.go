@@ -78,6 +78,7 @@ func TestBench(t *testing.T) {
 	run("proxy", func(t *testing.T) {
 		benchProxy(t, rep, root, ensureDistribution(t, root), data, ddb.Endpoint, s3p.Endpoint)
 	})
+	run("auth", func(t *testing.T) { benchAuth(t, rep, ddb.Endpoint, s3p.Endpoint) })
 }
 
 // loadavg returns the first three fields of /proc/loadavg.

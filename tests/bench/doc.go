@@ -25,9 +25,20 @@
 //     proxy per consumer: cold and warm pull times, upstream requests per
 //     pull (also after metadataMaxAge, proxy "hub1s"), AWS calls of a proxy
 //     pull next to a hosted one (in-process, awscount), 20 concurrent cold
-//     pulls, and peak RSS during a fill of a 50 MiB and a 200 MiB layer.
+//     pulls, and peak RSS during a fill of a 50 MiB and a 200 MiB layer;
+//  6. authentication (auth_test.go): the AWS calls auth adds to a pull of a
+//     5-layer image (in-process, awscount, plus the DynamoDB items each call
+//     addresses), split into the token request (password, API token,
+//     anonymous, a failed and a following login, a re-read of the signing
+//     keys, 10 concurrent logins of one user) and the registry requests
+//     with the token held (target: none added; like part 1 the test FAILS
+//     when a call-count target is missed), next to the same pull with auth
+//     off on the same table and bucket; the token endpoint's p50/p95 for a
+//     password login (bcrypt at ident's default cost), an API-token login
+//     and the first login of a fresh instance, bcrypt alone, and
+//     token.Service.Verify per request (a Go benchmark loop).
 //
-// AIRLOCK_BENCH_ONLY=proxy (a comma list of calls, compare, proxy) runs only
+// AIRLOCK_BENCH_ONLY=proxy (a comma list of calls, compare, proxy, auth) runs only
 // those parts; AIRLOCK_BENCH_QUICK=1 shrinks the proxy part's layers. Both
 // are for development: the report's figures come from a full run.
 //
