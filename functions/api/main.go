@@ -1,6 +1,8 @@
 // Command api is the Lambda function serving the whole /v2/ API behind API
-// Gateway (HTTP API, payload format 2.0). Thin wiring only: the work is in
-// shared/. Everything is built once, at cold start.
+// Gateway's HTTP API or a Lambda function URL (the same event, payload format
+// 2.0; AIRLOCK_FRONT_DOOR says which, and so how long a request may take).
+// Thin wiring only: the work is in shared/. Everything is built once, at cold
+// start.
 package main
 
 import (
@@ -27,6 +29,13 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	door, err := frontDoor()
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Behind a function URL a proxy fill may take the request's whole
+	// deadline (the function's timeout) instead of its fill budget.
+	env.Proxy.FillUntilDeadline = door == frontDoorFunctionURL
 	h, err := registry.New(registry.Deps{
 		Meta:                 env.Meta,
 		Blobs:                env.Blobs,
@@ -42,5 +51,5 @@ func main() {
 	if err := bootstrapAdmin(ctx, env, h); err != nil {
 		log.Fatal(err)
 	}
-	lambda.Start(httpadapter.NewV2(h).ProxyWithContext)
+	lambda.Start(httpadapter.NewV2(logRequests(h, env.Logger, door, env.Proxy.FillUntilDeadline)).ProxyWithContext)
 }

@@ -80,7 +80,7 @@ func (p *Proxy) Blob(ctx context.Context, image string, d digest.Digest) (storag
 		return b, p.negativeErr(image, d.String())
 	}
 	deadline := p.now().Add(p.cfg.FillBudget())
-	if dl, ok := ctx.Deadline(); ok && dl.Add(-2*time.Second).Before(deadline) {
+	if dl, ok := ctx.Deadline(); ok && (p.deps.Proxy.FillUntilDeadline || dl.Add(-2*time.Second).Before(deadline)) {
 		deadline = dl.Add(-2 * time.Second) // leave time to answer
 	}
 	owner := newID()

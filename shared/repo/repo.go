@@ -98,6 +98,13 @@ type ProxyOptions struct {
 	BlockBase, BlockMax time.Duration
 	// Poll is how often a request waiting for another's fill checks (default 250ms).
 	Poll time.Duration
+	// FillUntilDeadline lets a blob fill run until the request's own
+	// deadline (less 2 s to answer) when that is later than the proxy's
+	// fill budget: a front door that waits as long as the function runs (a
+	// Lambda function URL, up to 15 min) fills a large layer inside the
+	// request instead of handing it off. Without it the fill budget applies,
+	// capped by the deadline (API Gateway's 30 s).
+	FillUntilDeadline bool
 	// LeaseTTL bounds a fill lease of a crashed filler (default 15m, the
 	// proxyfetch function's limit).
 	LeaseTTL time.Duration

@@ -46,9 +46,51 @@ func loadTemplate(path string) (*tmpl, error) {
 	}
 	t := &tmpl{path: path, raw: raw}
 	// goformation refuses unknown fields of known types: the schema check
-	// names them; the function checks need the typed template.
-	t.typed, t.parseErr = goformation.ParseYAML(data)
+	// names them; the function checks need the typed template. The
+	// properties its schema predates (schemaAdditions) are left out of the
+	// typed view only.
+	typedJS, err := json.Marshal(withoutAdditions(raw))
+	if err != nil {
+		return nil, err
+	}
+	t.typed, t.parseErr = goformation.ParseJSON(typedJS)
 	return t, nil
+}
+
+// withoutAdditions returns a copy of the raw template without the resource
+// properties of schemaAdditions.
+func withoutAdditions(raw map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range raw {
+		out[k] = v
+	}
+	res, _ := raw["Resources"].(map[string]any)
+	copied := map[string]any{}
+	for id, r := range res {
+		copied[id] = r
+		rm, _ := r.(map[string]any)
+		typ, _ := rm["Type"].(string)
+		props, _ := rm["Properties"].(map[string]any)
+		if len(schemaAdditions.properties[typ]) == 0 || props == nil {
+			continue
+		}
+		np := map[string]any{}
+		for k, v := range props {
+			if _, added := schemaAdditions.properties[typ][k]; !added {
+				np[k] = v
+			}
+		}
+		nr := map[string]any{}
+		for k, v := range rm {
+			nr[k] = v
+		}
+		nr["Properties"] = np
+		copied[id] = nr
+	}
+	if res != nil {
+		out["Resources"] = copied
+	}
+	return out
 }
 
 // fn is one AWS::Serverless::Function with the Globals merged in.

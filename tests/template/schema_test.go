@@ -22,7 +22,47 @@ func loadSchema() (*samSchema, error) {
 		return nil, err
 	}
 	defs, _ := root["definitions"].(map[string]any)
-	return &samSchema{root: root, defs: defs}, nil
+	s := &samSchema{root: root, defs: defs}
+	s.supplement()
+	return s, nil
+}
+
+// schemaAdditions are what template.yaml (and infra/function-url.yaml) use
+// that goformation v7.14.9's schema predates: a top-level section and
+// resource properties, each as CloudFormation's resource registry (and
+// cfn-lint, which lints them) defines it. Anything else unknown is still an
+// error. loadTemplate hides the properties from goformation's typed parse,
+// which refuses unknown fields.
+var schemaAdditions = struct {
+	sections   map[string]any
+	properties map[string]map[string]any // resource type -> property -> schema
+}{
+	// Rules: parameter assertions (FrontDoor FunctionUrl refuses DomainName).
+	sections: map[string]any{"Rules": map[string]any{"type": "object"}},
+	properties: map[string]map[string]any{
+		// Oct 2025: lambda:InvokeFunction only through a function URL.
+		"AWS::Lambda::Permission": {"InvokedViaFunctionUrl": map[string]any{"type": "boolean"}},
+	},
+}
+
+func (s *samSchema) supplement() {
+	props, _ := s.root["properties"].(map[string]any)
+	for k, v := range schemaAdditions.sections {
+		if _, ok := props[k]; !ok {
+			props[k] = v
+		}
+	}
+	for typ, add := range schemaAdditions.properties {
+		known, _ := dig(s.resolve(s.defs[typ]), "properties", "Properties").(map[string]any)
+		known = s.resolve(known)
+		if p, ok := known["properties"].(map[string]any); ok {
+			for k, v := range add {
+				if _, ok := p[k]; !ok {
+					p[k] = v
+				}
+			}
+		}
+	}
 }
 
 // checkSchema validates the template's top-level sections, Globals and every
