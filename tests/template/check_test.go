@@ -3,7 +3,12 @@
 // code reads is exactly what the template sets, each function has IAM for
 // the table and bucket it touches (no "*" actions), no resource uses an
 // unknown property (goformation's SAM JSON schema), and localdev/sam-env.json
-// only overrides variables the template declares.
+// only overrides variables the template declares. For each value of the
+// FrontDoor parameter (frontdoor_test.go) the conditions are evaluated: the
+// HttpApi stack has the HTTP API ($default route and stage, payload 2.0, the
+// API Gateway permission) and no function URL, the FunctionUrl stack has the
+// nested stack infra/function-url.yaml (public buffered URL, both
+// permissions) and no API Gateway resource; both pass cfn-lint when installed.
 package template_test
 
 import (
