@@ -25,6 +25,9 @@ type registryOpts struct {
 	MaxBody int64
 	// Config is the YAML config; defaultConfig when empty.
 	Config string
+	// Env is added to localdev's environment (KEY=value), e.g. the admin
+	// password of auth.adminPasswordEnv.
+	Env []string
 }
 
 // defaultConfig has one hosted repository "local" that is also the default.
@@ -113,7 +116,7 @@ func startRegistry(t testing.TB, o registryOpts) *registry {
 			args = append(args, "-max-body", strconv.FormatInt(o.MaxBody, 10))
 		}
 		args = append(args, backendFlags()...)
-		r, err := launch(t, host, args)
+		r, err := launch(t, host, args, o.Env)
 		if err == nil {
 			t.Cleanup(func() { r.stop(t) })
 			return r
@@ -124,9 +127,12 @@ func startRegistry(t testing.TB, o registryOpts) *registry {
 	return nil
 }
 
-func launch(t testing.TB, host string, args []string) (*registry, error) {
+func launch(t testing.TB, host string, args, env []string) (*registry, error) {
 	cmd := exec.Command(localdevBin, args...)
 	cmd.Dir = rootDir
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	// Own group (emulators are stopped with it); SIGTERM if this test binary dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	cmd.WaitDelay = 2 * time.Second // a child holding the pipe cannot block Wait
@@ -165,13 +171,15 @@ func launch(t testing.TB, host string, args []string) (*registry, error) {
 		r.kill()
 		return nil, fmt.Errorf("localdev not ready after 3m:\n%s", r.log.String())
 	}
-	// The ready line says it serves; check /v2/ answers before handing it out.
+	// The ready line says it serves; check /v2/ answers before handing it out
+	// (200, or with auth on the 401 Bearer challenge).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(r.URL + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK ||
+				resp.StatusCode == http.StatusUnauthorized && strings.HasPrefix(resp.Header.Get("Www-Authenticate"), "Bearer ") {
 				break
 			}
 			err = fmt.Errorf("GET /v2/: %s", resp.Status)
