@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -124,8 +125,11 @@ func (s *Store) beginAttempt(ctx context.Context, name string) (attempt, error) 
 			until := s.engageLock(ctx, a, now)
 			return attempt{}, &LockedError{RetryAfter: until.Sub(now)}
 		}
-		for i := 1; i <= s.maxFailures; i++ {
-			k := slotKey(i)
+		// Start at a random slot: racing attempts of one name mostly take
+		// different slots at the first try instead of all contending for 01.
+		first := mathrand.IntN(s.maxFailures)
+		for j := 0; j < s.maxFailures; j++ {
+			k := slotKey(1 + (first+j)%s.maxFailures)
 			if used[k] {
 				continue
 			}
