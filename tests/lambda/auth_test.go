@@ -14,7 +14,7 @@ import (
 // with (AIRLOCK_ADMIN_PASSWORD: local runs only; on AWS an SSM parameter).
 const adminPassword = "lambda-test-admin-password"
 
-// tokens caches the admin's bearer tokens per repository name.
+// tokens caches the admin's bearer tokens per host and repository name.
 var tokens sync.Map
 
 // withToken adds an admin bearer token for the event's repository name
@@ -31,10 +31,11 @@ func withToken(t testing.TB, fn *function, event []byte) []byte {
 		return event
 	}
 	name := repoName(path)
-	tok, ok := tokens.Load(name)
+	host, _ := headers["host"].(string)
+	tok, ok := tokens.Load(host + " " + name)
 	if !ok {
-		tok = adminToken(t, fn, headers["host"].(string), name)
-		tokens.Store(name, tok)
+		tok = adminToken(t, fn, host, name)
+		tokens.Store(host+" "+name, tok)
 	}
 	headers["authorization"] = "Bearer " + tok.(string)
 	out, _ := json.Marshal(ev)
@@ -52,14 +53,15 @@ func repoName(path string) string {
 	return ""
 }
 
-// adminToken asks the function's token endpoint for the admin's token.
+// adminToken asks the function's token endpoint (through its front door)
+// for the admin's token.
 func adminToken(t testing.TB, fn *function, host, name string) string {
 	t.Helper()
 	q := url.Values{"service": {host}}
 	if name != "" {
 		q.Set("scope", "repository:"+name+":pull,push,delete")
 	}
-	r := fn.invokeRaw(t, event(t, request{method: "GET", target: "/v2/token?" + q.Encode(), header: []string{
+	r := fn.invokeRaw(t, fn.door.event(t, request{method: "GET", target: "/v2/token?" + q.Encode(), header: []string{
 		"Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:"+adminPassword)),
 	}}))
 	var doc struct {

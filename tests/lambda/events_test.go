@@ -21,14 +21,40 @@ type request struct {
 	body   []byte
 }
 
-// event builds the event API Gateway (HTTP API, payload 2.0, $default route
-// and stage) sends for req, from testdata/event-template.json: header names
-// lower-cased, repeated headers comma-joined, no cookies, rawPath and
-// rawQueryString as sent, queryStringParameters decoded, a body base64
-// encoded with isBase64Encoded true (binary media).
+// frontDoor is what turns HTTP requests into events (template.yaml,
+// parameter FrontDoor): its event template and the host clients address.
+type frontDoor struct {
+	name     string // AIRLOCK_FRONT_DOOR
+	template string // in testdata
+	host     string
+}
+
+var (
+	// httpAPI: API Gateway HTTP API, payload 2.0, $default route and stage.
+	httpAPI = frontDoor{name: "HttpApi", template: "event-template.json", host: "abcdef1234.execute-api.us-east-1.amazonaws.com"}
+	// functionURL: a Lambda function URL with auth type NONE. The same
+	// payload 2.0 as the HTTP API, with what AWS puts in it instead: the
+	// domainName <url-id>.lambda-url.<region>.on.aws (host header alike),
+	// accountId "anonymous" and no authorizer (auth NONE), routeKey and stage
+	// "$default", a UUID requestId, the x-amzn-tls-* headers
+	// (https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html,
+	// "Request payload format").
+	functionURL = frontDoor{name: "FunctionUrl", template: "function-url-event-template.json", host: "k3xq7vbz2nw4hyl6fd5jtc8mra0pseu1.lambda-url.us-east-1.on.aws"}
+)
+
+// event builds the HTTP API event of req (httpAPI.event).
 func event(t testing.TB, req request) []byte {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", "event-template.json"))
+	return httpAPI.event(t, req)
+}
+
+// event builds the event the front door sends for req, from its testdata
+// template: header names lower-cased, repeated headers comma-joined, no
+// cookies, rawPath and rawQueryString as sent, queryStringParameters
+// decoded, a body base64 encoded with isBase64Encoded true (binary media).
+func (d frontDoor) event(t testing.TB, req request) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("testdata", d.template))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,10 +109,16 @@ func testdataEvent(t testing.TB, name string) []byte {
 	return b
 }
 
-// do sends req through the function.
+// do sends req through the suite's function (behind the HTTP API).
 func do(t testing.TB, req request) response {
 	t.Helper()
-	return suite.fn.invoke(t, event(t, req))
+	return suite.fn.do(t, req)
+}
+
+// do sends req through fn, as an event of its front door.
+func (fn *function) do(t testing.TB, req request) response {
+	t.Helper()
+	return fn.invoke(t, fn.door.event(t, req))
 }
 
 func wantStatus(t testing.TB, what string, r response, status int) {

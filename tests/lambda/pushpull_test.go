@@ -31,7 +31,12 @@ func randBytes(n int) []byte {
 // OCI-Chunk-Max-Length it announced.
 func startUpload(t *testing.T) (string, int64) {
 	t.Helper()
-	r := do(t, request{method: "POST", target: "/v2/" + image + "/blobs/uploads/"})
+	return suite.fn.startUpload(t, image)
+}
+
+func (fn *function) startUpload(t *testing.T, image string) (string, int64) {
+	t.Helper()
+	r := fn.do(t, request{method: "POST", target: "/v2/" + image + "/blobs/uploads/"})
 	wantStatus(t, "POST upload", r, http.StatusAccepted)
 	loc := r.header("Location")
 	if !strings.HasPrefix(loc, "/v2/"+image+"/blobs/uploads/") {
@@ -50,7 +55,12 @@ func startUpload(t *testing.T) (string, int64) {
 // patch sends one chunk at off and checks the 202 and its Range.
 func patch(t *testing.T, loc string, off int64, chunk []byte) string {
 	t.Helper()
-	r := do(t, request{method: "PATCH", target: loc, body: chunk, header: []string{
+	return suite.fn.patch(t, image, loc, off, chunk)
+}
+
+func (fn *function) patch(t *testing.T, image, loc string, off int64, chunk []byte) string {
+	t.Helper()
+	r := fn.do(t, request{method: "PATCH", target: loc, body: chunk, header: []string{
 		"Content-Type", "application/octet-stream",
 		"Content-Range", fmt.Sprintf("%d-%d", off, off+int64(len(chunk))-1)}})
 	wantStatus(t, "PATCH", r, http.StatusAccepted)
@@ -65,11 +75,16 @@ func patch(t *testing.T, loc string, off int64, chunk []byte) string {
 // finish completes an upload with PUT ?digest= and checks the 201.
 func finish(t *testing.T, loc string, d digest.Digest) {
 	t.Helper()
+	suite.fn.finish(t, image, loc, d)
+}
+
+func (fn *function) finish(t *testing.T, image, loc string, d digest.Digest) {
+	t.Helper()
 	sep := "?"
 	if strings.Contains(loc, "?") {
 		sep = "&"
 	}
-	r := do(t, request{method: "PUT", target: loc + sep + "digest=" + d.String()})
+	r := fn.do(t, request{method: "PUT", target: loc + sep + "digest=" + d.String()})
 	wantStatus(t, "PUT upload", r, http.StatusCreated)
 	wantHeader(t, "PUT upload", r, "Location", "/v2/"+image+"/blobs/"+d.String())
 	wantHeader(t, "PUT upload", r, "Docker-Content-Digest", d.String())
@@ -78,8 +93,13 @@ func finish(t *testing.T, loc string, d digest.Digest) {
 // pushMonolithic uploads a blob with POST ?digest= and its body.
 func pushMonolithic(t *testing.T, name string, b []byte) digest.Digest {
 	t.Helper()
+	return suite.fn.pushMonolithic(t, name, b)
+}
+
+func (fn *function) pushMonolithic(t *testing.T, name string, b []byte) digest.Digest {
+	t.Helper()
 	d := digest.FromBytes(b)
-	r := do(t, request{method: "POST", target: "/v2/" + name + "/blobs/uploads/?digest=" + d.String(), body: b,
+	r := fn.do(t, request{method: "POST", target: "/v2/" + name + "/blobs/uploads/?digest=" + d.String(), body: b,
 		header: []string{"Content-Type", "application/octet-stream"}})
 	wantStatus(t, "POST ?digest=", r, http.StatusCreated)
 	wantHeader(t, "POST ?digest=", r, "Location", "/v2/"+name+"/blobs/"+d.String())

@@ -1,7 +1,9 @@
 // Package lambda_test runs the api function's real binary (functions/api,
 // built for the host with -tags lambda.norpc) under the AWS Lambda runtime
-// interface emulator and drives it with API Gateway HTTP API v2 events, over
-// dynalite and versitygw (what `sam local` runs; README, Lambda: SAM local).
+// interface emulator and drives it with API Gateway HTTP API v2 events and
+// Lambda function URL events (template.yaml's two front doors; the same
+// payload 2.0), over dynalite and versitygw (what `sam local` runs; README,
+// Lambda: SAM local).
 package lambda_test
 
 import (
@@ -20,6 +22,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -140,11 +143,14 @@ func buildBootstrap(ctx context.Context, root, dir string) (string, error) {
 
 // function is one running emulator with the bootstrap inside.
 type function struct {
-	cmd    *exec.Cmd
-	url    string // the RIE invoke URL
-	out    *syncBuffer
-	done   chan struct{}
-	client *http.Client
+	door frontDoor // what its events look like (httpAPI unless started with another)
+	// invokes counts the invokes sent (each ends with a REPORT line).
+	invokes atomic.Int64
+	cmd     *exec.Cmd
+	url     string // the RIE invoke URL
+	out     *syncBuffer
+	done    chan struct{}
+	client  *http.Client
 }
 
 // syncBuffer collects the emulator's output (RIE lines and the function's logs).
@@ -217,7 +223,7 @@ func startFunctionOnce(ctx context.Context, rie, bootstrap string, extraEnv []st
 	if err != nil {
 		return nil, err
 	}
-	fn := &function{out: &syncBuffer{}, done: make(chan struct{}),
+	fn := &function{door: httpAPI, out: &syncBuffer{}, done: make(chan struct{}),
 		url:    fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", invokePort),
 		client: &http.Client{Timeout: 60 * time.Second}}
 	fn.cmd = exec.Command(rie,
@@ -336,6 +342,7 @@ func (fn *function) invoke(t testing.TB, event []byte) response {
 // invokeRaw POSTs an event as it is.
 func (fn *function) invokeRaw(t testing.TB, event []byte) response {
 	t.Helper()
+	fn.invokes.Add(1)
 	res, err := fn.client.Post(fn.url, "application/json", bytes.NewReader(event))
 	if err != nil {
 		t.Fatalf("invoke: %v\nemulator output:\n%s", err, tail(fn.out.String(), 3000))
