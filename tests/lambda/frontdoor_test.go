@@ -13,6 +13,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/airlock-registry/airlock/shared/upstream/upstreamtest"
 )
 
 // startBehind runs another function as template.yaml deploys it behind door:
@@ -226,4 +228,58 @@ func TestFunctionURLPushPull(t *testing.T) {
 	}
 	t.Logf("pull through the function URL (GET /v2/ 401, token, HEAD manifest by tag, GET manifest by digest, 2 blob GETs): emulator Duration %v ms, mean %.2f ms (local dynalite and versitygw: AWS's DynamoDB adds network time)",
 		pull, sum/float64(len(pull)))
+}
+
+// TestFrontDoorFillBudget: a proxy fill that outlasts its budget (1 s here,
+// the upstream trickles the layer over 3 s) is cut at the budget behind the
+// HTTP API (503 Retry-After: onTimeout retry, no proxyfetch configured) but
+// finishes inside the request behind a function URL, which may use the
+// request's whole deadline (repo.ProxyOptions.FillUntilDeadline).
+func TestFrontDoorFillBudget(t *testing.T) {
+	up := upstreamtest.New(t)
+	for _, tc := range []struct {
+		door frontDoor
+		want int
+	}{
+		{httpAPI, http.StatusServiceUnavailable},
+		{functionURL, http.StatusTemporaryRedirect},
+	} {
+		t.Run(tc.door.name, func(t *testing.T) {
+			// Own upstream image and proxy name: nothing cached by the other case.
+			img := up.PushImage(t, "app-"+strings.ToLower(tc.door.name), "v1", 1, 1<<20)
+			proxy := "slow" + strings.ToLower(tc.door.name)
+			cfg := fmt.Sprintf("default: local\nauth: {}\nrepositories:\n- {name: local, kind: hosted}\n"+
+				"- name: %s\n  kind: proxy\n  remote: %s\n  fill: {budget: 1s, onTimeout: retry}\n", proxy, up.URL)
+			fn, err := startFunction(context.Background(), suite.rie, suite.bootstrap, []string{
+				"AIRLOCK_FRONT_DOOR=" + tc.door.name, "AWS_LAMBDA_FUNCTION_TIMEOUT=29", "AIRLOCK_CONFIG=" + cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fn.door = tc.door
+			t.Cleanup(fn.stop)
+			layer := img.Layers[0]
+			up.SetFault(upstreamtest.FaultSlowBlobs(3 * time.Second))
+			defer up.SetFault(upstreamtest.Fault{})
+			t0 := time.Now()
+			r := fn.do(t, request{method: "GET", target: "/v2/" + proxy + "/app-" + strings.ToLower(tc.door.name) + "/blobs/" + layer})
+			took := time.Since(t0)
+			if r.StatusCode != tc.want {
+				t.Fatalf("cold blob GET behind %s: %s after %v, want %d\n%s", tc.door.name, r, took, tc.want, tail(fn.out.String(), 2000))
+			}
+			switch tc.want {
+			case http.StatusServiceUnavailable:
+				if r.header("Retry-After") == "" || took > 2500*time.Millisecond {
+					t.Fatalf("behind the HTTP API: %s after %v, want 503 with Retry-After at the 1 s budget", r, took)
+				}
+			default:
+				if took < 2*time.Second {
+					t.Fatalf("behind the function URL the fill answered after %v: the slow upstream takes 3 s", took)
+				}
+				if got := fetchPresigned(t, r.header("Location")); digest.FromBytes(got).String() != layer {
+					t.Fatalf("filled blob: %d bytes with digest %s, want %s", len(got), digest.FromBytes(got), layer)
+				}
+			}
+			t.Logf("%s: cold 1 MiB layer from a 3 s upstream, fill budget 1 s: %d after %v", tc.door.name, r.StatusCode, took.Round(time.Millisecond))
+		})
+	}
 }
