@@ -235,11 +235,16 @@ build-ProxyfetchFunction:
 	cp $(LAMBDA_CONFIG) $(ARTIFACTS_DIR)/airlock.yaml
 
 # Deploy with SAM CLI (not run in CI; infra/README.md). SAM_ENV picks the
-# [env] of infra/samconfig.toml; extra flags in SAM_FLAGS.
+# [env] of infra/samconfig.toml; extra flags in SAM_FLAGS. The front door is
+# the template parameter FrontDoor, set in samconfig's parameter_overrides:
+# HttpApi ([default]: API Gateway HTTP API, custom domain possible, 30 s per
+# request) or FunctionUrl ([furl]: a Lambda function URL, no per-request
+# charge, up to FunctionUrlTimeout = 900 s per request). Costs per million
+# pulls of each: infra/README.md, Front door.
 SAM_ENV   ?= default
 SAM_FLAGS ?=
 .PHONY: deploy
-deploy: ## sam build && sam deploy with infra/samconfig.toml (SAM_ENV=default)
+deploy: ## sam build && sam deploy with infra/samconfig.toml (SAM_ENV=default: HttpApi; SAM_ENV=furl: FunctionUrl)
 	sam build --config-file $(ROOT)/infra/samconfig.toml --config-env $(SAM_ENV)
 	sam deploy --config-file $(ROOT)/infra/samconfig.toml --config-env $(SAM_ENV) $(SAM_FLAGS)
 
