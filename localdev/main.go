@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -197,8 +198,11 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return nil
 	}
 	h, err = registry.New(registry.Deps{
-		Meta:    dynamo.New(db, harness.Table),
-		Blobs:   s3store.New(s3c, harness.Bucket),
+		Meta: dynamo.New(db, harness.Table),
+		// Presigned URLs name the emulator as localhost: another host name
+		// than the registry's 127.0.0.1, so clients do not forward their
+		// registry token along the 307 (MinIO refuses two authentications).
+		Blobs:   s3store.New(s3c, harness.Bucket, s3store.WithPresignEndpoint(strings.Replace(emu.s3.Endpoint, "127.0.0.1", "localhost", 1))),
 		Config:  cfg,
 		MaxBody: o.maxBody,
 		Logger:  log,

@@ -18,6 +18,8 @@ type Identity struct {
 	// Name is the user ("" for anonymous).
 	Name  string
 	Roles []string
+	// epoch is the user's credentials version (refresh tokens carry it).
+	epoch string
 }
 
 // Anonymous reports whether the identity has no user.
@@ -80,13 +82,11 @@ func New(ctx context.Context, cfg *config.Config, store storage.ProxyMetadata, r
 // Can reports whether id may do action on path (the request path, or
 // "/v2/<name>/" for a name) in repository repo.
 func (s *Service) Can(id Identity, repo, path string, action config.Action) bool {
-	roles := id.Roles
-	if id.Anonymous() {
-		if rc, ok := s.cfg.Repository(repo); ok && rc.AnonymousPull && (action == config.ActionRead || action == config.ActionBrowse) {
-			return true
-		}
-		roles = s.cfg.Auth.Anonymous
+	// What anonymous may do, every caller may do.
+	if rc, ok := s.cfg.Repository(repo); ok && rc.AnonymousPull && (action == config.ActionRead || action == config.ActionBrowse) {
+		return true
 	}
+	roles := append(slices.Clip(id.Roles), s.cfg.Auth.Anonymous...)
 	for _, name := range roles {
 		if name == config.AdminRole {
 			return true

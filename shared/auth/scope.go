@@ -100,11 +100,17 @@ func (s *Service) Token(ctx context.Context, r TokenRequest) (TokenResponse, err
 		if err != nil {
 			return TokenResponse{}, fmt.Errorf("%w: invalid refresh token", ErrUnauthorized)
 		}
-		u, err := s.Users.GetUser(ctx, c.Subject)
+		name, epoch, _ := strings.Cut(c.Subject, "#")
+		u, err := s.Users.GetUser(ctx, name)
 		if err != nil {
 			return TokenResponse{}, fmt.Errorf("%w: the refresh token's user no longer exists", ErrUnauthorized)
 		}
-		id = Identity{Name: u.Name, Roles: u.Roles}
+		// A password change, and a user deleted and created again under the
+		// same name, end every refresh token issued before.
+		if epoch != u.Epoch {
+			return TokenResponse{}, fmt.Errorf("%w: the refresh token predates the user's current password: log in again", ErrUnauthorized)
+		}
+		id = Identity{Name: u.Name, Roles: u.Roles, epoch: u.Epoch}
 	case r.User != "" || r.Secret != "":
 		u, err := s.Users.Authenticate(ctx, r.User, r.Secret)
 		var locked *ident.LockedError
@@ -114,18 +120,19 @@ func (s *Service) Token(ctx context.Context, r TokenRequest) (TokenResponse, err
 		if err != nil {
 			return TokenResponse{}, fmt.Errorf("%w: invalid username or password", ErrUnauthorized)
 		}
-		id = Identity{Name: u.Name, Roles: u.Roles}
+		id = Identity{Name: u.Name, Roles: u.Roles, epoch: u.Epoch}
 	}
-	if r.Offline && id.Anonymous() {
-		return TokenResponse{}, fmt.Errorf("%w: offline_token needs credentials", ErrUnauthorized)
-	}
+	// Refresh tokens only for password logins: a client logged in with an
+	// API token keeps the token itself (docker stores it when no refresh
+	// token comes back), so revoking it takes effect at once.
+	offline := r.Offline && !id.Anonymous() && r.RefreshToken == "" && !strings.HasPrefix(r.Secret, ident.TokenPrefix)
 	tok, c, err := s.Tokens.Issue(ctx, id.Name, r.Service, s.grant(id, scopes))
 	if err != nil {
 		return TokenResponse{}, err
 	}
 	out := TokenResponse{Token: tok, AccessToken: tok, ExpiresIn: int(c.ExpiresAt.Sub(c.IssuedAt) / time.Second), IssuedAt: c.IssuedAt}
-	if r.Offline {
-		if out.RefreshToken, _, err = s.Tokens.IssueRefresh(ctx, id.Name, r.Service); err != nil {
+	if offline {
+		if out.RefreshToken, _, err = s.Tokens.IssueRefresh(ctx, id.Name+"#"+id.epoch, r.Service); err != nil {
 			return TokenResponse{}, err
 		}
 	}

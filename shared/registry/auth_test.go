@@ -214,7 +214,8 @@ func TestAuthPrivileges(t *testing.T) {
 		{"rita", "team-b/app", false, true},
 		{"rita", "team-a/new", true, false},
 		{"", "pub/base", false, true},
-		{"", "docker/base", false, true}, // through the anonymousPull group
+		{"alice", "pub/base", false, true}, // a logged-in user may read what anonymous may
+		{"", "docker/base", false, true},   // through the anonymousPull group
 		{"", "team-a/app", false, false},
 		{"", "pub/new", true, false},
 	} {
@@ -288,7 +289,8 @@ func TestAuthPrivileges(t *testing.T) {
 		}
 	}
 	// Catalog and search show each caller only what it may see.
-	for user, want := range map[string]string{"alice": "local/team-a/app", "bob": "local/team-b/app", "": "pub/base", "rita": "local/team-a/app,local/team-b/app,pub/base"} {
+	// (What anonymous may read, everybody may: pub is anonymousPull.)
+	for user, want := range map[string]string{"alice": "local/team-a/app,pub/base", "bob": "local/team-b/app,pub/base", "": "pub/base", "rita": "local/team-a/app,local/team-b/app,pub/base"} {
 		tok, _ := e.token(user, "registry:catalog:*")
 		r := e.req(http.MethodGet, "/v2/_catalog", tok)
 		var doc struct{ Repositories []string }
@@ -509,5 +511,73 @@ func TestAuthOperatorKey(t *testing.T) {
 	t.Setenv("AIRLOCK_TEST_SIGNING_KEY", "")
 	if _, err := registry.New(registry.Deps{Meta: memstore.New(), Blobs: memstore.New(), Config: mustConfig(t, doc)}); err == nil || !strings.Contains(err.Error(), "AIRLOCK_TEST_SIGNING_KEY") {
 		t.Errorf("unset signingKeyEnv: %v", err)
+	}
+}
+
+// TestAuthRefreshRevocation: refresh tokens end with a password change or
+// the user's re-creation; an API-token login gets no refresh token (so its
+// revocation takes effect at once); the catalog challenges callers without
+// credentials.
+func TestAuthRefreshRevocation(t *testing.T) {
+	e := newAuthEnv(t)
+	get := func(user, pass string, q url.Values) (int, map[string]any) {
+		q.Set("service", e.host)
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/v2/token?"+q.Encode(), nil)
+		req.SetBasicAuth(user, pass)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var doc map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&doc)
+		return res.StatusCode, doc
+	}
+	refresh := func(rt string) int {
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "service": {e.host}}
+		res, err := http.PostForm(e.srv.URL+"/v2/token", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	_, doc := get("alice", "alice-password-1234", url.Values{"offline_token": {"true"}})
+	rt, _ := doc["refresh_token"].(string)
+	if rt == "" || refresh(rt) != http.StatusOK {
+		t.Fatalf("refresh token of a password login: %v", doc)
+	}
+	if err := e.reg.Auth().Users.SetPassword(context.Background(), "alice", "alice-new-password-1"); err != nil {
+		t.Fatal(err)
+	}
+	if c := refresh(rt); c != http.StatusUnauthorized {
+		t.Errorf("refresh after a password change: %d, want 401", c)
+	}
+	// Re-created under the same name.
+	_, doc = get("bob", "bob-password-1234", url.Values{"offline_token": {"true"}})
+	rt, _ = doc["refresh_token"].(string)
+	ctx := context.Background()
+	if err := e.reg.Auth().Users.DeleteUser(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.reg.Auth().Users.CreateUser(ctx, "bob", "bob-password-1234", []string{"admin"}); err != nil {
+		t.Fatal(err)
+	}
+	if c := refresh(rt); c != http.StatusUnauthorized {
+		t.Errorf("the old bob's refresh token for the new bob: %d, want 401", c)
+	}
+	// API token login: no refresh token.
+	secret, _, err := e.reg.Auth().Users.CreateToken(ctx, "rita", "ci", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, doc := get("rita", secret, url.Values{"offline_token": {"true"}})
+	if c != http.StatusOK || doc["refresh_token"] != nil {
+		t.Errorf("API token login with offline_token: %d %v, want a token and no refresh token", c, doc)
+	}
+	// The catalog challenges a caller without credentials.
+	r := e.req(http.MethodGet, "/v2/_catalog", "")
+	if r.Status != http.StatusUnauthorized || !strings.Contains(r.Header.Get("Www-Authenticate"), `scope="registry:catalog:*"`) {
+		t.Errorf("catalog without credentials: %s %v", r, r.Header)
 	}
 }

@@ -83,6 +83,13 @@ func (rg *Registry) catalog(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// With auth on, a request without credentials is challenged first:
+	// clients that authenticate only when asked (regctl) would otherwise
+	// list the anonymous view of a logged-in user. Anonymous clients get an
+	// anonymous token and list what anonymous may see.
+	if rg.auth != nil && r.Header.Get("Authorization") == "" {
+		return challenge(r, "registry:catalog:*", "authentication required to list the catalog: docker login "+r.Host+" (or use an anonymous token)")
+	}
 	id, err := rg.listCaller(r)
 	if err != nil {
 		return err

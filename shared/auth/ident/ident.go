@@ -98,6 +98,12 @@ type User struct {
 	// Roles are sorted and without duplicates.
 	Roles   []string
 	Created time.Time
+	// PasswordChanged is when the password was last set (Created at first).
+	PasswordChanged time.Time
+	// Epoch identifies the user's current credentials: it changes when the
+	// password changes and differs between a deleted user and a new one of
+	// the same name (opaque; refresh tokens carry it).
+	Epoch string
 }
 
 // HasRole reports whether u has role r.

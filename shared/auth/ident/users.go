@@ -37,10 +37,20 @@ type userRec struct {
 	Hash    string   `json:"hash"` // bcrypt
 	Roles   []string `json:"roles"`
 	Created int64    `json:"created"` // Unix ms
+	// Changed is when the password last changed (Unix ms; 0: at Created).
+	Changed int64 `json:"changed,omitempty"`
+	// PwID is random, new with every password: with UID it makes the
+	// user's credentials epoch.
+	PwID string `json:"pwid,omitempty"`
 }
 
 func (r userRec) user(name string) User {
-	return User{Name: name, Roles: append([]string(nil), r.Roles...), Created: fromMillis(r.Created)}
+	changed := r.Changed
+	if changed == 0 {
+		changed = r.Created
+	}
+	return User{Name: name, Roles: append([]string(nil), r.Roles...), Created: fromMillis(r.Created), PasswordChanged: fromMillis(changed),
+		Epoch: r.UID + "." + r.PwID}
 }
 
 func badName(op, name string) error {
@@ -151,7 +161,7 @@ func (s *Store) CreateUser(ctx context.Context, name, password string, roles []s
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(userRec{V: 1, UID: randHex(16), Hash: h, Roles: roles, Created: toMillis(s.now())})
+	b, err := json.Marshal(userRec{V: 1, UID: randHex(16), PwID: randHex(8), Hash: h, Roles: roles, Created: toMillis(s.now())})
 	if err != nil {
 		return fmt.Errorf("ident: %s: encode user: %w", op, err)
 	}
@@ -207,7 +217,7 @@ func (s *Store) SetPassword(ctx context.Context, name, password string) error {
 		if err != nil {
 			return err
 		}
-		r.Hash = h
+		r.Hash, r.Changed, r.PwID = h, toMillis(s.now()), randHex(8)
 		return s.putRec(ctx, op, name, r)
 	})
 	if err != nil {

@@ -57,6 +57,20 @@ func WithPartSize(n int64) Option {
 	return func(s *Store) { s.partSize = max(n, storage.MinPartSize) }
 }
 
+// WithPresignEndpoint makes presigned URLs point at endpoint (the same
+// server under another host name) instead of the client's endpoint. localdev
+// uses it: its registry and S3 emulator share 127.0.0.1, and a client
+// following a 307 to the same host name (another port) keeps its registry
+// token, which MinIO refuses next to the signature; on AWS the bucket's own
+// host differs anyway.
+func WithPresignEndpoint(endpoint string) Option {
+	return func(s *Store) {
+		s.presign = s3.NewPresignClient(s.client, func(o *s3.PresignOptions) {
+			o.ClientOptions = append(o.ClientOptions, func(o *s3.Options) { o.BaseEndpoint = &endpoint })
+		})
+	}
+}
+
 // New returns a Store keeping its objects in bucket.
 func New(client *s3.Client, bucket string, opts ...Option) *Store {
 	s := &Store{
