@@ -21,8 +21,24 @@ var countLine = regexp.MustCompile(`^\s+(Disabled|Skip|Pass|FAIL|Error|Total)\.*
 // no failures and no errors. The report directory is kept and printed.
 func TestConformance(t *testing.T) {
 	t.Parallel()
+	runConformance(t, startRegistry(t, registryOpts{}), nil)
+}
+
+// TestConformanceAuth runs the suite again with authentication on: every
+// request goes through the Bearer challenge and the token endpoint (the
+// suite logs in with HTTP Basic as the admin).
+func TestConformanceAuth(t *testing.T) {
+	t.Parallel()
+	const pw = "conformance-admin-password"
+	reg := startRegistry(t, registryOpts{Config: defaultConfig + "auth:\n  adminPasswordEnv: AIRLOCK_E2E_CONFORMANCE_PW\n",
+		Env: []string{"AIRLOCK_E2E_CONFORMANCE_PW=" + pw}})
+	runConformance(t, reg, []string{"OCI_USERNAME=admin", "OCI_PASSWORD=" + pw})
+}
+
+// runConformance runs the conformance suite against reg with extra
+// environment and asserts no failure and no error.
+func runConformance(t *testing.T, reg *registry, extra []string) {
 	bin := tool(t, "conformance")
-	reg := startRegistry(t, registryOpts{})
 
 	results := os.Getenv("AIRLOCK_E2E_RESULTS")
 	if results == "" {
@@ -31,7 +47,7 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 	} else {
-		results = filepath.Join(results, "conformance")
+		results = filepath.Join(results, "conformance", t.Name())
 	}
 	// The suite reads ./oci-conformance.yaml when present: run it in an empty dir.
 	work := t.TempDir()
@@ -54,6 +70,7 @@ func TestConformance(t *testing.T) {
 		"OCI_RESULTS_DIR=" + results,
 		"OCI_LOG=warn",
 	}
+	env = append(env, extra...)
 	out, elapsed, runErr := execIn(work, 8*time.Minute, env, bin)
 	if err := os.WriteFile(filepath.Join(results, "conformance.log"), []byte(out), 0o644); err != nil {
 		t.Logf("write conformance.log: %v", err)
