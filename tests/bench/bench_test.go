@@ -79,6 +79,7 @@ func TestBench(t *testing.T) {
 		benchProxy(t, rep, root, ensureDistribution(t, root), data, ddb.Endpoint, s3p.Endpoint)
 	})
 	run("auth", func(t *testing.T) { benchAuth(t, rep, ddb.Endpoint, s3p.Endpoint) })
+	run("frontdoor", func(t *testing.T) { benchFrontDoor(t, rep, ddb.Endpoint, s3p.Endpoint) })
 }
 
 // loadavg returns the first three fields of /proc/loadavg.

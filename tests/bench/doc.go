@@ -36,9 +36,20 @@
 //     off on the same table and bucket; the token endpoint's p50/p95 for a
 //     password login (bcrypt at ident's default cost), an API-token login
 //     and the first login of a fresh instance, bcrypt alone, and
-//     token.Service.Verify per request (a Go benchmark loop).
+//     token.Service.Verify per request (a Go benchmark loop);
+//  7. front doors (frontdoor_test.go): a docker-style pull of a 5-layer
+//     image with auth on (GET /v2/ 401, a password token, HEAD manifest by
+//     tag, GET by digest, config and layers each a 307 followed to S3),
+//     in-process: requests per pull, DynamoDB calls and the request units
+//     dynalite reports as consumed (ReturnConsumedCapacity, billed at
+//     DynamoDB's per-request minimum), the client's presigned S3 GETs and
+//     the handler's time per request (in process; Lambda's differs); then
+//     calls per pull and the cost per million pulls behind the API Gateway
+//     HTTP API and a Lambda function URL from us-east-1 list prices, with
+//     the measured duration and with a 20 ms floor per request (figures
+//     only, nothing asserted on time or money).
 //
-// AIRLOCK_BENCH_ONLY=proxy (a comma list of calls, compare, proxy, auth) runs only
+// AIRLOCK_BENCH_ONLY=proxy (a comma list of calls, compare, proxy, auth, frontdoor) runs only
 // those parts; AIRLOCK_BENCH_QUICK=1 shrinks the proxy part's layers. Both
 // are for development: the report's figures come from a full run.
 //
