@@ -192,3 +192,30 @@ func TestGroupPushProxiedLayers(t *testing.T) {
 	}
 	e.pull("local/team/derived", "1", base)
 }
+
+// TestGroupPushOffline: with the proxy member's upstream down (an
+// air-gapped make run), pushes through the group work: blob HEADs answer
+// 404 (upload it) instead of the upstream's 503, and the tags of a hosted
+// image list; a GET of a blob nobody has still says the upstream is down.
+func TestGroupPushOffline(t *testing.T) {
+	up := upstreamtest.New(t)
+	e := newGroupEnv(t, up)
+	up.SetFault(upstreamtest.FaultDown)
+	img := upstreamtest.New(t).PushImage(t, "x", "1", 2, 1000)
+	for range 2 { // the second time with the upstream auto-blocked
+		if err := e.pushVia("team/offline", "1", img); err != nil {
+			t.Fatalf("push through the group with the upstream down: %v", err)
+		}
+	}
+	e.pull("team/offline", "1", img)
+	r := e.do(http.MethodGet, "/v2/team/offline/tags/list")
+	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"1"`) {
+		t.Errorf("tags through the group with the upstream down: %s", r)
+	}
+	if r := e.do(http.MethodGet, "/v2/team/new/tags/list"); r.Status != http.StatusOK {
+		t.Errorf("tags of an unknown image with the upstream down: %s, want an empty list", r)
+	}
+	if r := e.do(http.MethodGet, "/v2/team/offline/blobs/sha256:"+strings.Repeat("a", 64)); r.Status != http.StatusServiceUnavailable && r.Status != http.StatusNotFound {
+		t.Errorf("GET of an unknown blob: %s", r)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/airlock-registry/airlock/shared/config"
 	"github.com/airlock-registry/airlock/shared/manifest"
 	"github.com/airlock-registry/airlock/shared/repo"
 	"github.com/airlock-registry/airlock/shared/storage"
@@ -208,6 +209,15 @@ func splitList(v string) []string {
 // https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
 func (rg *Registry) getManifest(w http.ResponseWriter, r *http.Request, t target) error {
 	m, err := rg.lookup(r, t)
+	if err != nil && r.Method == http.MethodHead && pushProbe(t, err) {
+		// A HEAD through a writable group is how pushing clients (crane,
+		// regctl) ask "does this tag exist?": a proxy member whose remote is
+		// down must not make a push to the hosted member fail. A HEAD has
+		// no body: the Warning header says why. (GET still answers 503.)
+		e := apiErr(http.StatusNotFound, CodeManifestUnknown, "manifest %s is not in any reachable member of %s", t.ref, t.repo.Name())
+		e.Header = http.Header{"Warning": {`199 airlock "not in any member; a proxy member's upstream could not be asked"`}}
+		return e
+	}
 	if err != nil {
 		return err
 	}
@@ -305,4 +315,16 @@ func envelopeSize(body []byte) int64 {
 		}
 	}
 	return n
+}
+
+// pushProbe reports whether err is a proxy member's unreachable upstream
+// answering a lookup through a group that takes pushes.
+func pushProbe(t target, err error) bool {
+	var unavailable *repo.UnavailableError
+	var limited *repo.RateLimitedError
+	if t.repo.Kind() != config.KindGroup || !(errors.As(err, &unavailable) || errors.As(err, &limited)) {
+		return false
+	}
+	_, perr := t.repo.Push()
+	return perr == nil
 }

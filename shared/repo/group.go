@@ -279,18 +279,31 @@ func (g *Group) Blob(ctx context.Context, image string, d digest.Digest) (storag
 }
 
 // BlobInfo answers a HEAD: any leaf's store, then the proxies' remotes
-// (so a push through the group skips layers a member has).
+// (so a push through the group skips layers a member has). A proxy whose
+// remote cannot answer counts as a miss here: a HEAD is how pushing clients
+// ask "upload this?", and a push to the group's hosted member must not
+// depend on the internet (a GET of the blob still says the remote is down).
 func (g *Group) BlobInfo(ctx context.Context, image string, d digest.Digest) (storage.Blob, error) {
-	return g.blob(ctx, image, d, func(l Repository) (storage.Blob, error) { return l.BlobInfo(ctx, image, d) })
+	b, err := g.blob(ctx, image, d, func(l Repository) (storage.Blob, error) { return l.BlobInfo(ctx, image, d) })
+	var unavailable *UnavailableError
+	var limited *RateLimitedError
+	if errors.As(err, &unavailable) || errors.As(err, &limited) {
+		return b, &NotFoundError{Msg: fmt.Sprintf("not in any member of %s (a proxy's upstream could not be asked: %v)", g.cfg.Name, err)}
+	}
+	return b, err
 }
 
 // Tags merges the leaves' tags (deduplicated, lexical).
 func (g *Group) Tags(ctx context.Context, image, last string, n int) (storage.Page, error) {
 	var all []string
 	found := false
+	answered := 0 // members that answered (a hosted member always does)
 	var miss error
 	for _, l := range g.leaves {
 		p, err := l.Tags(ctx, image, "", 0)
+		if err == nil || notFound(err) {
+			answered++
+		}
 		if err != nil {
 			if !notFound(err) {
 				g.deps.Logger.WarnContext(ctx, "group member's tags left out", "group", g.cfg.Name, "member", l.Name(), "err", err)
@@ -301,8 +314,8 @@ func (g *Group) Tags(ctx context.Context, image, last string, n int) (storage.Pa
 		found = found || len(p.Items) > 0
 		all = append(all, p.Items...)
 	}
-	if !found && miss != nil && !notFound(miss) {
-		return storage.Page{}, miss
+	if !found && answered == 0 && miss != nil {
+		return storage.Page{}, miss // no member could answer at all
 	}
 	return pageOf(all, last, n), nil
 }
