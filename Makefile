@@ -213,7 +213,7 @@ LAMBDA_CONFIG ?= infra/airlock.yaml
 # One directory functions/<name> per Lambda function.
 FUNCTIONS := $(notdir $(wildcard $(ROOT)/functions/*))
 
-.PHONY: build build-ApiFunction build-ProxyfetchFunction
+.PHONY: build build-ApiFunction build-ProxyfetchFunction build-PurgeFunction
 build: ## dist/<function>/bootstrap and dist/<function>.zip for every function (linux/arm64)
 	@for f in $(FUNCTIONS); do \
 	  mkdir -p $(DIST)/$$f; \
@@ -232,6 +232,10 @@ build-ApiFunction:
 
 build-ProxyfetchFunction:
 	$(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/proxyfetch
+	cp $(LAMBDA_CONFIG) $(ARTIFACTS_DIR)/airlock.yaml
+
+build-PurgeFunction:
+	$(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/purge
 	cp $(LAMBDA_CONFIG) $(ARTIFACTS_DIR)/airlock.yaml
 
 # Deploy with SAM CLI (not run in CI; infra/README.md). SAM_ENV picks the

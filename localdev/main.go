@@ -6,12 +6,14 @@
 //
 //	go run ./localdev [-addr 127.0.0.1:5000] [-data .localdev] [-config localdev/airlock.yaml]
 //	                  [-max-body BYTES] [-dynamo dynalite|ddblocal] [-s3 versitygw|minio] [-emulators-only]
-//	                  [-dynamo-addr 127.0.0.1:8000] [-s3-addr 127.0.0.1:9000] [-fill-retry 5m]
+//	                  [-dynamo-addr 127.0.0.1:8000] [-s3-addr 127.0.0.1:9000] [-fill-retry 5m] [-purge-every 1h]
 //	go run ./localdev refresh [-addr 127.0.0.1:5000] <proxy>/<image>:<tag>
 //
 // Proxy fills that outlive their budget are handed to the proxyfetch code
 // in-process (the Lambda deployment invokes the proxyfetch function), and
-// parked fills are retried every -fill-retry, as the function's schedule does.
+// parked fills are retried every -fill-retry, as the function's schedule does;
+// every purge task runs every -purge-every (the purge function's schedule;
+// POST /airlock/api/purge?task=&dryRun= runs one now).
 // "refresh" asks a running localdev to revalidate one cached proxy tag now.
 //
 // Once it accepts requests it prints exactly one line containing "ready" and
@@ -35,6 +37,7 @@ import (
 
 	"github.com/airlock-registry/airlock/localdev/harness"
 	"github.com/airlock-registry/airlock/shared/config"
+	"github.com/airlock-registry/airlock/shared/purge"
 	"github.com/airlock-registry/airlock/shared/registry"
 	"github.com/airlock-registry/airlock/shared/repo"
 	"github.com/airlock-registry/airlock/shared/storage/dynamo"
@@ -56,6 +59,8 @@ type options struct {
 	dynamoAddr, s3Addr string
 	// fillRetry is the period of the parked-fill retry (proxyfetch's schedule).
 	fillRetry time.Duration
+	// purgeEvery is the period of the purge (the purge function's schedule; 0: off).
+	purgeEvery time.Duration
 	// users is a YAML file of users to create at start (auth on).
 	users string
 }
@@ -77,6 +82,7 @@ func main() {
 	flag.StringVar(&o.s3Addr, "s3-addr", "", "also serve the S3 emulator at this fixed address (e.g. 127.0.0.1:9000, as localdev/sam-env.json expects)")
 	flag.StringVar(&o.users, "users", "", "YAML file of users to create at start when auth is on (users: [{name, password or passwordEnv, roles}]); existing users are kept")
 	flag.DurationVar(&o.fillRetry, "fill-retry", 5*time.Minute, "period of the retry of parked proxy fills (the proxyfetch function's schedule on AWS)")
+	flag.DurationVar(&o.purgeEvery, "purge-every", time.Hour, "period of the purge, every task for real (the purge function's schedule on AWS; 0: off; POST /airlock/api/purge runs one now)")
 	flag.Parse()
 
 	var level slog.Level
@@ -212,6 +218,11 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	}
 	go retryFills(ctx, h.Repositories(), o.fillRetry, log)
+	pg, err := purge.New(purge.Deps{Meta: h.Meta, Blobs: h.Blobs, Config: cfg, Logger: log})
+	if err != nil {
+		return err
+	}
+	go purgeEvery(ctx, pg, o.purgeEvery, log)
 	note, err := bootstrapAdmin(ctx, h, cfg, o.data)
 	if err != nil {
 		return err
@@ -308,6 +319,26 @@ func retryFills(ctx context.Context, set *repo.Set, period time.Duration, log *s
 		case <-t.C:
 			if n, err := set.RetryFills(ctx); n > 0 || err != nil {
 				log.Info("parked proxy fills retried", "count", n, "err", err)
+			}
+		}
+	}
+}
+
+// purgeEvery runs every purge task every period until ctx ends (the purge
+// function's schedule); each run logs its report.
+func purgeEvery(ctx context.Context, p *purge.Purger, period time.Duration, log *slog.Logger) {
+	if period <= 0 {
+		return
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := p.RunAll(ctx, false); err != nil {
+				log.Warn("purge", "err", err)
 			}
 		}
 	}

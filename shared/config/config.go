@@ -69,6 +69,8 @@ type Config struct {
 	Repositories []Repository `json:"repositories"`
 	// Auth switches authentication on (nil: every request is allowed).
 	Auth *Auth `json:"auth,omitempty"`
+	// Purge configures the scheduled purge (nil: every default; purge.go).
+	Purge *Purge `json:"purge,omitempty"`
 }
 
 // Repository is one named repository.
@@ -271,6 +273,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("default repository %q is not listed", c.Default)
 	}
 	if err := c.validateGroups(); err != nil {
+		return err
+	}
+	if err := c.validatePurge(); err != nil {
 		return err
 	}
 	return c.validateAuth()

@@ -17,6 +17,8 @@ const adminPrefix = "/airlock/api/"
 //	GET  /airlock/api/proxies                          every proxy's remote state (failures, blocked until, parked fills)
 //	POST /airlock/api/proxies/<proxy>/refresh?name=<image>&tag=<tag>
 //	                                                   revalidate one cached tag now, whatever metadataMaxAge says
+//	POST /airlock/api/purge?task=<name>&dryRun=true|false
+//	                                                   run one purge task now; answers its report (admin_purge.go)
 //
 // There is no authentication yet (the auth issue adds it): like the rest of
 // the API, deploy behind a private network until then.
@@ -30,6 +32,9 @@ func (rg *Registry) admin(w http.ResponseWriter, r *http.Request) error {
 	}
 	if rest == "keys/rotate" {
 		return rg.rotateKeys(w, r)
+	}
+	if rest == "purge" {
+		return rg.adminPurge(w, r)
 	}
 	switch {
 	case rest == "proxies":

@@ -431,3 +431,36 @@ type Searcher interface {
 	// configuration, image names by the distribution spec.)
 	SearchImages(ctx context.Context, query string, n int) ([]string, error)
 }
+
+// ListedUpload is an upload session as UploadLister lists it: the session as
+// stored, and when the store last wrote it.
+type ListedUpload struct {
+	Upload
+	// Updated is when the store last wrote the session (CreateUpload,
+	// AcquireUpload, CommitUpload, CommitUploadAt), kept to the millisecond;
+	// for a session written before stores recorded it, Created.
+	Updated time.Time
+}
+
+// UploadListDays bounds how far back UploadLister looks: a session created
+// more than this many days before olderThan may be missing from the
+// listing (package dynamo's index entries expire then; by that age the
+// bucket's lifecycle rule has aborted its multipart upload and DynamoDB's
+// TTL has long removed an idle session).
+const UploadListDays = 8
+
+// UploadLister is an optional capability of a Metadata store for the purge
+// of incomplete uploads (package purge; never on a request path): it lists
+// upload sessions by creation time without a table scan. Package dynamo
+// keeps an index entry per session (UPLOADS#<day>, README, Architecture:
+// Where data lives) written by CreateUpload; memstore reads its map. Every
+// Metadata store of this module implements it (the conformance suite
+// requires it).
+type UploadLister interface {
+	// ListUploads returns up to n (n <= 0: all) sessions created before
+	// olderThan, oldest first (Created, then ID), expired ones included
+	// (GetUpload hides those; their S3 leftovers still need removing).
+	// Sessions created more than UploadListDays days before olderThan may
+	// be missing. A deleted session is never listed.
+	ListUploads(ctx context.Context, olderThan time.Time, n int) ([]ListedUpload, error)
+}

@@ -12,7 +12,8 @@
 //	pk BLOB#<digest>      sk BLOB                    global blob record
 //	pk CATALOG            sk <repo>/<name>           catalog entry: name (lower-cased copy of sk, for
 //	                                                 search filters), token (random, per PutManifest)
-//	pk UPLOAD#<id>        sk UPLOAD                  upload session
+//	pk UPLOAD#<id>        sk UPLOAD                  upload session (+ updated, epoch ms)
+//	pk UPLOADS#<day>      sk <created ms>#<id>       upload index entry (storage.UploadLister, upload_index.go)
 //	pk MARK#<group>       sk <key>                   marker: value, count, until (epoch ms)
 //
 // No call uses transactions (dynalite has none): writes are ordered children

@@ -134,7 +134,7 @@ func TestCallCounts(t *testing.T) {
 		{"PutTag", 1, func() error { return s.PutTag(ctx, img, "t", m.Digest, storage.TagCreateOnly) }},
 		{"ResolveTag", 1, func() error { _, err := s.ResolveTag(ctx, img, "t"); return err }},
 		{"ListTags", 1, func() error { _, err := s.ListTags(ctx, img, "", 10); return err }},
-		{"CreateUpload", 1, func() error { return s.CreateUpload(ctx, u) }},
+		{"CreateUpload (session + index entry, in parallel)", 2, func() error { return s.CreateUpload(ctx, u) }},
 		{"AcquireUpload", 1, func() error {
 			held, err := s.AcquireUpload(ctx, u.ID, 0, "l", time.Now().Add(time.Minute))
 			u = held

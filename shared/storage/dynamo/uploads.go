@@ -36,6 +36,9 @@ type uploadItem struct {
 	LeaseUntil    int64        `dynamodbav:"leaseUntil"`
 	Created       time.Time    `dynamodbav:"created"`
 	ExpiresAt     int64        `dynamodbav:"expiresAt"`
+	// Updated is when the store last wrote the session, epoch ms (0 on
+	// items written before it was recorded); only ListUploads reads it.
+	Updated int64 `dynamodbav:"updated,omitempty"`
 }
 
 type partItem struct {
@@ -109,8 +112,21 @@ func (s *Store) CreateUpload(ctx context.Context, u storage.Upload) error {
 		return fmt.Errorf("create upload %q: ID and ExpiresAt are required", u.ID)
 	}
 	u.Lease, u.LeaseUntil = "", time.Time{}
-	if err := s.putItem(ctx, newUploadItem(u), mustNotExist()); err != nil {
+	now := s.now()
+	it := newUploadItem(u)
+	it.Updated = now.UnixMilli()
+	// The session and its index entry (upload_index.go) in parallel: one
+	// round trip. A lone entry (the session's write failed) is harmless:
+	// ListUploads deletes it when it meets it.
+	idx := make(chan error, 1)
+	go func() { idx <- s.putUploadIndex(ctx, u, now) }()
+	err := s.putItem(ctx, it, mustNotExist())
+	ierr := <-idx
+	if err != nil {
 		return fmt.Errorf("create upload %s: %w", u.ID, err)
+	}
+	if ierr != nil {
+		return fmt.Errorf("create upload %s: index entry: %w", u.ID, ierr)
 	}
 	return nil
 }
@@ -141,7 +157,8 @@ func (s *Store) AcquireUpload(ctx context.Context, id string, offset int64, leas
 	}
 	now := s.now()
 	update := expression.Set(expression.Name("lease"), expression.Value(lease)).
-		Set(expression.Name("leaseUntil"), expression.Value(until.UnixMilli()))
+		Set(expression.Name("leaseUntil"), expression.Value(until.UnixMilli())).
+		Set(expression.Name("updated"), expression.Value(now.UnixMilli()))
 	cond := writable(offset, now)
 	expr, err := expression.NewBuilder().WithUpdate(update).WithCondition(cond).Build()
 	if err != nil {
@@ -190,7 +207,9 @@ func (s *Store) CommitUpload(ctx context.Context, u storage.Upload) error {
 	held := expression.Name("lease").Equal(expression.Value(u.Lease))
 	lease := u.Lease
 	u.Lease, u.LeaseUntil = "", time.Time{}
-	if err := s.putItem(ctx, newUploadItem(u), &held); err != nil {
+	it := newUploadItem(u)
+	it.Updated = s.now().UnixMilli()
+	if err := s.putItem(ctx, it, &held); err != nil {
 		return fmt.Errorf("commit upload %s (lease %s): %w", u.ID, lease, err)
 	}
 	return nil
@@ -207,7 +226,9 @@ func (s *Store) CommitUploadAt(ctx context.Context, u storage.Upload, offset int
 	now := s.now()
 	cond := writable(offset, now)
 	u.Lease, u.LeaseUntil = "", time.Time{}
-	if err := s.putItem(ctx, newUploadItem(u), &cond); err != nil {
+	it := newUploadItem(u)
+	it.Updated = now.UnixMilli()
+	if err := s.putItem(ctx, it, &cond); err != nil {
 		return fmt.Errorf("commit upload %s at %d: %w", u.ID, offset, err)
 	}
 	return nil

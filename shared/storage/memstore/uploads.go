@@ -1,8 +1,11 @@
 package memstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/airlock-registry/airlock/shared/storage"
@@ -15,6 +18,10 @@ type uploadRec struct {
 	u          storage.Upload
 	leaseUntil int64 // epoch ms
 	expiresAt  int64 // epoch s
+	// updated is when the store last wrote the session (epoch ms); indexed
+	// the time package dynamo's upload index lists it under (Created, or
+	// the time of CreateUpload when Created is zero), epoch ms.
+	updated, indexed int64
 }
 
 func uploadPK(id string) string { return "UPLOAD#" + id }
@@ -62,8 +69,22 @@ func (s *Store) CreateUpload(_ context.Context, u storage.Upload) error {
 	if _, ok := s.uploads[u.ID]; ok {
 		return fmt.Errorf("create upload %s: %w", u.ID, storage.ErrConflict)
 	}
-	s.uploads[u.ID] = newUploadRec(u)
+	r := newUploadRec(u)
+	r.updated = s.now().UnixMilli()
+	r.indexed = r.updated
+	if !u.Created.IsZero() {
+		r.indexed = u.Created.UnixMilli()
+	}
+	s.uploads[u.ID] = r
 	return nil
+}
+
+// replace stores u over the session r, keeping what only the store knows
+// (s.mu held).
+func (s *Store) replace(r uploadRec, u storage.Upload) {
+	n := newUploadRec(u)
+	n.updated, n.indexed = s.now().UnixMilli(), r.indexed
+	s.uploads[u.ID] = n
 }
 
 // live returns the session id unless it is missing or expired (s.mu held).
@@ -103,6 +124,7 @@ func (s *Store) AcquireUpload(_ context.Context, id string, offset int64, lease 
 	r.u.Lease = lease
 	r.leaseUntil = until.UnixMilli()
 	r.u.LeaseUntil = time.UnixMilli(r.leaseUntil).UTC()
+	r.updated = s.now().UnixMilli()
 	s.uploads[id] = r
 	return cloneUpload(r.u), nil
 }
@@ -118,7 +140,7 @@ func (s *Store) CommitUpload(_ context.Context, u storage.Upload) error {
 		return fmt.Errorf("commit upload %.80s (lease %.80s): %w", u.ID, u.Lease, storage.ErrConflict)
 	}
 	u.Lease, u.LeaseUntil = "", time.Time{}
-	s.uploads[u.ID] = newUploadRec(u)
+	s.replace(r, u)
 	return nil
 }
 
@@ -133,7 +155,7 @@ func (s *Store) CommitUploadAt(_ context.Context, u storage.Upload, offset int64
 		return fmt.Errorf("commit upload %.80s at %d: %w", u.ID, offset, storage.ErrConflict)
 	}
 	u.Lease, u.LeaseUntil = "", time.Time{}
-	s.uploads[u.ID] = newUploadRec(u)
+	s.replace(r, u)
 	return nil
 }
 
@@ -143,4 +165,31 @@ func (s *Store) DeleteUpload(_ context.Context, id string) error {
 	defer s.mu.Unlock()
 	delete(s.uploads, id)
 	return nil
+}
+
+var _ storage.UploadLister = (*Store)(nil)
+
+// ListUploads returns up to n (n <= 0: all) sessions indexed (Created, to
+// the millisecond) before olderThan, oldest first, expired ones included.
+func (s *Store) ListUploads(_ context.Context, olderThan time.Time, n int) ([]storage.ListedUpload, error) {
+	cut := olderThan.UnixMilli()
+	s.mu.Lock()
+	var recs []uploadRec
+	for _, r := range s.uploads {
+		if r.indexed < cut {
+			recs = append(recs, r)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(recs, func(a, b uploadRec) int {
+		return cmp.Or(cmp.Compare(a.indexed, b.indexed), strings.Compare(a.u.ID, b.u.ID))
+	})
+	if n > 0 && len(recs) > n {
+		recs = recs[:n]
+	}
+	out := make([]storage.ListedUpload, len(recs))
+	for i, r := range recs {
+		out[i] = storage.ListedUpload{Upload: cloneUpload(r.u), Updated: time.UnixMilli(r.updated).UTC()}
+	}
+	return out, nil
 }

@@ -54,6 +54,8 @@ func TestMetadata(t *testing.T, newStore func(t *testing.T) storage.Metadata) {
 		{"AcquireExpiredLease", testAcquireExpiredLease},
 		{"RaceAcquire", testRaceAcquire},
 		{"RaceTagCreateOnly", testRaceTagCreateOnly},
+		// storage.UploadLister (metadata_uploadlist.go): every store implements it.
+		{"UploadLister", testUploadLister},
 		// Catalog hygiene, storage.BatchReader and storage.Searcher (metadata_batch.go).
 		{"CatalogHygiene", testCatalogHygiene},
 		{"RaceCatalog", testRaceCatalog},

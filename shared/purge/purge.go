@@ -1,0 +1,173 @@
+package purge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/airlock-registry/airlock/shared/config"
+	"github.com/airlock-registry/airlock/shared/storage"
+)
+
+// ErrUnknownTask: no task has that name.
+var ErrUnknownTask = errors.New("unknown purge task")
+
+// DefaultMaxPerRun bounds the items a task considers per run.
+const DefaultMaxPerRun = 1000
+
+// Item is one thing a task deleted (or, in a dry run, would delete).
+type Item struct {
+	// ID is the item's id (an upload session id).
+	ID    string `json:"id"`
+	Image string `json:"image,omitempty"`
+	// Keys are the S3 objects and multipart uploads it held ("multipart
+	// <key> <upload id>" for a multipart upload).
+	Keys    []string  `json:"keys,omitempty"`
+	Bytes   int64     `json:"bytes"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+}
+
+// Report is what one run of one task did.
+type Report struct {
+	Task   string    `json:"task"`
+	DryRun bool      `json:"dryRun"`
+	Start  time.Time `json:"start"`
+	// Took is the run's duration (a Go duration string).
+	Took string `json:"took"`
+	// Considered counts the items the task looked at.
+	Considered int `json:"considered"`
+	// Deleted lists what was deleted (dry run: what a real run would delete).
+	Deleted []Item `json:"deleted"`
+	// Bytes is the total size of Deleted.
+	Bytes int64 `json:"bytes"`
+	// Skipped counts the considered items kept, by reason.
+	Skipped map[string]int `json:"skipped"`
+	Errors  []string       `json:"errors,omitempty"`
+	// More: the run stopped at its per-run bound; the next one continues.
+	More bool `json:"more"`
+}
+
+func (r *Report) skip(reason string) { r.Skipped[reason]++ }
+
+func (r *Report) fail(format string, args ...any) {
+	r.Errors = append(r.Errors, fmt.Sprintf(format, args...))
+}
+
+// Deps are what a Purger works on.
+type Deps struct {
+	Meta   storage.Metadata
+	Blobs  storage.Blobs
+	Config *config.Config
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// MaxPerRun bounds the items each task considers per run (default DefaultMaxPerRun).
+	MaxPerRun int
+}
+
+// task is one named purge task.
+type task struct {
+	name string
+	run  func(ctx context.Context, p *Purger, r *Report) error
+}
+
+// tasks are every task, in the order RunAll runs them.
+var tasks = []task{
+	{TaskIncompleteUploads, incompleteUploads},
+}
+
+// Purger runs the purge tasks.
+type Purger struct {
+	d Deps
+}
+
+// New checks d and returns a Purger.
+func New(d Deps) (*Purger, error) {
+	if d.Meta == nil || d.Blobs == nil || d.Config == nil {
+		return nil, errors.New("purge: Meta, Blobs and Config are required")
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.MaxPerRun <= 0 {
+		d.MaxPerRun = DefaultMaxPerRun
+	}
+	return &Purger{d: d}, nil
+}
+
+// Tasks returns the task names, in the order RunAll runs them.
+func Tasks() []string {
+	var out []string
+	for _, t := range tasks {
+		out = append(out, t.name)
+	}
+	return out
+}
+
+// Run runs one task (ErrUnknownTask when none has that name) and logs its
+// report. A task's failure to run at all is the error; failures on single
+// items are in the report's Errors.
+func (p *Purger) Run(ctx context.Context, name string, dryRun bool) (Report, error) {
+	i := slices.IndexFunc(tasks, func(t task) bool { return t.name == name })
+	if i < 0 {
+		return Report{}, fmt.Errorf("%w %q (tasks: %v)", ErrUnknownTask, name, Tasks())
+	}
+	r := Report{Task: name, DryRun: dryRun, Start: p.d.Now().UTC(), Deleted: []Item{}, Skipped: map[string]int{}}
+	err := tasks[i].run(ctx, p, &r)
+	r.Took = p.d.Now().Sub(r.Start).String()
+	for _, it := range r.Deleted {
+		r.Bytes += it.Bytes
+	}
+	p.d.Logger.InfoContext(ctx, "purge", "task", name, "dryRun", dryRun, "report", r, "err", err)
+	return r, err
+}
+
+// RunAll runs every task, also after one failed, and returns their reports
+// and the failures joined.
+func (p *Purger) RunAll(ctx context.Context, dryRun bool) ([]Report, error) {
+	var out []Report
+	var errs []error
+	for _, t := range tasks {
+		r, err := p.Run(ctx, t.name, dryRun)
+		out = append(out, r)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("purge %s: %w", t.name, err))
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// Event is the purge function's input: the schedule's event (no task:
+// every task, for real) or {"task": "<name>", "dryRun": true} invoked by hand.
+type Event struct {
+	Task   string `json:"task"`
+	DryRun bool   `json:"dryRun"`
+}
+
+// HandleEvent runs what ev asks (any JSON that is not an Event, such as an
+// EventBridge scheduled event, runs every task for real).
+func (p *Purger) HandleEvent(ctx context.Context, raw json.RawMessage) ([]Report, error) {
+	var ev Event
+	if err := json.Unmarshal(raw, &ev); err != nil || ev.Task == "" {
+		return p.RunAll(ctx, ev.DryRun && err == nil)
+	}
+	r, err := p.Run(ctx, ev.Task, ev.DryRun)
+	return []Report{r}, err
+}
+
+func newLease() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "purge-" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,40 @@
+package registry
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/airlock-registry/airlock/shared/purge"
+)
+
+// adminPurge (POST /airlock/api/purge?task=<name>&dryRun=true|false) runs
+// one purge task now and answers its report (package purge). dryRun
+// defaults to true: deleting needs dryRun=false.
+func (rg *Registry) adminPurge(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s (POST)", r.Method, r.URL.Path)
+	}
+	q := r.URL.Query()
+	task, dry := q.Get("task"), true
+	if v := q.Get("dryRun"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return apiErr(http.StatusBadRequest, CodeUnsupported, "dryRun=%q: want true or false", v)
+		}
+		dry = b
+	}
+	p, err := purge.New(purge.Deps{Meta: rg.Meta, Blobs: rg.Blobs, Config: rg.Config, Logger: rg.Logger, Now: rg.Now})
+	if err != nil {
+		return err
+	}
+	rep, err := p.Run(r.Context(), task, dry)
+	if errors.Is(err, purge.ErrUnknownTask) {
+		return apiErr(http.StatusBadRequest, CodeUnsupported, "%v (?task=)", err)
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, r, "application/json", rep)
+	return nil
+}
