@@ -67,6 +67,9 @@ func (rg *Registry) patchChunk(w http.ResponseWriter, r *http.Request, t target,
 	case err != nil:
 		drop()
 		return fmt.Errorf("get upload: %w", err)
+	case isDirect(u):
+		drop()
+		return directMixed(t)
 	case u.Offset != start || u.Lease != "" && u.LeaseUntil.After(rg.Now()):
 		drop()
 		return chunkRefused(t, start, u.Offset, u.Offset == start)
@@ -124,6 +127,11 @@ func (rg *Registry) chunkPart(w http.ResponseWriter, r *http.Request, t target, 
 	}
 	held := u
 	release := func() { _ = rg.Meta.CommitUpload(context.WithoutCancel(ctx), held) }
+	if isDirect(u) { // became one since it was read
+		release()
+		drop()
+		return directMixed(t)
+	}
 	// The session cannot have changed since it was read (same offset, no
 	// lease then, offsets only grow), so the hash computed from it stands.
 	if err := cs.AddChunk(ctx, &u, st, b); err != nil {

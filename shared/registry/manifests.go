@@ -104,7 +104,7 @@ func (rg *Registry) checkReferences(r *http.Request, t target, m storage.Manifes
 			}
 		}
 		if errors.Is(err, storage.ErrNotFound) {
-			return apiErr(http.StatusBadRequest, CodeManifestBlobUnknown, "blob %s referenced by the manifest is not in %s: push it first", d, t.full)
+			return rg.blobUnknownInManifest(ctx, t, d) // says when a direct upload's verification is pending
 		}
 		if err != nil {
 			return fmt.Errorf("blob %s: %w", d, err)

@@ -46,6 +46,8 @@ type Deps struct {
 	Proxy repo.ProxyOptions
 	// AuthOptions tune authentication (on when Config.Auth enables it).
 	AuthOptions auth.Options
+	// Direct tunes direct-to-S3 uploads (README, Direct-to-S3 uploads).
+	Direct DirectOptions
 }
 
 // Registry is the handler; build it with New.
@@ -183,6 +185,8 @@ func (rg *Registry) dispatch(w http.ResponseWriter, r *http.Request, t target) e
 		return rg.putUpload(w, r, t)
 	case opUploadStatus:
 		return rg.uploadStatus(w, r, t)
+	case opUploadParts:
+		return rg.presignParts(w, r, t)
 	case opUploadCancel:
 		return rg.cancelUpload(w, r, t)
 	case opManifestGet, opManifestHead:

@@ -30,13 +30,15 @@ const (
 	opManifestDelete
 	opTags
 	opReferrers
+	// opUploadParts asks for a direct upload's part URLs (POST <location>; direct.go).
+	opUploadParts
 )
 
 // writes reports whether the operation changes a repository (it goes to the
 // hosted repository Repository.Push returns).
 func (o op) writes() bool {
 	switch o {
-	case opBlobDelete, opUploadStart, opUploadPatch, opUploadPut, opUploadCancel, opManifestPut, opManifestDelete:
+	case opBlobDelete, opUploadStart, opUploadPatch, opUploadPut, opUploadCancel, opUploadParts, opManifestPut, opManifestDelete:
 		return true
 	}
 	return false
@@ -101,6 +103,8 @@ func parseRoute(r *http.Request) (route, error) {
 		switch {
 		case m == http.MethodPost && rt.ref == "":
 			rt.op = opUploadStart
+		case m == http.MethodPost:
+			rt.op = opUploadParts
 		case m == http.MethodPatch && rt.ref != "":
 			rt.op = opUploadPatch
 		case m == http.MethodPut && rt.ref != "":

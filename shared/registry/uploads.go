@@ -120,6 +120,9 @@ func (rg *Registry) startUpload(w http.ResponseWriter, r *http.Request, t target
 		h.Set("OCI-Chunk-Max-Length", strconv.FormatInt(rg.MaxBody, 10))
 	}
 	h.Set("OCI-Chunk-Min-Length", strconv.FormatInt(minChunk, 10))
+	if rg.directSupported() {
+		h.Set("Airlock-Direct-Upload", "parts") // README, Direct-to-S3 uploads
+	}
 	h.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil
@@ -193,8 +196,11 @@ func (rg *Registry) acquire(r *http.Request, t target, start int64) (storage.Upl
 		// The usual chunk: one conditional write both checks and takes the session.
 		u, err := rg.Meta.AcquireUpload(ctx, t.ref, start, lease, until)
 		if err == nil {
-			if u.Image != t.img {
+			if u.Image != t.img || isDirect(u) {
 				_ = rg.Meta.CommitUpload(context.WithoutCancel(ctx), u)
+				if isDirect(u) {
+					return u, directMixed(t)
+				}
 				return u, uploadUnknown(t.ref)
 			}
 			return u, nil
@@ -211,6 +217,9 @@ func (rg *Registry) acquire(r *http.Request, t target, start int64) (storage.Upl
 	if err != nil {
 		return cur, fmt.Errorf("get upload: %w", err)
 	}
+	if isDirect(cur) {
+		return cur, directMixed(t)
+	}
 	notSatisfiable := func(off int64, busy bool) error { return chunkRefused(t, start, off, busy) }
 	if start >= 0 {
 		return cur, notSatisfiable(cur.Offset, start == cur.Offset)
@@ -224,6 +233,9 @@ func (rg *Registry) acquire(r *http.Request, t target, start int64) (storage.Upl
 		return u, notSatisfiable(cur.Offset, true)
 	case err != nil:
 		return u, fmt.Errorf("acquire upload: %w", err)
+	case isDirect(u):
+		_ = rg.Meta.CommitUpload(context.WithoutCancel(ctx), u)
+		return u, directMixed(t)
 	}
 	return u, nil
 }
@@ -328,6 +340,9 @@ func (rg *Registry) putUpload(w http.ResponseWriter, r *http.Request, t target) 
 	d, err := parseDigest(ds)
 	if err != nil {
 		return err
+	}
+	if r.URL.Query().Has("airlock-complete") {
+		return rg.completeDirect(w, r, t, d)
 	}
 	start, _, ranged, err := contentRange(r)
 	if err != nil {

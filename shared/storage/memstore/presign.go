@@ -59,14 +59,35 @@ func (s *Store) presign(key, contentType string, ttl time.Duration) (string, err
 	return base + (&url.URL{Path: "/" + key}).EscapedPath() + "?" + q.Encode(), nil
 }
 
-// sign returns the hex HMAC-SHA256 of a presigned request's signed fields.
+// sign returns the hex HMAC-SHA256 of a presigned GET's signed fields.
 func (s *Store) sign(key, date, expires, contentType string) string {
+	return s.signFields(http.MethodGet, key, date, expires, contentType)
+}
+
+// signFields returns the hex HMAC-SHA256 of a presigned request's method
+// and signed fields (each NUL-terminated, after their count).
+func (s *Store) signFields(fields ...string) string {
 	mac := hmac.New(sha256.New, s.secret)
-	for _, f := range []string{key, date, expires, contentType} {
-		mac.Write([]byte(f))
+	mac.Write([]byte(strconv.Itoa(len(fields))))
+	for _, f := range fields {
 		mac.Write([]byte{0})
+		mac.Write([]byte(f))
 	}
 	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// signatureOK tells whether sig (hex) signs fields.
+func (s *Store) signatureOK(sig string, fields ...string) bool {
+	got, err := hex.DecodeString(sig)
+	want, _ := hex.DecodeString(s.signFields(fields...)) // our own hex
+	return err == nil && hmac.Equal(got, want)
+}
+
+// presignLive tells whether a presigned URL signed at date for expires seconds is still valid.
+func (s *Store) presignLive(date, expires string) bool {
+	signed, err1 := time.Parse(amzDate, date)
+	secs, err2 := strconv.ParseInt(expires, 10, 64)
+	return err1 == nil && err2 == nil && s.now().Before(signed.Add(time.Duration(secs)*time.Second))
 }
 
 // server returns the base URL of the presign server, starting it on a free
@@ -95,6 +116,10 @@ func (s *Store) server() (string, error) {
 // for a missing object, else the bytes (Range supported) with the signed
 // Content-Type (default application/octet-stream).
 func (s *Store) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPut && r.URL.Query().Has(paramUploadID) {
+		s.servePart(w, r)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		s3Error(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "presigned for GET")
 		return
@@ -102,15 +127,11 @@ func (s *Store) serve(w http.ResponseWriter, r *http.Request) {
 	key := strings.TrimPrefix(r.URL.Path, "/")
 	q := r.URL.Query()
 	date, expires, ct := q.Get(paramDate), q.Get(paramExpires), q.Get(paramContentType)
-	got, err := hex.DecodeString(q.Get(paramSignature))
-	want, _ := hex.DecodeString(s.sign(key, date, expires, ct)) // our own hex
-	if err != nil || !hmac.Equal(got, want) {
+	if !s.signatureOK(q.Get(paramSignature), http.MethodGet, key, date, expires, ct) {
 		s3Error(w, http.StatusForbidden, "SignatureDoesNotMatch", "the request signature does not match")
 		return
 	}
-	signed, err1 := time.Parse(amzDate, date)
-	secs, err2 := strconv.ParseInt(expires, 10, 64)
-	if err1 != nil || err2 != nil || !s.now().Before(signed.Add(time.Duration(secs)*time.Second)) {
+	if !s.presignLive(date, expires) {
 		s3Error(w, http.StatusForbidden, "AccessDenied", "Request has expired")
 		return
 	}

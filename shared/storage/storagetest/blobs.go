@@ -103,6 +103,7 @@ func TestBlobs(t *testing.T, newStore func(t *testing.T) storage.Blobs) {
 	t.Run("RetryAfterLostCommit", func(t *testing.T) { t.Parallel(); testRetryLostCommit(t, newStore(t)) })
 	t.Run("CompleteTwice", func(t *testing.T) { t.Parallel(); testCompleteTwice(t, newStore(t)) })
 	t.Run("StagingRule", func(t *testing.T) { t.Parallel(); testStagingRule(t, newStore) })
+	t.Run("Parts", func(t *testing.T) { t.Parallel(); testParts(t, newStore(t)) })
 }
 
 func repeat(size, n int) []int {
