@@ -44,6 +44,7 @@ func main() {
 		ManifestRedirectSize: responseBodyLimit,
 		Logger:               env.Logger,
 		Proxy:                env.Proxy,
+		Direct:               directOptions(env, door),
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -52,4 +53,21 @@ func main() {
 		log.Fatal(err)
 	}
 	lambda.Start(httpadapter.NewV2(logRequests(h, env.Logger, door, env.Proxy.FillUntilDeadline)).ProxyWithContext)
+}
+
+// directOptions: a direct-to-S3 upload too large to verify within the
+// request is verified by the proxyfetch function (15 minutes; its event
+// {"verify": job}); behind a function URL the request itself has up to 15
+// minutes, so more is verified inline.
+func directOptions(env *cloud.Env, door string) registry.DirectOptions {
+	o := registry.DirectOptions{}
+	if door == frontDoorFunctionURL {
+		o.VerifyInline = 1 << 30
+	}
+	if env.Fetch != nil {
+		o.Handoff = func(ctx context.Context, job registry.VerifyJob) error {
+			return env.Fetch(ctx, map[string]any{"verify": job})
+		}
+	}
+	return o
 }

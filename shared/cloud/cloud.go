@@ -27,21 +27,24 @@ type Invoker interface {
 // Handoff returns a repo.ProxyOptions.Handoff that invokes function
 // asynchronously (InvocationType Event) with the fill job as its event.
 func Handoff(c Invoker, function string) func(ctx context.Context, job repo.FillJob) error {
-	return func(ctx context.Context, job repo.FillJob) error {
-		payload, err := json.Marshal(job)
-		if err != nil {
-			return err
-		}
-		_, err = c.Invoke(ctx, &lambda.InvokeInput{
-			FunctionName:   aws.String(function),
-			InvocationType: ltypes.InvocationTypeEvent,
-			Payload:        payload,
-		})
-		if err != nil {
-			return fmt.Errorf("invoke %s: %w", function, err)
-		}
-		return nil
+	return func(ctx context.Context, job repo.FillJob) error { return invokeAsync(ctx, c, function, job) }
+}
+
+// invokeAsync invokes function asynchronously with event as JSON.
+func invokeAsync(ctx context.Context, c Invoker, function string, event any) error {
+	payload, err := json.Marshal(event)
+	if err != nil {
+		return err
 	}
+	_, err = c.Invoke(ctx, &lambda.InvokeInput{
+		FunctionName:   aws.String(function),
+		InvocationType: ltypes.InvocationTypeEvent,
+		Payload:        payload,
+	})
+	if err != nil {
+		return fmt.Errorf("invoke %s: %w", function, err)
+	}
+	return nil
 }
 
 // Secrets resolves passwordSecret references: "ssm:<parameter name>" is an

@@ -27,6 +27,9 @@ type Env struct {
 	Blobs  *s3store.Store
 	Logger *slog.Logger
 	Proxy  repo.ProxyOptions
+	// Fetch invokes the proxyfetch function asynchronously with an event
+	// (nil when AIRLOCK_PROXYFETCH_FUNCTION is unset: in proxyfetch itself).
+	Fetch func(ctx context.Context, event any) error
 }
 
 // FromEnv reads AIRLOCK_CONFIG, AIRLOCK_TABLE, AIRLOCK_BUCKET, LOG_LEVEL,
@@ -60,7 +63,9 @@ func FromEnv(ctx context.Context) (*Env, error) {
 	sec := Secrets{SM: secretsmanager.NewFromConfig(awsCfg), SSM: ssm.NewFromConfig(awsCfg)}
 	e.Proxy.Secret = sec.Resolve
 	if fn := os.Getenv("AIRLOCK_PROXYFETCH_FUNCTION"); fn != "" {
-		e.Proxy.Handoff = Handoff(lambda.NewFromConfig(awsCfg), fn)
+		lc := lambda.NewFromConfig(awsCfg)
+		e.Proxy.Handoff = Handoff(lc, fn)
+		e.Fetch = func(ctx context.Context, event any) error { return invokeAsync(ctx, lc, fn, event) }
 	}
 	return e, nil
 }
