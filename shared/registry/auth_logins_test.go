@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -234,5 +235,36 @@ func TestAuthRefreshRevocation(t *testing.T) {
 	r := e.req(http.MethodGet, "/v2/_catalog", "")
 	if r.Status != http.StatusUnauthorized || !strings.Contains(r.Header.Get("Www-Authenticate"), `scope="registry:catalog:*"`) {
 		t.Errorf("catalog without credentials: %s %v", r, r.Header)
+	}
+}
+
+// TestAuthDirectUpload: the direct-to-S3 requests (part URLs, completion)
+// need the push scope like any upload: a pull-only token and another team's
+// token get no part URL, the owner's push token does.
+func TestAuthDirectUpload(t *testing.T) {
+	e := newAuthEnv(t)
+	push, _ := e.token("alice", "repository:team-a/big:pull,push")
+	r := e.req(http.MethodPost, "/v2/team-a/big/blobs/uploads/", push)
+	loc := r.Header.Get("Location")
+	if r.Status != http.StatusAccepted || loc == "" {
+		t.Fatalf("open a session: %s", r)
+	}
+	parts := loc + "?size=" + strconv.Itoa(12<<20) + "&airlock-part-size=" + strconv.Itoa(5<<20)
+	pull, _ := e.token("alice", "repository:team-a/big:pull")
+	if r := e.req(http.MethodPost, parts, pull); r.Status != http.StatusUnauthorized {
+		t.Errorf("part URLs with a pull-only token: %s, want 401", r)
+	}
+	if r := e.req(http.MethodPost, parts, ""); r.Status != http.StatusUnauthorized {
+		t.Errorf("part URLs without a token: %s, want 401", r)
+	}
+	other, _ := e.token("bob", "repository:team-a/big:pull,push")
+	if r := e.req(http.MethodPost, parts, other); r.Status != http.StatusForbidden {
+		t.Errorf("part URLs with another team's token: %s, want 403", r)
+	}
+	if r := e.req(http.MethodPut, loc+"?digest=sha256:"+strings.Repeat("0", 64)+"&airlock-complete=1", other); r.Status != http.StatusForbidden {
+		t.Errorf("completion with another team's token: %s, want 403", r)
+	}
+	if r := e.req(http.MethodPost, parts, push); r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"parts"`) {
+		t.Errorf("part URLs with the owner's push token: %s", r)
 	}
 }
