@@ -110,7 +110,7 @@ TEST_TIMEOUT ?= 30m
 # listens on every address, so their test binaries (built first: the namespace
 # has no network for the module proxy) run inside a private network namespace
 # with only the loopback up.
-NETNS_PKGS := ./shared/storage/dynamo ./shared/storage/s3store ./localdev/harness
+NETNS_PKGS := ./shared/storage/dynamo ./shared/storage/s3store ./shared/purge ./localdev/harness
 NETNS_ENV  := AIRLOCK_ROOT=$(ROOT) AIRLOCK_TEST_DYNAMO=ddblocal AIRLOCK_TEST_S3=minio
 
 # Every go test of make test streams `-json` through bin/testreport
