@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// source is the image or index to push (one of the two is set).
+type source struct {
+	img v1.Image
+	idx v1.ImageIndex
+}
+
+// splitTag splits "<path>[:tag]": the tag is what follows the last colon
+// when it holds no slash.
+func splitTag(s string) (path, tag string) {
+	if i := strings.LastIndexByte(s, ':'); i > 0 && !strings.Contains(s[i+1:], "/") {
+		return s[:i], s[i+1:]
+	}
+	return s, ""
+}
+
+// localSource opens oci:<dir>[:tag] or docker-archive:<file>[:tag].
+func localSource(src string) (source, error) {
+	kind, rest, ok := strings.Cut(src, ":")
+	if !ok || rest == "" || kind != "oci" && kind != "docker-archive" {
+		return source{}, fmt.Errorf("source %q: want oci:<dir>[:tag] or docker-archive:<file>[:tag]", src)
+	}
+	path, tag := splitTag(rest)
+	if kind == "docker-archive" {
+		var tp *name.Tag
+		if tag != "" {
+			t, err := name.NewTag(tag)
+			if err != nil {
+				return source{}, fmt.Errorf("source %q: tag %q: %w", src, tag, err)
+			}
+			tp = &t
+		}
+		img, err := tarball.ImageFromPath(path, tp)
+		if err != nil {
+			return source{}, fmt.Errorf("source %q: %w", src, err)
+		}
+		if _, err := img.Manifest(); err != nil {
+			return source{}, fmt.Errorf("source %q: %w", src, err)
+		}
+		return source{img: img}, nil
+	}
+	ii, err := layout.ImageIndexFromPath(path)
+	if err != nil {
+		return source{}, fmt.Errorf("source %q: not an OCI layout: %w", src, err)
+	}
+	im, err := ii.IndexManifest()
+	if err != nil {
+		return source{}, fmt.Errorf("source %q: %w", src, err)
+	}
+	var pick []v1.Descriptor
+	var tags []string
+	for _, d := range im.Manifests {
+		ref := d.Annotations["org.opencontainers.image.ref.name"]
+		if ref != "" {
+			tags = append(tags, ref)
+		}
+		if tag == "" || ref == tag {
+			pick = append(pick, d)
+		}
+	}
+	switch {
+	case len(pick) == 0:
+		return source{}, fmt.Errorf("source %q: no image tagged %q in the layout (tags: %s)", src, tag, strings.Join(tags, ", "))
+	case len(pick) > 1:
+		return source{}, fmt.Errorf("source %q: the layout holds %d images: name one with oci:%s:<tag> (tags: %s)", src, len(pick), path, strings.Join(tags, ", "))
+	}
+	d := pick[0]
+	switch {
+	case d.MediaType.IsIndex():
+		idx, err := ii.ImageIndex(d.Digest)
+		return source{idx: idx}, wrap(src, err)
+	case d.MediaType.IsImage():
+		img, err := ii.Image(d.Digest)
+		return source{img: img}, wrap(src, err)
+	}
+	return source{}, fmt.Errorf("source %q: %s has media type %q, neither an image nor an index", src, d.Digest, d.MediaType)
+}
+
+func wrap(src string, err error) error {
+	if err != nil {
+		return fmt.Errorf("source %q: %w", src, err)
+	}
+	return nil
+}
+
+// remoteSource reads ref from its registry (an index stays an index).
+func remoteSource(ctx context.Context, ref string, insecure bool) (source, error) {
+	var opts []name.Option
+	if insecure {
+		opts = append(opts, name.Insecure)
+	}
+	r, err := name.ParseReference(ref, opts...)
+	if err != nil {
+		return source{}, usageError{fmt.Sprintf("source %q: %v", ref, err)}
+	}
+	desc, err := remote.Get(r, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	if err != nil {
+		return source{}, fmt.Errorf("source %s: %w", ref, err)
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		return source{idx: idx}, wrap(ref, err)
+	}
+	img, err := desc.Image()
+	return source{img: img}, wrap(ref, err)
+}
