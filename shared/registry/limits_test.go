@@ -89,8 +89,8 @@ func (e *env) refuseTooBig(loc string, data []byte, off, limit int) {
 		}
 		r := e.do(tc.method, path, tc.body, tc.hdr...)
 		wantErr(t, what, r, http.StatusRequestEntityTooLarge, registry.CodeSizeInvalid)
-		if msg := errMessage(r); !strings.Contains(msg, "chunk") {
-			t.Errorf("%s: 413 message %q does not name the way out (chunked PATCH)", what, msg)
+		if msg := errMessage(r); !strings.Contains(msg, "chunk") || !strings.Contains(msg, "airlock push") {
+			t.Errorf("%s: 413 message %q does not name the ways out (chunked PATCH, airlock push)", what, msg)
 		}
 		st := e.do("GET", loc, nil)
 		wantStatus(t, what+": session after 413", st, http.StatusNoContent)

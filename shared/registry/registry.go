@@ -210,7 +210,8 @@ func (rg *Registry) tooLarge() *Error {
 	return apiErr(http.StatusRequestEntityTooLarge, CodeSizeInvalid,
 		"request body exceeds the %d-byte limit of the registry's front door (API Gateway and Lambda cap request payloads); "+
 			"push large layers in chunks: PATCH the upload with Content-Range chunks of at most %d bytes "+
-			"(regctl: 'regctl registry set --blob-chunk %d <host>'); the upload session stays open, continue it in chunks",
+			"(regctl: 'regctl registry set --blob-chunk %d <host>'), or with 'airlock push' / 'airlock copy', which send layers "+
+			"straight to S3 (direct-to-S3 uploads, README); the upload session stays open, continue it in chunks",
 		rg.MaxBody, rg.MaxBody, rg.MaxBody)
 }
 
