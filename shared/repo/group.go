@@ -25,7 +25,7 @@ type Group struct {
 	leaves []Repository
 	hosted []*Hosted // the hosted leaves, in order
 	write  *Hosted
-	meta   storage.Metadata
+	batch  storage.BatchReader // the metadata store, reading the hosted leaves together
 	deps   *Deps
 }
 
@@ -64,88 +64,55 @@ func (g *Group) images(image string) []storage.Image {
 	return imgs
 }
 
-// hostedTags resolves tag in every hosted leaf at once.
+// hostedTags resolves tag in every hosted leaf at once (one round trip).
 func (g *Group) hostedTags(ctx context.Context, image, tag string) (map[*Hosted]digest.Digest, error) {
 	out := map[*Hosted]digest.Digest{}
 	if len(g.hosted) == 0 {
 		return out, nil
 	}
-	if br, ok := g.meta.(storage.BatchReader); ok {
-		ds, err := br.ResolveTags(ctx, g.images(image), tag)
-		if err != nil {
-			return nil, fmt.Errorf("resolve tag %s in the group's members: %w", tag, err)
-		}
-		for i, d := range ds {
-			if d != "" {
-				out[g.hosted[i]] = d
-			}
-		}
-		return out, nil
+	ds, err := g.batch.ResolveTags(ctx, g.images(image), tag)
+	if err != nil {
+		return nil, fmt.Errorf("resolve tag %s in the group's members: %w", tag, err)
 	}
-	for _, h := range g.hosted {
-		d, err := g.meta.ResolveTag(ctx, h.Image(image), tag)
-		if err == nil {
-			out[h] = d
-		} else if !notFound(err) {
-			return nil, err
+	for i, d := range ds {
+		if d != "" {
+			out[g.hosted[i]] = d
 		}
 	}
 	return out, nil
 }
 
-// hostedBlobs stats d in every hosted leaf at once.
+// hostedBlobs stats d in every hosted leaf at once (one round trip).
 func (g *Group) hostedBlobs(ctx context.Context, image string, d digest.Digest) (map[*Hosted]storage.Blob, error) {
 	out := map[*Hosted]storage.Blob{}
 	if len(g.hosted) == 0 {
 		return out, nil
 	}
-	if br, ok := g.meta.(storage.BatchReader); ok {
-		links, ok, err := br.StatBlobs(ctx, g.images(image), d)
-		if err != nil {
-			return nil, fmt.Errorf("stat blob %s in the group's members: %w", d, err)
-		}
-		for i := range links {
-			if ok[i] {
-				out[g.hosted[i]] = links[i]
-			}
-		}
-		return out, nil
+	links, ok, err := g.batch.StatBlobs(ctx, g.images(image), d)
+	if err != nil {
+		return nil, fmt.Errorf("stat blob %s in the group's members: %w", d, err)
 	}
-	for _, h := range g.hosted {
-		b, err := g.meta.StatBlob(ctx, h.Image(image), d)
-		if err == nil {
-			out[h] = b
-		} else if !notFound(err) {
-			return nil, err
+	for i := range links {
+		if ok[i] {
+			out[g.hosted[i]] = links[i]
 		}
 	}
 	return out, nil
 }
 
-// hostedManifests tells which hosted leaves store manifest d.
+// hostedManifests tells which hosted leaves store manifest d (one round trip).
 func (g *Group) hostedManifests(ctx context.Context, image string, d digest.Digest) (map[*Hosted]bool, error) {
 	out := map[*Hosted]bool{}
 	if len(g.hosted) == 0 {
 		return out, nil
 	}
-	if br, ok := g.meta.(storage.BatchReader); ok {
-		has, err := br.HasManifests(ctx, g.images(image), d)
-		if err != nil {
-			return nil, fmt.Errorf("find manifest %s in the group's members: %w", d, err)
-		}
-		for i, h := range has {
-			if h {
-				out[g.hosted[i]] = true
-			}
-		}
-		return out, nil
+	has, err := g.batch.HasManifests(ctx, g.images(image), d)
+	if err != nil {
+		return nil, fmt.Errorf("find manifest %s in the group's members: %w", d, err)
 	}
-	for _, h := range g.hosted {
-		_, err := g.meta.GetManifest(ctx, h.Image(image), d)
-		if err == nil {
-			out[h] = true
-		} else if !notFound(err) {
-			return nil, err
+	for i, h := range has {
+		if h {
+			out[g.hosted[i]] = true
 		}
 	}
 	return out, nil

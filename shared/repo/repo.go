@@ -170,14 +170,22 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*Set, error) {
 	}
 	for i := range cfg.Repositories {
 		if rc := &cfg.Repositories[i]; rc.Kind == config.KindGroup {
-			s.repos[rc.Name] = s.group(rc)
+			g, err := s.group(rc)
+			if err != nil {
+				return nil, fmt.Errorf("repository %q: %w", rc.Name, err)
+			}
+			s.repos[rc.Name] = g
 		}
 	}
 	return s, nil
 }
 
-func (s *Set) group(rc *config.Repository) *Group {
-	g := &Group{cfg: rc, meta: s.deps.Meta, deps: s.deps}
+func (s *Set) group(rc *config.Repository) (*Group, error) {
+	br, ok := s.deps.Meta.(storage.BatchReader)
+	if !ok {
+		return nil, fmt.Errorf("the metadata store %T cannot read a group's members together (storage.BatchReader)", s.deps.Meta)
+	}
+	g := &Group{cfg: rc, batch: br, deps: s.deps}
 	for _, name := range s.cfg.Reachable(rc.Name) {
 		l := s.repos[name]
 		g.leaves = append(g.leaves, l)
@@ -188,7 +196,7 @@ func (s *Set) group(rc *config.Repository) *Group {
 	if rc.WriteMember != "" {
 		g.write, _ = s.repos[rc.WriteMember].(*Hosted)
 	}
-	return g
+	return g, nil
 }
 
 func (s *Set) hosted(rc *config.Repository) *Hosted {
