@@ -217,12 +217,20 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	go retryFills(ctx, h.Repositories(), o.fillRetry, log)
+	go every(ctx, o.fillRetry, func() {
+		if n, err := h.Repositories().RetryFills(ctx); n > 0 || err != nil {
+			log.Info("parked proxy fills retried", "count", n, "err", err)
+		}
+	})
 	pg, err := purge.New(purge.Deps{Meta: h.Meta, Blobs: h.Blobs, Config: cfg, Logger: log})
 	if err != nil {
 		return err
 	}
-	go purgeEvery(ctx, pg, o.purgeEvery, log)
+	go every(ctx, o.purgeEvery, func() {
+		if _, err := pg.RunAll(ctx, false); err != nil {
+			log.Warn("purge", "err", err)
+		}
+	})
 	note, err := bootstrapAdmin(ctx, h, cfg, o.data)
 	if err != nil {
 		return err
@@ -304,9 +312,9 @@ func serve(ctx context.Context, addr string, h http.Handler, emu *emulators, not
 	return runErr
 }
 
-// retryFills resumes parked proxy fills every period until ctx ends (the
-// proxyfetch function's schedule).
-func retryFills(ctx context.Context, set *repo.Set, period time.Duration, log *slog.Logger) {
+// every runs fn every period until ctx ends (0: never): the schedules of the
+// proxyfetch and purge functions on AWS.
+func every(ctx context.Context, period time.Duration, fn func()) {
 	if period <= 0 {
 		return
 	}
@@ -317,29 +325,7 @@ func retryFills(ctx context.Context, set *repo.Set, period time.Duration, log *s
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if n, err := set.RetryFills(ctx); n > 0 || err != nil {
-				log.Info("parked proxy fills retried", "count", n, "err", err)
-			}
-		}
-	}
-}
-
-// purgeEvery runs every purge task every period until ctx ends (the purge
-// function's schedule); each run logs its report.
-func purgeEvery(ctx context.Context, p *purge.Purger, period time.Duration, log *slog.Logger) {
-	if period <= 0 {
-		return
-	}
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := p.RunAll(ctx, false); err != nil {
-				log.Warn("purge", "err", err)
-			}
+			fn()
 		}
 	}
 }
