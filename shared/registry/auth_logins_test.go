@@ -268,3 +268,43 @@ func TestAuthDirectUpload(t *testing.T) {
 		t.Errorf("part URLs with the owner's push token: %s", r)
 	}
 }
+
+// TestAuthAdminUsersErrors: the admin API's refusals, each with its status.
+func TestAuthAdminUsersErrors(t *testing.T) {
+	e := newAuthEnv(t)
+	adm := func(method, path, body string) resp {
+		req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+		req.SetBasicAuth("admin", "admin-password-1234")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return resp{Status: res.StatusCode, Header: res.Header, Body: b}
+	}
+	for _, c := range []struct {
+		name, method, path, body string
+		status                   int
+	}{
+		{"duplicate user", http.MethodPost, "/airlock/api/users", `{"name":"alice","password":"another-password-1","roles":["team-a"]}`, http.StatusConflict},
+		{"weak password", http.MethodPost, "/airlock/api/users", `{"name":"dave","password":"short","roles":[]}`, http.StatusBadRequest},
+		{"unknown role", http.MethodPost, "/airlock/api/users", `{"name":"dave","password":"a-long-password-1","roles":["ghost"]}`, http.StatusBadRequest},
+		{"bad name", http.MethodPost, "/airlock/api/users", `{"name":"Dave!","password":"a-long-password-1"}`, http.StatusBadRequest},
+		{"not JSON", http.MethodPost, "/airlock/api/users", `{name:`, http.StatusBadRequest},
+		{"unknown field", http.MethodPost, "/airlock/api/users", `{"name":"dave","pasword":"a-long-password-1"}`, http.StatusBadRequest},
+		{"delete unknown user", http.MethodDelete, "/airlock/api/users/nobody", "", http.StatusNotFound},
+		{"token of unknown user", http.MethodPost, "/airlock/api/users/nobody/tokens", `{"name":"ci"}`, http.StatusNotFound},
+		{"bad ttl", http.MethodPost, "/airlock/api/users/alice/tokens", `{"name":"ci","ttl":"soon"}`, http.StatusBadRequest},
+		{"revoke unknown token", http.MethodDelete, "/airlock/api/users/alice/tokens/nope", "", http.StatusNotFound},
+		{"no such endpoint", http.MethodPatch, "/airlock/api/users/alice", "", http.StatusNotFound},
+	} {
+		if r := adm(c.method, c.path, c.body); r.Status != c.status {
+			t.Errorf("%s: %s, want %d", c.name, r, c.status)
+		}
+	}
+	// Nothing changed: alice still logs in with her password.
+	if _, r := e.token("alice", "repository:team-a/app:pull"); r.Status != http.StatusOK {
+		t.Errorf("alice after the refused calls: %s", r)
+	}
+}
