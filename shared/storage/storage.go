@@ -46,6 +46,9 @@ type Blob struct {
 	// "" (records written before keys were recorded) means BlobKey(Digest).
 	Key     string
 	Created time.Time
+	// Touched is when a writer last relied on it (collect.go), zero when
+	// unknown (items written before stores recorded it: Created counts).
+	Touched time.Time
 }
 
 // ObjectKey returns the S3 key of the blob's bytes (Key, or BlobKey(Digest)
@@ -75,6 +78,11 @@ type Manifest struct {
 	ArtifactType string
 	Annotations  map[string]string
 	Created      time.Time
+	// Touched is when it was last written or referenced by a new index
+	// (collect.go); Pulled when a proxy last served it (zero: never
+	// recorded). Both are set by the store, never by PutManifest's caller.
+	Touched time.Time
+	Pulled  time.Time
 }
 
 // Descriptor returns the manifest's descriptor as listed by the referrers API.
