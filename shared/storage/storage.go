@@ -8,6 +8,8 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"io"
 	"time"
@@ -282,10 +284,30 @@ func BlobKey(d digest.Digest) string {
 	return "blobs/" + string(d.Algorithm()) + "/" + hex[:2] + "/" + hex
 }
 
-// ManifestKey is the S3 key of a manifest body too large for an item.
+// ManifestKey is the S3 key of a manifest body too large for an item, as
+// written before keys were made unique (NewManifestKey).
 func ManifestKey(d digest.Digest) string {
 	hex := d.Encoded()
 	return "manifests/" + string(d.Algorithm()) + "/" + hex[:2] + "/" + hex
+}
+
+// NewBlobKey returns a key for a whole blob put by PutSmall: BlobKey(d)
+// followed by "." and 16 random hex digits. Every object a store writes is
+// written once, at a key no earlier write used: the blob garbage collection
+// (package purge) deletes a record before its object, and a key reused by a
+// later upload of the same bytes could have its new object deleted under a
+// new record.
+func NewBlobKey(d digest.Digest) string { return BlobKey(d) + "." + randomHex() }
+
+// NewManifestKey is NewBlobKey for manifest bodies (ManifestKey(d) + "." + 16 hex).
+func NewManifestKey(d digest.Digest) string { return ManifestKey(d) + "." + randomHex() }
+
+func randomHex() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return hex.EncodeToString(b[:])
 }
 
 // UploadPrefix is the S3 prefix under which an upload's staged objects live

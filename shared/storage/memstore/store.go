@@ -62,6 +62,7 @@ type Store struct {
 	markers map[string]map[string]storage.Marker // group → key → marker (Until to the ms)
 	// Blobs (S3).
 	objects    map[string][]byte // never modified once stored: readers share them
+	modified   map[string]time.Time // LastModified of each object (store clock, ms)
 	multiparts map[string]*multipart
 	seq        int64 // multipart upload ids and part ETags
 	calls      map[string]int
@@ -115,6 +116,7 @@ func New(opts ...Option) *Store {
 		uploads:    map[string]uploadRec{},
 		markers:    map[string]map[string]storage.Marker{},
 		objects:    map[string][]byte{},
+		modified:   map[string]time.Time{},
 		multiparts: map[string]*multipart{},
 	}
 	_, _ = rand.Read(s.secret) // crypto/rand.Read does not fail
