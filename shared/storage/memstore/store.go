@@ -26,6 +26,7 @@ var (
 	_ storage.ChunkStager   = (*Store)(nil)
 	_ storage.BatchReader   = (*Store)(nil)
 	_ storage.Searcher      = (*Store)(nil)
+	_ storage.Collector     = (*Store)(nil)
 )
 
 // DefaultPartSize is the size of the multipart parts Append writes, as in
@@ -82,18 +83,19 @@ type image struct {
 	referrers map[string]ocispec.Descriptor // by "<subject>#<digest>"
 }
 
-// tagRec is a tag item: its digest and, for proxies, when it was last
-// checked (epoch ms, 0: never).
+// tagRec is a tag item: its digest, when it was last written (epoch ms)
+// and, for proxies, when it was last checked (epoch ms, 0: never).
 type tagRec struct {
 	digest  digest.Digest
+	at      int64
 	checked int64
 }
 
 // Option configures New.
 type Option func(*Store)
 
-// WithClock sets the clock of every expiry check: upload sessions, leases,
-// markers and presigned URLs (default time.Now).
+// WithClock sets the clock of every expiry check (upload sessions, leases,
+// markers and presigned URLs) and of touch times (default time.Now).
 func WithClock(now func() time.Time) Option {
 	return func(s *Store) { s.now = now }
 }
