@@ -62,7 +62,7 @@ type Store struct {
 	uploads map[string]uploadRec
 	markers map[string]map[string]storage.Marker // group → key → marker (Until to the ms)
 	// Blobs (S3).
-	objects    map[string][]byte // never modified once stored: readers share them
+	objects    map[string][]byte    // never modified once stored: readers share them
 	modified   map[string]time.Time // LastModified of each object (store clock, ms)
 	multiparts map[string]*multipart
 	seq        int64 // multipart upload ids and part ETags
