@@ -138,4 +138,13 @@ type ObjectLister interface {
 	// ones are not an error) and returns the keys it could not delete with
 	// the first error.
 	DeleteObjects(ctx context.Context, keys []string) ([]string, error)
+	// WriteObject stores body at key (one PutObject; the purge's own
+	// checkpoint state under PurgePrefix, never a blob).
+	WriteObject(ctx context.Context, key string, body []byte) error
+	// ReadObject returns the object at key (one GetObject), or ErrNotFound.
+	ReadObject(ctx context.Context, key string) ([]byte, error)
 }
+
+// PurgePrefix is where package purge keeps the state of a garbage
+// collection pass between runs (never listed by the reconciliation).
+const PurgePrefix = "purge/"

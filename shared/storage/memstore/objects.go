@@ -280,3 +280,25 @@ func (s *Store) DeleteObjects(ctx context.Context, keys []string) ([]string, err
 	s.deleteKeys(keys)
 	return nil, nil
 }
+
+// WriteObject stores a copy of body at key (PutObject).
+func (s *Store) WriteObject(ctx context.Context, key string, body []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.put(key, body)
+	return nil
+}
+
+// ReadObject returns a copy of the object at key (GetObject), or an error
+// wrapping storage.ErrNotFound.
+func (s *Store) ReadObject(ctx context.Context, key string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b, err := s.get(key)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(b), nil
+}

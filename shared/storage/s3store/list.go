@@ -3,6 +3,7 @@ package s3store
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -66,4 +67,24 @@ func (s *Store) DeleteObjects(ctx context.Context, keys []string) ([]string, err
 		}
 	}
 	return failed, first
+}
+
+// WriteObject stores body at key with one PutObject.
+func (s *Store) WriteObject(ctx context.Context, key string, body []byte) error {
+	return s.put(ctx, key, body)
+}
+
+// ReadObject returns the object at key with one GetObject, or an error
+// wrapping storage.ErrNotFound.
+func (s *Store) ReadObject(ctx context.Context, key string) ([]byte, error) {
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, mapErr(err))
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	return b, nil
 }

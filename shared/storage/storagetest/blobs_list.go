@@ -1,7 +1,9 @@
 package storagetest
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -97,6 +99,20 @@ func testObjectLister(t *testing.T, s storage.Blobs) {
 	rest := []string{want[1], want[2], want[4], want[5]}
 	if !slices.Equal(left, rest) {
 		t.Errorf("after DeleteObjects: %q, want %q", left, rest)
+	}
+	// WriteObject/ReadObject: the purge's state, outside the listed prefixes.
+	state := randomBytes(t, 70000)
+	if err := ol.WriteObject(ctx, storage.PurgePrefix+"state-test", state); err != nil {
+		t.Fatalf("WriteObject: %v", err)
+	}
+	if got, err := ol.ReadObject(ctx, storage.PurgePrefix+"state-test"); err != nil || !bytes.Equal(got, state) {
+		t.Errorf("ReadObject = %d bytes, %v; want the %d bytes written", len(got), err, len(state))
+	}
+	if _, err := ol.ReadObject(ctx, storage.PurgePrefix+"missing"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("ReadObject of a missing key: %v, want ErrNotFound", err)
+	}
+	if objs, _, err := ol.ListObjects(ctx, "blobs/", "", 0); err != nil || len(objs) != len(rest) {
+		t.Errorf("ListObjects(blobs/) after WriteObject(purge/...) = %d objects, %v; want %d", len(objs), err, len(rest))
 	}
 	for _, k := range rest {
 		if ok, err := s.BlobExists(ctx, k); err != nil || !ok {
