@@ -266,7 +266,9 @@ func (s *Store) DeleteBlobIf(_ context.Context, d digest.Digest, cut time.Time) 
 
 // DeleteManifestIf is DeleteManifest (under the one lock) on condition that
 // the manifest was not touched at or after cut (storage.ErrConflict, and
-// nothing is deleted); storage.ErrNotFound when it is not stored.
+// nothing is deleted); storage.ErrNotFound when it is not stored. As in
+// package dynamo, tags written at or after cut stay (there, a push racing
+// the delete writes the manifest again before its tag).
 func (s *Store) DeleteManifestIf(_ context.Context, img storage.Image, d digest.Digest, cut time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -282,7 +284,7 @@ func (s *Store) DeleteManifestIf(_ context.Context, img storage.Image, d digest.
 	if t := touchedBy(m.Touched, m.Created); !before(t, cut) {
 		return fmt.Errorf("delete manifest %s in %s: touched %v, not before %v: %w", d, img, t, cut, storage.ErrConflict)
 	}
-	s.removeManifest(img, im, m)
+	s.removeManifest(img, im, m, cut)
 	return nil
 }
 

@@ -165,16 +165,17 @@ func (s *Store) DeleteManifest(_ context.Context, img storage.Image, d digest.Di
 	if !ok {
 		return fmt.Errorf("delete manifest %.80s in %.80s: %w", d, img, storage.ErrNotFound)
 	}
-	s.removeManifest(img, im, m)
+	s.removeManifest(img, im, m, time.Time{})
 	return nil
 }
 
-// removeManifest removes manifest m of img, the tags pointing at it, its
-// referrer entry, and img's catalog entry when no manifest is left (s.mu held).
-func (s *Store) removeManifest(img storage.Image, im *image, m storage.Manifest) {
+// removeManifest removes manifest m of img, the tags pointing at it (only
+// those written before tagCut unless it is zero), its referrer entry, and
+// img's catalog entry when no manifest is left (s.mu held).
+func (s *Store) removeManifest(img storage.Image, im *image, m storage.Manifest, tagCut time.Time) {
 	d := m.Digest
 	for tag, t := range im.tags {
-		if t.digest == d {
+		if t.digest == d && (tagCut.IsZero() || t.at < tagCut.UnixMilli()) {
 			delete(im.tags, tag)
 		}
 	}

@@ -26,9 +26,11 @@ import (
 )
 
 // TestMetadata runs the storage.Metadata and storage.ProxyMetadata
-// conformance suite, with the optional storage.BatchReader and
-// storage.Searcher (a store that is not a ProxyMetadata, BatchReader or
-// Searcher fails those tests: every store of this module is). newStore must return an empty store (nothing in the catalog) each
+// conformance suite, with storage.UploadLister, storage.Collector and the
+// optional storage.BatchReader and storage.Searcher (a store that is not a
+// ProxyMetadata, UploadLister, Collector, BatchReader or Searcher fails
+// those tests: every store of this module is). The store's clock must be
+// time.Now (touch times are compared with it). newStore must return an empty store (nothing in the catalog) each
 // time it is called; each subtest calls it once and subtests run in parallel.
 func TestMetadata(t *testing.T, newStore func(t *testing.T) storage.Metadata) {
 	tests := []struct {
@@ -56,6 +58,12 @@ func TestMetadata(t *testing.T, newStore func(t *testing.T) storage.Metadata) {
 		{"RaceTagCreateOnly", testRaceTagCreateOnly},
 		// storage.UploadLister (metadata_uploadlist.go): every store implements it.
 		{"UploadLister", testUploadLister},
+		// storage.Collector (metadata_collect.go): every store implements it.
+		{"CollectTouch", testCollectTouch},
+		{"CollectDeleteIf", testCollectDeleteIf},
+		{"CollectDeleteManifestIf", testCollectDeleteManifestIf},
+		{"CollectListImage", testCollectListImage},
+		{"CollectScan", testCollectScan},
 		// Catalog hygiene, storage.BatchReader and storage.Searcher (metadata_batch.go).
 		{"CatalogHygiene", testCatalogHygiene},
 		{"RaceCatalog", testRaceCatalog},
