@@ -107,8 +107,9 @@ type RepoPurge struct {
 type RetentionRule struct {
 	// Tags is an RE2 regular expression that must match the whole tag.
 	Tags string `json:"tags"`
-	// KeepNewest keeps the rule's K newest matching tags (by last write,
-	// ties by name); 0: no count.
+	// KeepNewest keeps the rule's K newest matching tags (by last write;
+	// of tags written in the same millisecond the greater name counts as
+	// newer); 0: no count.
 	KeepNewest int `json:"keepNewest,omitempty"`
 	// OlderThan deletes only matching tags last written longer ago than
 	// this (at least 1h); absent: any age.
@@ -126,14 +127,14 @@ func (r *RetentionRule) Matches(tag string) bool {
 	if tag == "latest" && !r.IncludeLatest {
 		return false
 	}
-	if r.re == nil {
-		re, err := compileFull(r.Tags)
-		if err != nil {
-			return false // not a validated rule: it matches nothing
+	re := r.re
+	if re == nil { // built by hand, not parsed (never written here: rules are shared)
+		var err error
+		if re, err = compileFull(r.Tags); err != nil {
+			return false // not a valid rule: it matches nothing
 		}
-		r.re = re
 	}
-	return r.re.MatchString(tag)
+	return re.MatchString(tag)
 }
 
 // Age returns olderThan (0 when unset).

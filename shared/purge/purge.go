@@ -82,6 +82,9 @@ type task struct {
 // tasks are every task, in the order RunAll runs them.
 var tasks = []task{
 	{TaskIncompleteUploads, incompleteUploads},
+	{TaskRetention, retention},
+	{TaskUntaggedManifests, untaggedManifests},
+	{TaskProxyEvict, proxyEvict},
 }
 
 // Purger runs the purge tasks.
