@@ -21,10 +21,23 @@ import (
 //     exists already, it is touched (conditional on existing) and returned;
 //   - LinkBlob: touches the global record first (ErrNotFound when there is
 //     none: a link never points at a record being deleted), then writes the
-//     link with touched = now;
+//     link with touched = now. The touch is left out when b itself was
+//     touched less than FreshFor ago (b as PutBlob, TouchLink or StatBlob
+//     returned it): that record, or the link naming it, is protected for
+//     the grace period (at least an hour) anyway, so the upload finish after
+//     PutBlob costs no extra call;
 //   - PutManifest: writes the manifest with touched = now;
 //   - a manifest PUT checks its references with Collector.TouchLink and
 //     Collector.TouchManifest instead of reads (one call each, as before).
+
+// FreshFor is how recent Blob.Touched must be for LinkBlob to skip the
+// record's touch (far below the purge's minimum grace period of an hour).
+const FreshFor = time.Minute
+
+// FreshTouch tells whether b was touched less than FreshFor before now.
+func FreshTouch(b Blob, now time.Time) bool {
+	return !b.Touched.IsZero() && now.Sub(b.Touched) < FreshFor && !b.Touched.After(now.Add(FreshFor))
+}
 
 // TagItem is a tag as Collector lists it.
 type TagItem struct {

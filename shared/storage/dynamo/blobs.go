@@ -86,8 +86,10 @@ func (s *Store) LinkBlob(ctx context.Context, img storage.Image, b storage.Blob)
 		return fmt.Errorf("link blob %.64s… into %.64s…: %w", b.Digest, img, errKeyTooLong)
 	}
 	now := s.now()
-	if err := s.touch(ctx, blobKey(b.Digest), attrTouched, now, nil); err != nil {
-		return fmt.Errorf("link blob %s into %s: blob record: %w", b.Digest, img, err)
+	if !storage.FreshTouch(b, now) {
+		if err := s.touch(ctx, blobKey(b.Digest), attrTouched, now, nil); err != nil {
+			return fmt.Errorf("link blob %s into %s: blob record: %w", b.Digest, img, err)
+		}
 	}
 	if err := s.putItem(ctx, newBlobItem(lk, b, now), nil); err != nil {
 		return fmt.Errorf("link blob %s into %s: %w", b.Digest, img, err)

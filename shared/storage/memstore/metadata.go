@@ -70,8 +70,10 @@ func (s *Store) LinkBlob(_ context.Context, img storage.Image, b storage.Blob) e
 	if !ok {
 		return fmt.Errorf("link blob %.80s into %.80s: no blob record: %w", b.Digest, img, storage.ErrNotFound)
 	}
-	rec.Touched = now
-	s.blobs[b.Digest] = rec
+	if !storage.FreshTouch(b, now) {
+		rec.Touched = now
+		s.blobs[b.Digest] = rec
+	}
 	s.image(img, true).links[b.Digest] = normBlob(b, now)
 	return nil
 }
