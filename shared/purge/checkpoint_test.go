@@ -2,6 +2,7 @@ package purge_test
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/airlock-registry/airlock/shared/config"
 	"github.com/airlock-registry/airlock/shared/purge"
 	"github.com/airlock-registry/airlock/shared/storage"
+	"github.com/airlock-registry/airlock/shared/storage/memstore"
 )
 
 // catalogTasks are the tasks that walk the catalog.
@@ -156,5 +158,22 @@ func TestConcurrentRuns(t *testing.T) {
 				t.Errorf("two concurrent runs left\n%v\none run\n%v", got, want)
 			}
 		})
+	}
+}
+
+// TestTaskList: the catalog tasks run after incomplete-uploads, retention
+// before untagged-manifests (the manifests it untags go in the same
+// RunAll); an unknown name's error lists them (the admin API's 400).
+func TestTaskList(t *testing.T) {
+	got := purge.Tasks()
+	want := []string{purge.TaskIncompleteUploads, purge.TaskRetention, purge.TaskUntaggedManifests, purge.TaskProxyEvict}
+	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
+		t.Fatalf("tasks %v, want them to start with %v", got, want)
+	}
+	_, err := newPurger(t, memstore.New(), taskConfig(t, time.Hour, 24*time.Hour), 0, nil).Run(t.Context(), "untagged", true)
+	for _, name := range want {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("unknown task: error %v, want one listing %s", err, name)
+		}
 	}
 }
