@@ -93,7 +93,7 @@ func evictForeign(ctx context.Context, col storage.Collector, pm storage.ProxyMe
 	}
 	r.Considered += len(ms)
 	item := func(m storage.Marker) Item {
-		return Item{ID: m.Group + "/" + m.Key, Image: img.String()}
+		return Item{Kind: "marker", ID: m.Group + "/" + m.Key, Image: img.String()}
 	}
 	if r.DryRun {
 		for _, m := range ms {

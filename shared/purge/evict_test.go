@@ -3,6 +3,7 @@ package purge_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,6 +105,11 @@ func TestProxyEvict(t *testing.T) {
 			}
 			if got := deleted(real); !slices.Equal(got, deleted(dry)) || len(real.Errors) != 0 {
 				t.Fatalf("real run deleted %v (errors %v); the dry run reported %v", got, real.Errors, deleted(dry))
+			}
+			for _, it := range real.Deleted {
+				if k := map[bool]string{true: "marker", false: "manifest"}[strings.HasPrefix(it.ID, "foreign:")]; it.Kind != k || k == "manifest" && it.Bytes == 0 {
+					t.Errorf("item %+v: want kind %s (and bytes for a manifest)", it, k)
+				}
 			}
 			if got, want := state(t, s, imgs...), without(before0, want[:2]...); !slices.Equal(got, want) {
 				t.Errorf("left:\n%v\nwant\n%v", got, want)

@@ -160,7 +160,7 @@ func (pl manifestPlan) run(ctx context.Context, col storage.Collector, r *Report
 		}
 		switch {
 		case err == nil:
-			r.Deleted = append(r.Deleted, Item{ID: m.Digest.String(), Image: img.String(), Bytes: m.Size, Created: m.Created, Updated: lastWrite(m)})
+			r.Deleted = append(r.Deleted, Item{Kind: "manifest", ID: m.Digest.String(), Image: img.String(), Bytes: m.Size, Created: m.Created, Updated: lastWrite(m)})
 			n++
 			continue
 		case errors.Is(err, storage.ErrNotFound):
