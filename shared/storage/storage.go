@@ -161,12 +161,15 @@ type Page struct {
 type Metadata interface {
 	// PutBlob records blob bytes stored at b.Key and returns the record now
 	// stored: b, or the record that existed already (another upload of the same
-	// bytes won; its Key may differ from b's). The existing record is never changed.
+	// bytes won; its Key may differ from b's). The existing record keeps
+	// everything but its touch time, which is set to now (collect.go).
 	PutBlob(ctx context.Context, b Blob) (Blob, error)
 	// GetBlob returns the global record, or ErrNotFound.
 	GetBlob(ctx context.Context, d digest.Digest) (Blob, error)
 
-	// LinkBlob makes a blob visible in an image (idempotent).
+	// LinkBlob makes a blob visible in an image (idempotent). It touches the
+	// blob's global record first and fails with ErrNotFound, linking
+	// nothing, when there is none (collect.go: when it may skip the touch).
 	LinkBlob(ctx context.Context, img Image, b Blob) error
 	// StatBlob returns the link of a blob in an image (one read), or ErrNotFound.
 	StatBlob(ctx context.Context, img Image, d digest.Digest) (Blob, error)

@@ -66,11 +66,11 @@ func (s *Store) LinkBlob(_ context.Context, img storage.Image, b storage.Blob) e
 	now := s.touchTime()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, ok := s.blobs[b.Digest]
-	if !ok {
-		return fmt.Errorf("link blob %.80s into %.80s: no blob record: %w", b.Digest, img, storage.ErrNotFound)
-	}
-	if !storage.FreshTouch(b, now) {
+	if !storage.FreshTouch(b, now) { // as package dynamo: the touch is the record check
+		rec, ok := s.blobs[b.Digest]
+		if !ok {
+			return fmt.Errorf("link blob %.80s into %.80s: no blob record: %w", b.Digest, img, storage.ErrNotFound)
+		}
 		rec.Touched = now
 		s.blobs[b.Digest] = rec
 	}
