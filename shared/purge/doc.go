@@ -121,8 +121,9 @@
 // image again stores its manifest before writing its markers, so after
 // the deletes the image is listed again and, if a manifest appeared, the
 // markers are written back. The proxy's other markers are not
-// eviction's: neg: (not found upstream) and mfill (a fill's lease) expire
-// by themselves within minutes, holds: is blob-gc's.
+// eviction's: neg: (not found upstream, negativeCacheTTL) and mfill (a
+// manifest fill's lease, seconds) expire by themselves and say nothing
+// about what is cached; holds: is blob-gc's.
 //
 // Bounded and resumable: a run handles at most MaxPerRun images and
 // records the last one in a checkpoint marker (group purge, key the
