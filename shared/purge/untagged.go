@@ -3,7 +3,6 @@ package purge
 import (
 	"context"
 	"errors"
-	"slices"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -101,11 +100,12 @@ func planManifests(ms []storage.Manifest, roots map[digest.Digest]string) manife
 			ready = append(ready, m.Digest)
 		}
 	}
-	for len(ready) > 0 {
-		slices.Sort(ready)
+	dropped := map[digest.Digest]bool{}
+	for len(ready) > 0 { // first in, first out: the order follows ms's, dry or not
 		d := ready[0]
 		ready = ready[1:]
 		pl.drop = append(pl.drop, byDigest[d])
+		dropped[d] = true
 		for _, k := range pl.keeps[d] {
 			if _, kept := pl.kept[k]; !kept {
 				if parents[k]--; parents[k] == 0 {
@@ -115,7 +115,7 @@ func planManifests(ms []storage.Manifest, roots map[digest.Digest]string) manife
 		}
 	}
 	for _, m := range ms {
-		if _, ok := pl.kept[m.Digest]; !ok && !slices.ContainsFunc(pl.drop, func(x storage.Manifest) bool { return x.Digest == m.Digest }) {
+		if _, ok := pl.kept[m.Digest]; !ok && !dropped[m.Digest] {
 			pl.kept[m.Digest] = skipChild // on a cycle (impossible with digests)
 		}
 	}
