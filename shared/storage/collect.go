@@ -31,8 +31,11 @@ import (
 //     Collector.TouchManifest instead of reads (one call each, as before).
 
 // FreshFor is how recent Blob.Touched must be for LinkBlob to skip the
-// record's touch (far below the purge's minimum grace period of an hour).
-const FreshFor = time.Minute
+// record's touch. Safe while the purge's grace period exceeds FreshFor plus
+// the longest request (the grace is at least an hour; package purge's doc
+// has the argument): a link or record touched that recently cannot be
+// deleted by a pass that could miss the new link.
+const FreshFor = 2 * time.Second
 
 // FreshTouch tells whether b was touched less than FreshFor before now.
 func FreshTouch(b Blob, now time.Time) bool {
