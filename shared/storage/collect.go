@@ -105,8 +105,9 @@ type Collector interface {
 	// conditional write); ErrNotFound when it is not stored there.
 	TouchManifest(ctx context.Context, img Image, d digest.Digest) error
 	// MarkPulled records that manifest d of img was pulled now (Manifest.
-	// Pulled; the proxy cache eviction's clock). Callers write it at most
-	// once a day per manifest; ErrNotFound when it is not stored.
+	// Pulled, the proxy cache eviction's clock, and Touched, so that a
+	// conditional delete decided before the pull fails). Callers write it
+	// at most once a day per manifest; ErrNotFound when it is not stored.
 	MarkPulled(ctx context.Context, img Image, d digest.Digest) error
 
 	// ListImage returns every tag, manifest (without body) and link of img

@@ -74,13 +74,15 @@ func projection(attrs []string) expression.ProjectionBuilder {
 // touch sets attribute attr of the item at k to now (epoch ms) with one
 // UpdateItem on condition that the item exists; storage.ErrNotFound when
 // it does not. When out is set it receives the item as updated (ALL_NEW).
-func (s *Store) touch(ctx context.Context, k key, attr string, now time.Time, out any) error {
+func (s *Store) touch(ctx context.Context, k key, attr string, now time.Time, out any, more ...string) error {
 	if !k.fits() {
 		return storage.ErrNotFound
 	}
-	expr, err := expression.NewBuilder().
-		WithUpdate(expression.Set(expression.Name(attr), expression.Value(toMillis(now)))).
-		WithCondition(*mustExist()).Build()
+	upd := expression.Set(expression.Name(attr), expression.Value(toMillis(now)))
+	for _, a := range more {
+		upd = upd.Set(expression.Name(a), expression.Value(toMillis(now)))
+	}
+	expr, err := expression.NewBuilder().WithUpdate(upd).WithCondition(*mustExist()).Build()
 	if err != nil {
 		return fmt.Errorf("build update: %w", err)
 	}
@@ -133,7 +135,9 @@ func (s *Store) TouchManifest(ctx context.Context, img storage.Image, d digest.D
 // MarkPulled sets pulled of manifest d of img to now with one conditional
 // UpdateItem; storage.ErrNotFound when it is not stored.
 func (s *Store) MarkPulled(ctx context.Context, img storage.Image, d digest.Digest) error {
-	if err := s.touch(ctx, manifestKey(img, d), attrPulled, s.now(), nil); err != nil {
+	// A pull touches the manifest too: proxy-evict's conditional delete
+	// then spares a manifest pulled after its listing.
+	if err := s.touch(ctx, manifestKey(img, d), attrPulled, s.now(), nil, attrTouched); err != nil {
 		return fmt.Errorf("mark manifest %s in %s pulled: %w", d, img, err)
 	}
 	return nil

@@ -76,7 +76,7 @@ func (s *Store) TouchManifest(_ context.Context, img storage.Image, d digest.Dig
 // when it is not stored.
 func (s *Store) MarkPulled(_ context.Context, img storage.Image, d digest.Digest) error {
 	now := s.touchTime()
-	if !s.updateManifest(img, d, func(m *storage.Manifest) { m.Pulled = now }) {
+	if !s.updateManifest(img, d, func(m *storage.Manifest) { m.Pulled, m.Touched = now, now }) {
 		return fmt.Errorf("mark manifest %.80s in %.80s pulled: %w", d, img, storage.ErrNotFound)
 	}
 	return nil

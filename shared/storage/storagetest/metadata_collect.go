@@ -152,8 +152,8 @@ func testCollectTouch(t *testing.T, s storage.Metadata) {
 	gm3, err := s.GetManifest(ctx, imgA, m.Digest)
 	must(t, "GetManifest after MarkPulled", err)
 	between(t, "MarkPulled: Pulled", gm3.Pulled, before, time.Now())
-	if !gm3.Touched.Equal(gm2.Touched) {
-		t.Fatalf("MarkPulled moved Touched from %v to %v", gm2.Touched, gm3.Touched)
+	if !gm3.Touched.Equal(gm3.Pulled) {
+		t.Fatalf("MarkPulled: Touched %v, want the pull's time %v (a pull protects the manifest from a delete decided before it)", gm3.Touched, gm3.Pulled)
 	}
 	// An overwrite is a new write: touched again, Pulled reset (documented).
 	tick()
