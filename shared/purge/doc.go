@@ -133,4 +133,105 @@
 // Dry runs start from the checkpoint and never move it. Two runs at once
 // do the same images: the second one's deletes find the items gone
 // ("gone") or fail their conditions; the end state is one run's.
+//
+// # Blob garbage collection: blob-gc
+//
+// blob-gc runs last (RunAll's order) and deletes what no kept manifest
+// references once it has been left alone for purge.blobGrace (default 24h,
+// at least 1h; the "cut" is the pass's start T0 minus the grace):
+//
+//   - links (B#<digest> in an image) that no manifest of their image
+//     references: abandoned pushes (links, no manifest), links of deleted
+//     or evicted manifests, mounts never used;
+//   - blob records (BLOB#<digest>) that no remaining link names, then their
+//     S3 objects (one DeleteObjects per 1,000);
+//   - holds:<proxy> markers of blobs the proxy no longer links;
+//   - reconciliation, S3 to records: objects under blobs/, manifests/ and
+//     uploads/ that no record, link or manifest names and that are older
+//     than the cut (a crash between a push's writes, a record deleted
+//     before its object was), unless an upload still owns them (below).
+//     The other way, a record whose object the bucket lacks is reported as
+//     an error (its bytes are lost; the record is left for an operator).
+//
+// A pass reads the whole table once with a strongly consistent, paged Scan
+// (storage.Collector.Scan; dynamodb:Scan is granted to the purge function
+// only): links, manifests' blob lists, records, sessions and markers; no
+// per-image queries, so abandoned pushes, which have no catalog entry, are
+// found too. Then it deletes links, records and objects in that order, and
+// lists the bucket (ListObjectsV2 pages of 1,000).
+//
+// # Race safety without transactions
+//
+// Every item the GC deletes carries a touch time (storage.Collector, by
+// the writer's clock): a manifest PUT touches each link it references
+// (TouchLink, a conditional UpdateItem instead of the read it made
+// before: no extra call) and each child manifest (TouchManifest); LinkBlob
+// touches the blob's record before it writes the link (and fails with
+// ErrNotFound when the record is gone); PutBlob touches an existing
+// record. The GC deletes a link or record only with the condition "not
+// touched since the cut" (DeleteLinkIf, DeleteBlobIf). The argument, for
+// grace > the longest request + storage.FreshFor:
+//
+//   - An item touched after the cut survives: its delete fails, the GC
+//     counts it "busy" and keeps what it protects (a busy link keeps its
+//     record).
+//   - An item last touched before the cut was touched by a request that
+//     finished before T0 (grace > longest request). Whatever that request
+//     wrote (the manifest referencing the link, the link naming the record)
+//     existed before T0 and is seen by the scan unless deleted since.
+//   - A writer that starts after the GC read an item and references it
+//     touches it first: either before the GC's delete (the delete fails)
+//     or after it (the touch fails with ErrNotFound and the request fails
+//     cleanly: a manifest PUT answers MANIFEST_BLOB_UNKNOWN, a mount falls
+//     back to an upload, an upload finish stores its own bytes, a proxy
+//     fills again). Nothing ever points at a deleted item.
+//   - A record is deleted before its object, and objects are written once
+//     at keys no later write reuses (storage.NewBlobKey, an upload's own
+//     key): a new upload of the same bytes after the record's delete makes a
+//     new record with a new object, never one the GC is about to delete.
+//
+// Mounts, group pushes and proxy fills all link through LinkBlob, uploads
+// record through PutBlob, so the same argument covers them. LinkBlob skips
+// the record's touch for a blob touched less than storage.FreshFor (2s)
+// before: the blob PutBlob has just returned, or a link a manifest PUT has
+// just touched, which no pass can delete before it sees the new link.
+//
+// The reconciliation's objects carry no touch time; their S3 modification
+// time stands in for it. An object at a new key is referenced within the
+// request that wrote it, so one older than the cut that nothing in the
+// scan names is an orphan. A multipart upload's object is older than its
+// reference (S3 dates it from the upload's start), so an object under
+// blobs/uploads/<id> is also kept while any of its owners exists, read in
+// the order ownership is handed on, each owner created before the previous
+// one goes: the upload session (UPLOAD#<id>), a pending direct-upload
+// verification (the direct-verify markers, one Query), the record whose
+// writer first leaves a repo.UploadedGroup marker naming the digest (kept
+// 7 days). A staged chunk under uploads/<id>/ is kept while its session
+// exists.
+//
+// A proxy cache evicted by proxy-evict leaves its links unreferenced; the
+// next passes collect them and the blobs only they held. A client still
+// downloading such a layer gets a 404 from S3 on a later redirect at worst;
+// its retry goes through the proxy, which fills the blob again.
+//
+// # Bounded, resumable passes
+//
+// A pass is cut into runs: each run stops after MaxPerRun units (100
+// scanned items, one candidate, or 100 listed objects are a unit) or 90s
+// before its context's deadline (the Lambda's 15 minutes), saves its state
+// (what the scan saw and where each phase stands, gzip JSON under
+// storage.PurgePrefix) and a checkpoint marker (MARK#purge blob-gc) naming
+// it, and reports More. The next run continues from there; a pass older
+// than two days starts over. A lease marker (blob-gc-lease, 16 minutes)
+// makes concurrent runs skip ("locked") instead of working twice; every
+// delete is conditional and idempotent anyway. A dry run makes a whole
+// pass in memory: no lease, no checkpoint, no write, and reports the items
+// the following real pass deletes (the same order and decisions).
+//
+// # Metrics
+//
+// Besides the JSON report in the log, each run prints one CloudWatch
+// embedded-metric-format line (Deps.Metrics; the purge function's stdout):
+// namespace Airlock/Purge, dimensions Task and DryRun, metrics Deleted,
+// BytesFreed, Considered, Errors, More; no PutMetricData call.
 package purge

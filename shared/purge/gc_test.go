@@ -194,7 +194,7 @@ func newGCFixture(t *testing.T, b backend) *gcFixture {
 	time.Sleep(time.Until(f.mid.Add(1100 * time.Millisecond)))
 
 	// --- young generation: kept whatever references them.
-	blob("y1", true, imgA)              // an unreferenced link within the grace period
+	blob("y1", true, imgA)               // an unreferenced link within the grace period
 	_, ky := blob("young-orphan", false) // an object too young to judge
 	f.keep = append(f.keep, ky)
 	// The hidden record, written "during the pass".
