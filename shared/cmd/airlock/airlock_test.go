@@ -183,7 +183,6 @@ func (s *s3Counter) sentBytes() int64 {
 	return s.bytes
 }
 
-
 func (s *s3Counter) total() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

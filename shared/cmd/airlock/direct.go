@@ -18,7 +18,8 @@ import (
 // Direct-to-S3 uploads (README, Direct-to-S3 uploads): the registry plans
 // the blob's parts and answers presigned S3 UploadPart URLs (POST
 // <location>?size=&airlock-part-size=); the CLI PUTs the parts straight to
-// S3, --parts at a time, each from a buffer of the part size (so memory is
+// S3, --parts at a time, each from a buffer of the part size taken from the
+// push's --jobs × --parts buffers (reused from blob to blob: memory stays
 // about --jobs × --parts × part size), then completes with the ETags (PUT
 // <location>?digest=&airlock-complete=1): 201, or 202 while the registry
 // verifies a large blob asynchronously (the CLI then polls HEAD).
@@ -152,10 +153,7 @@ func (p *pusher) direct(ctx context.Context, l v1.Layer, d v1.Hash, size int64, 
 	defer rc.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	free := make(chan []byte, p.o.parts)
-	for range p.o.parts {
-		free <- nil
-	}
+	slots := make(chan struct{}, p.o.parts)
 	errs := make([]error, len(urls))
 	var wg sync.WaitGroup
 	var readErr error
@@ -174,7 +172,8 @@ func (p *pusher) direct(ctx context.Context, l v1.Layer, d v1.Hash, size int64, 
 		}
 		var buf []byte
 		select {
-		case buf = <-free:
+		case slots <- struct{}{}:
+			buf = <-p.buffers
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
@@ -185,11 +184,13 @@ func (p *pusher) direct(ctx context.Context, l v1.Layer, d v1.Hash, size int64, 
 		}
 		buf = buf[:n]
 		if _, err := io.ReadFull(rc, buf); err != nil {
+			p.buffers <- buf
+			<-slots
 			readErr = fmt.Errorf("%s: read part %d: %w", what, num, err)
 			break
 		}
 		wg.Go(func() {
-			defer func() { free <- buf }()
+			defer func() { p.buffers <- buf; <-slots }()
 			etag, err := p.putPart(ctx, u, buf)
 			if err == nil {
 				err = st.sent(num, etag)
