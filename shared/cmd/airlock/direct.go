@@ -18,9 +18,9 @@ import (
 // Direct-to-S3 uploads (README, Direct-to-S3 uploads): the registry plans
 // the blob's parts and answers presigned S3 UploadPart URLs (POST
 // <location>?size=&airlock-part-size=); the CLI PUTs the parts straight to
-// S3, --parts at a time, each from a buffer of the part size taken from the
-// push's --jobs × --parts buffers (reused from blob to blob: memory stays
-// about --jobs × --parts × part size), then completes with the ETags (PUT
+// S3, --parts at a time, each from a buffer of the part size (buffers are
+// reused from part to part and blob to blob: memory stays about
+// min(--jobs, blobs) × --parts × part size), then completes with the ETags (PUT
 // <location>?digest=&airlock-complete=1): 201, or 202 while the registry
 // verifies a large blob asynchronously (the CLI then polls HEAD).
 
@@ -173,24 +173,20 @@ func (p *pusher) direct(ctx context.Context, l v1.Layer, d v1.Hash, size int64, 
 		var buf []byte
 		select {
 		case slots <- struct{}{}:
-			buf = <-p.buffers
+			buf = p.buffers.get(n, partSize)
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
 			break
 		}
-		if int64(cap(buf)) < n {
-			buf = make([]byte, partSize)
-		}
-		buf = buf[:n]
 		if _, err := io.ReadFull(rc, buf); err != nil {
-			p.buffers <- buf
+			p.buffers.put(buf)
 			<-slots
 			readErr = fmt.Errorf("%s: read part %d: %w", what, num, err)
 			break
 		}
 		wg.Go(func() {
-			defer func() { p.buffers <- buf; <-slots }()
+			defer func() { p.buffers.put(buf); <-slots }()
 			etag, err := p.putPart(ctx, u, buf)
 			if err == nil {
 				err = st.sent(num, etag)
@@ -296,4 +292,30 @@ func (p *pusher) awaitVerified(ctx context.Context, d v1.Hash, size int64) error
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// bufPool keeps part buffers for reuse, the last returned first (so no more
+// are made than are in use at once).
+type bufPool struct {
+	mu   sync.Mutex
+	free [][]byte
+}
+
+// get returns a buffer of n bytes (capacity ≥ partSize when made).
+func (b *bufPool) get(n, partSize int64) []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := len(b.free) - 1; i >= 0; i-- {
+		if buf := b.free[i]; int64(cap(buf)) >= n {
+			b.free = append(b.free[:i], b.free[i+1:]...)
+			return buf[:n]
+		}
+	}
+	return make([]byte, n, max(n, partSize))
+}
+
+func (b *bufPool) put(buf []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.free = append(b.free, buf)
 }

@@ -46,8 +46,8 @@ type pusher struct {
 	// missing blobs from (POST ?mount=&from=), in order.
 	mountFrom []string
 
-	// buffers holds --jobs × --parts part buffers (nil until first used).
-	buffers chan []byte
+	// buffers are the part buffers of direct uploads, reused.
+	buffers bufPool
 
 	pushedDigest v1.Hash
 	stats        stats
@@ -94,10 +94,6 @@ func newPusher(ctx context.Context, dst string, o options, mountFrom []string, p
 		client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse // a 307 to S3 on HEAD means "present"
 		}},
-	}
-	p.buffers = make(chan []byte, o.jobs*o.parts)
-	for range o.jobs * o.parts {
-		p.buffers <- nil
 	}
 	for _, m := range mountFrom {
 		if m != repo.RepositoryStr() {
