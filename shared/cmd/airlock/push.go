@@ -320,6 +320,25 @@ type registryError struct {
 
 func (e *registryError) Error() string { return e.msg }
 
+// progressReader reports the bytes read to prog every step bytes.
+type progressReader struct {
+	r          io.Reader
+	prog       progress
+	d          v1.Hash
+	size, step int64
+	pending    int64
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.pending += int64(n)
+	if p.pending >= p.step {
+		p.prog.sent(p.d, p.size, p.pending)
+		p.pending = 0
+	}
+	return n, err
+}
+
 // countReader counts the bytes read into *n.
 type countReader struct {
 	r io.Reader
@@ -476,7 +495,8 @@ func (p *pusher) monolithic(ctx context.Context, l v1.Layer, d v1.Hash, size int
 	}
 	defer rc.Close()
 	u := withQuery(loc, "digest", d.String())
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, &countReader{r: rc, n: &p.stats.registryBytes})
+	body := &progressReader{r: &countReader{r: rc, n: &p.stats.registryBytes}, prog: p.prog, d: d, size: size, step: max(size/10, mib)}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, body)
 	if err != nil {
 		return err
 	}
@@ -487,9 +507,9 @@ func (p *pusher) monolithic(ctx context.Context, l v1.Layer, d v1.Hash, size int
 		return fmt.Errorf("blob %s: PUT %s: %w", d, redact(u), err)
 	}
 	defer res.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(res.Body, mib))
+	rb, _ := io.ReadAll(io.LimitReader(res.Body, mib))
 	if res.StatusCode != http.StatusCreated {
-		return statusError("blob "+d.String(), http.MethodPut, u, res, body)
+		return statusError("blob "+d.String(), http.MethodPut, u, res, rb)
 	}
 	return nil
 }
