@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -73,7 +74,7 @@ func (l *lines) state(d v1.Hash, size int64, msg string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := l.done[d]
-	if msg == "done" || strings.HasPrefix(msg, "skipped") || strings.HasPrefix(msg, "mounted") || msg == "verifying" {
+	if finished(msg) || msg == "verifying" {
 		n = size
 	}
 	fmt.Fprintf(l.w, "%s %d/%d %s\n", short(d), n, size, msg)
@@ -127,14 +128,24 @@ func (b *bars) sent(d v1.Hash, size, n int64) {
 	}
 }
 
+// state of a finished blob prints its last line above the bars and drops
+// its bar: the bars are the blobs in flight (at most --jobs), whatever the
+// terminal's height.
 func (b *bars) state(d v1.Hash, size int64, msg string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r := b.rowLocked(d, size)
 	r.msg = msg
-	if msg == "done" || strings.HasPrefix(msg, "skipped") || strings.HasPrefix(msg, "mounted") {
+	if finished(msg) {
 		r.done = size
+		b.msgs = append(b.msgs, b.line(d, r))
+		delete(b.rows, d)
+		b.order = slices.DeleteFunc(b.order, func(h v1.Hash) bool { return h == d })
 	}
+}
+
+func finished(msg string) bool {
+	return msg == "done" || strings.HasPrefix(msg, "skipped") || strings.HasPrefix(msg, "mounted")
 }
 
 func (b *bars) logf(format string, a ...any) {
@@ -170,12 +181,19 @@ func (b *bars) draw() {
 	if b.drawn > 0 {
 		fmt.Fprintf(&s, "\x1b[%dA", b.drawn)
 	}
-	for _, m := range b.msgs {
+	msgs := b.msgs
+	for _, m := range msgs {
 		s.WriteString("\r\x1b[2K" + m + "\n")
 	}
 	b.msgs = nil
 	for _, d := range b.order {
 		s.WriteString("\r\x1b[2K" + b.line(d, b.rows[d]) + "\n")
+	}
+	for range b.drawn - len(b.order) - len(msgs) { // clear what finished blobs leave below
+		s.WriteString("\r\x1b[2K\n")
+	}
+	if extra := b.drawn - len(b.order) - len(msgs); extra > 0 {
+		fmt.Fprintf(&s, "\x1b[%dA", extra)
 	}
 	b.drawn = len(b.order)
 	_, _ = io.WriteString(b.w, s.String())
@@ -197,7 +215,11 @@ func (b *bars) line(d v1.Hash, r *row) string {
 	if el := time.Since(r.start).Seconds(); el > 0.5 && r.done > 0 && r.done < r.size {
 		rate = fmt.Sprintf(" %5.1f MiB/s", float64(r.done)/mib/el)
 	}
-	s := fmt.Sprintf("%s [%s] %7.1f/%.1f MiB%s %s", short(d), bar, float64(r.done)/mib, float64(r.size)/mib, rate, r.msg)
+	amount := fmt.Sprintf("%7.1f/%.1f MiB", float64(r.done)/mib, float64(r.size)/mib)
+	if r.size < mib {
+		amount = fmt.Sprintf("%7.1f/%.1f KiB", float64(r.done)/1024, float64(r.size)/1024)
+	}
+	s := fmt.Sprintf("%s [%s] %s%s %s", short(d), bar, amount, rate, r.msg)
 	if len(s) > b.width-1 {
 		s = s[:b.width-1]
 	}
