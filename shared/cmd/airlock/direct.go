@@ -177,6 +177,10 @@ func (p *pusher) direct(ctx context.Context, l v1.Layer, d v1.Hash, size int64, 
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
+			if buf != nil {
+				p.buffers.put(buf)
+				<-slots
+			}
 			break
 		}
 		if _, err := io.ReadFull(rc, buf); err != nil {
