@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"strconv"
@@ -108,6 +111,10 @@ func (p *pusher) resume(ctx context.Context, l v1.Layer, d v1.Hash, size int64, 
 	return true, nil
 }
 
+// checkSource: hash the blob while reading it and complete only when it
+// matches (tests turn it off to reach the registry's verification).
+var checkSource = true
+
 // errSessionGone marks a resumed session's refusal (see resume).
 var errSessionGone = errors.New("session gone")
 
@@ -145,12 +152,19 @@ func (p *pusher) direct(ctx context.Context, l v1.Layer, d v1.Hash, size int64, 
 		return err
 	}
 
-	// Read the blob in order; send parts in parallel from --parts buffers.
-	rc, err := l.Compressed()
+	// Read the blob in order, hashing it; send parts in parallel from
+	// --parts buffers.
+	src, err := l.Compressed()
 	if err != nil {
 		return fmt.Errorf("%s: read: %w", what, err)
 	}
-	defer rc.Close()
+	defer src.Close()
+	var rc io.Reader = src
+	var h hash.Hash
+	if checkSource && d.Algorithm == "sha256" {
+		h = sha256.New()
+		rc = io.TeeReader(src, h)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	slots := make(chan struct{}, p.o.parts)
@@ -213,6 +227,14 @@ func (p *pusher) direct(ctx context.Context, l v1.Layer, d v1.Hash, size int64, 
 	if extra, _ := rc.Read(make([]byte, 1)); extra > 0 {
 		return fmt.Errorf("%s: the source holds more than its %d bytes", what, size)
 	}
+	if h != nil {
+		if got := hex.EncodeToString(h.Sum(nil)); got != d.Hex {
+			// Not completed: the registry would refuse it. Cancel the session.
+			_, _, _ = p.do(ctx, http.MethodDelete, loc, nil)
+			st.remove()
+			return fmt.Errorf("%s: the source's bytes hash to sha256:%s, not to the digest its manifest names: the image is damaged or changed while read; nothing was stored", what, got)
+		}
+	}
 
 	// Complete; 202: wait for the verification. Once the registry has
 	// answered, the session is done with (or refused): no state to resume.
@@ -231,7 +253,7 @@ func (p *pusher) direct(ctx context.Context, l v1.Layer, d v1.Hash, size int64, 
 	case http.StatusCreated:
 		return nil
 	case http.StatusAccepted:
-		return p.awaitVerified(ctx, d, size)
+		return p.awaitVerified(ctx, d, size, u, body)
 	}
 	return statusError(what+": complete", http.MethodPut, u, res, rb)
 }
@@ -273,8 +295,11 @@ func (p *pusher) putPart(ctx context.Context, u string, b []byte) (string, error
 	return "", last
 }
 
-// awaitVerified polls HEAD of the blob until the registry has verified it.
-func (p *pusher) awaitVerified(ctx context.Context, d v1.Hash, size int64) error {
+// awaitVerified waits for the registry's asynchronous verification: it
+// polls HEAD of the blob, and when absent sends the completion again (the
+// registry answers a completed session 201 once verified, 202 while
+// pending, 404 when the verification failed), so a failure ends the wait.
+func (p *pusher) awaitVerified(ctx context.Context, d v1.Hash, size int64, completeURL string, completion []byte) error {
 	p.prog.state(d, size, "verifying")
 	deadline := time.Now().Add(verifyWait)
 	wait := 50 * time.Millisecond
@@ -286,8 +311,21 @@ func (p *pusher) awaitVerified(ctx context.Context, d v1.Hash, size int64) error
 		if ok {
 			return nil
 		}
+		res, rb, err := p.do(ctx, http.MethodPut, completeURL, completion, "Content-Type", "application/json")
+		if err != nil {
+			return fmt.Errorf("blob %s: verification: %w", d, err)
+		}
+		switch res.StatusCode {
+		case http.StatusCreated:
+			return nil
+		case http.StatusAccepted:
+		case http.StatusNotFound:
+			return fmt.Errorf("blob %s: the registry's verification failed: the bytes uploaded do not hash to the digest (a changed or damaged source?); nothing was stored: push again", d)
+		default:
+			return statusError("blob "+d.String()+": verification", http.MethodPut, completeURL, res, rb)
+		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("blob %s: still not verified by the registry after %s (or its verification failed: push again)", d, verifyWait)
+			return fmt.Errorf("blob %s: still not verified by the registry after %s: push again later (the blob is skipped once verified)", d, verifyWait)
 		}
 		select {
 		case <-time.After(wait):

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -294,5 +295,59 @@ func TestProgressBars(t *testing.T) {
 	// Not a terminal: plain lines.
 	if _, ok := newProgress(&buf, false).(*lines); !ok {
 		t.Error("progress on a buffer is not plain lines")
+	}
+}
+
+// TestVerificationFailed: a layout blob damaged after it was written (same
+// size, the old digest): the CLI's own hash stops it before the completion;
+// without that check the registry's asynchronous verification refuses it
+// and the push fails saying so, without waiting out verifyWait.
+func TestVerificationFailed(t *testing.T) {
+	isolate(t)
+	reg := newRegistry(t, true, registry.DirectOptions{VerifyInline: -1})
+	countS3(t)
+	img := oneLayerImage(t, 12*mib)
+	dir := ociLayout(t, img, "1")
+	ls, _ := img.Layers()
+	d, _ := ls[0].Digest()
+	path := filepath.Join(dir, "blobs", d.Algorithm, d.Hex)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The CLI hashes what it reads and stops before the completion.
+	before := reg.count.get()
+	var out bytes.Buffer
+	err = run(context.Background(), []string{"push", "--part-size", "5", "oci:" + dir, reg.host + "/local/bad:1"}, &out)
+	if err == nil || !strings.Contains(err.Error(), "damaged") || !strings.Contains(err.Error(), d.String()) {
+		t.Fatalf("push of a damaged blob: %v\n%s", err, out.String())
+	}
+	if c := reg.count.get(); c.completions != before.completions || c.deletes != before.deletes+1 {
+		t.Errorf("registry requests %+v → %+v: want no completion, the session cancelled", before, c)
+	}
+
+	// Without that check, the registry's verification refuses it.
+	checkSource = false
+	old := verifyWait
+	verifyWait = time.Hour // the failure must end the wait, not the deadline
+	t.Cleanup(func() { verifyWait, checkSource = old, true })
+	out.Reset()
+	err = run(context.Background(), []string{"push", "--part-size", "5", "oci:" + dir, reg.host + "/local/bad:1"}, &out)
+	if err == nil || !strings.Contains(err.Error(), "verification failed") || !strings.Contains(err.Error(), d.String()) {
+		t.Fatalf("push of a damaged blob: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "verifying") {
+		t.Errorf("the push did not wait for an asynchronous verification:\n%s", out.String())
+	}
+	res, err := http.Head("http://" + reg.host + "/v2/local/bad/blobs/" + d.String())
+	if err != nil || res.StatusCode != http.StatusNotFound {
+		t.Errorf("HEAD of the refused blob: %v %v, want 404", res, err)
+	}
+	if sts := stateFiles(t); len(sts) != 0 {
+		t.Errorf("resume state left: %+v", sts)
 	}
 }
