@@ -201,7 +201,7 @@ func benchCLI(t *testing.T, rep *report, root, data, dynamoURL, s3URL string) {
 	perGiB := time.Duration(float64(verify) / (float64(total) / (1 << 30)))
 	sec.row("verification (the completion requests of 3 direct uploads)", secs(verify), rate(total, verify), "", "", "")
 	sec.note("verification: %s per GiB in the completing request (inline up to DirectOptions.VerifyInline, 200 MiB by default; larger blobs go to the verifier function, same work)", secs(perGiB))
-	sec.note("the CLI's times include reading the layout and the registry's inline verification of each 200 MiB blob; the limit is the SDK's multipart uploader (5 MiB parts, 5 at a time) with SHA-256 of the stream")
+	sec.note("the CLI's times include reading and hashing the layout and the registry's inline verification of each 200 MiB blob (the last one's, about %s, after its upload), all on the same CPUs as the emulator; the limit is the SDK's multipart uploader (5 MiB parts, 5 at a time) with SHA-256 of the stream", secs(verify/3))
 	sec.note("peak RSS is the process's VmHWM (polled every 10 ms): the part buffers (bounded by jobs × parts × part size) plus the Go runtime")
 }
 
