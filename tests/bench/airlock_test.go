@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -80,7 +81,7 @@ func awsClients(ctx context.Context, dynamoURL, s3URL string, c *awscount.Counte
 
 // newAirlock builds the registry handler on table and bucket (both created
 // when missing), exactly as the api function wires it.
-func newAirlock(ctx context.Context, dynamoURL, table, s3URL, bucket string, c *awscount.Counter) (*registry.Registry, *s3store.Store, error) {
+func newAirlock(ctx context.Context, dynamoURL, table, s3URL, bucket string, c *awscount.Counter, opts ...func(*registry.Deps)) (*registry.Registry, *s3store.Store, error) {
 	db, s3c, err := awsClients(ctx, dynamoURL, s3URL, c)
 	if err != nil {
 		return nil, nil, err
@@ -96,7 +97,11 @@ func newAirlock(ctx context.Context, dynamoURL, table, s3URL, bucket string, c *
 		return nil, nil, err
 	}
 	blobs := s3store.New(s3c, bucket)
-	rg, err := registry.New(registry.Deps{Meta: dynamo.New(db, table), Blobs: blobs, Config: cfg})
+	deps := registry.Deps{Meta: dynamo.New(db, table), Blobs: blobs, Config: cfg}
+	for _, o := range opts {
+		o(&deps)
+	}
+	rg, err := registry.New(deps)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -104,11 +109,13 @@ func newAirlock(ctx context.Context, dynamoURL, table, s3URL, bucket string, c *
 }
 
 // serveMain is the Airlock server process: it prints "listening URL" and
-// serves until killed.
+// serves until killed. AIRLOCK_BENCH_MAX_BODY sets Deps.MaxBody (the front
+// door's body limit, as localdev's -max-body).
 func serveMain() error {
 	ctx := context.Background()
+	maxBody, _ := strconv.ParseInt(os.Getenv("AIRLOCK_BENCH_MAX_BODY"), 10, 64)
 	rg, _, err := newAirlock(ctx, os.Getenv("AIRLOCK_BENCH_DYNAMO"), os.Getenv("AIRLOCK_BENCH_TABLE"),
-		os.Getenv("AIRLOCK_BENCH_S3"), os.Getenv("AIRLOCK_BENCH_BUCKET"), nil)
+		os.Getenv("AIRLOCK_BENCH_S3"), os.Getenv("AIRLOCK_BENCH_BUCKET"), nil, func(d *registry.Deps) { d.MaxBody = maxBody })
 	if err != nil {
 		return err
 	}

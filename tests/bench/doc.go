@@ -47,9 +47,18 @@
 //     calls per pull and the cost per million pulls behind the API Gateway
 //     HTTP API and a Lambda function URL from us-east-1 list prices, with
 //     the measured duration and with a 20 ms floor per request (figures
-//     only, nothing asserted on time or money).
+//     only, nothing asserted on time or money);
+//  8. the airlock CLI (cli_test.go): 3 × 200 MiB from an OCI layout pushed
+//     by bin/airlock over direct-to-S3 parts to an Airlock with the front
+//     door's body limit (4,706,379 bytes), against the SDK's multipart
+//     uploader putting the same bytes to S3 (the limit; target ≤ 1.2×) and
+//     regctl's chunked push (4 MiB chunks) through the same limit; the
+//     registry's digest verification per GiB (the completion request of a
+//     direct upload: complete, read back, hash); the CLI's peak RSS
+//     (VmHWM) with the default parallelism and with --jobs 1 --parts 2,
+//     next to its bound jobs × parts × part size.
 //
-// AIRLOCK_BENCH_ONLY=proxy (a comma list of calls, compare, proxy, auth, frontdoor) runs only
+// AIRLOCK_BENCH_ONLY=proxy (a comma list of calls, compare, proxy, auth, frontdoor, cli) runs only
 // those parts; AIRLOCK_BENCH_QUICK=1 shrinks the proxy part's layers. Both
 // are for development: the report's figures come from a full run.
 //

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -40,7 +41,9 @@ import (
 
 // counts are the requests one test registry saw.
 type counts struct {
-	sessions    int   // POST /blobs/uploads/
+	sessions    int   // POST /blobs/uploads/ (mounts included)
+	mounts      int   // POST /blobs/uploads/?mount=
+	deletes     int   // DELETE of a session
 	partAsks    int   // POST <location>?size=
 	completions int   // PUT ?airlock-complete=1
 	monolithic  int   // PUT ?digest= with a body
@@ -112,6 +115,11 @@ func newRegistryConfig(t *testing.T, doc string, direct bool, opts registry.Dire
 		switch {
 		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/"):
 			c.sessions++
+			if q.Has("mount") {
+				c.mounts++
+			}
+		case r.Method == http.MethodDelete && strings.Contains(r.URL.Path, "/blobs/uploads/"):
+			c.deletes++
 		case r.Method == http.MethodPost && q.Has("size"):
 			c.partAsks++
 			if r.Header.Get("Authorization") != "" {
@@ -140,19 +148,39 @@ func newRegistryConfig(t *testing.T, doc string, direct bool, opts registry.Dire
 type s3Counter struct {
 	mu     sync.Mutex
 	hosts  map[string]int
-	authed int // requests with an Authorization header
+	bytes  int64 // part bytes S3 answered 200 to
+	authed int   // requests with an Authorization header
+	// after, if set, runs after each part S3 took (its count so far).
+	after func(n int)
 }
 
 func (s *s3Counter) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := http.DefaultTransport.RoundTrip(r)
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if r.Method == http.MethodPut {
 		s.hosts[r.URL.Host]++
+		if err == nil && res.StatusCode == http.StatusOK {
+			s.bytes += r.ContentLength
+		}
 	}
 	if r.Header.Get("Authorization") != "" {
 		s.authed++
 	}
-	s.mu.Unlock()
-	return http.DefaultTransport.RoundTrip(r)
+	if s.after != nil && r.Method == http.MethodPut && err == nil {
+		n := 0
+		for _, v := range s.hosts {
+			n += v
+		}
+		s.after(n)
+	}
+	return res, err
+}
+
+func (s *s3Counter) sentBytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bytes
 }
 
 func (s *s3Counter) total() int {
@@ -227,7 +255,7 @@ func checkPulled(t *testing.T, ref string, want v1.Image) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := remote.Image(r)
+	got, err := remote.Image(r, remote.WithAuthFromKeychain(authn.DefaultKeychain))
 	if err != nil {
 		t.Fatalf("pull %s: %v", ref, err)
 	}
@@ -278,7 +306,8 @@ func checkContent(t *testing.T, img v1.Image) {
 }
 
 func isolate(t *testing.T) {
-	t.Setenv("DOCKER_CONFIG", t.TempDir()) // no credentials of the machine
+	t.Setenv("DOCKER_CONFIG", t.TempDir())  // no credentials of the machine
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // resume states of this test only
 }
 
 func TestPushOCILayoutDirect(t *testing.T) {

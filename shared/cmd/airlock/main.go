@@ -1,10 +1,14 @@
 // Command airlock pushes images to an Airlock registry (README, The airlock
-// CLI): from an OCI layout or a `docker save` tarball (push), or from any
-// registry (copy). Blobs the destination has are skipped (HEAD); the others
-// go straight to S3 with presigned part URLs when the registry advertises
-// direct uploads (Airlock-Direct-Upload: parts), else through the standard
-// upload API. Credentials come from the Docker config and its credential
-// helpers (authn.DefaultKeychain).
+// CLI): from an OCI layout, a `docker save` tarball or the local Docker
+// daemon (push), or from any registry (copy). Blobs the destination has are
+// skipped (HEAD) or mounted from another repository of the registry
+// (--mount-from; copy within one registry mounts from the source); the
+// others go straight to S3 with presigned part URLs when the registry
+// advertises direct uploads (Airlock-Direct-Upload: parts), else through the
+// standard upload API. An interrupted direct upload is resumed from a state
+// file (state.go). Credentials come from the Docker config and its
+// credential helpers (authn.DefaultKeychain: credsStore, credHelpers,
+// docker-credential-* on PATH), so `docker login` works for it.
 package main
 
 import (
@@ -15,7 +19,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
 )
 
 const mib = 1 << 20
@@ -28,8 +33,15 @@ func (e usageError) Error() string { return e.msg }
 const topUsage = `airlock: push images to an Airlock registry
 
 Usage:
-  airlock push [flags] SRC DST   push a local image (oci:<dir>[:tag], docker-archive:<file>[:tag])
-  airlock copy [flags] SRC DST   copy an image from any registry
+  airlock push [flags] SRC DST   push a local image: oci:<dir>[:tag], docker-archive:<file>[:tag],
+                                 docker-daemon:<image>[:tag]
+  airlock copy [flags] SRC DST   copy an image (or a multi-platform index) from any registry
+  airlock help [command]         this text, or a command's flags
+
+Layers go straight to S3 when the registry is an Airlock offering direct uploads
+(no size limit), else through the standard upload API. Layers the destination
+has are skipped; an interrupted push resumes where it stopped when run again.
+Credentials: the Docker config (docker login, credential helpers).
 
 Run 'airlock <command> --help' for the flags of a command.
 `
@@ -58,6 +70,8 @@ type options struct {
 	parts    int
 	partSize int64
 	quiet    bool
+	// stateDir holds the resume state ("": resuming off).
+	stateDir string
 }
 
 func (o *options) register(fs *flag.FlagSet) {
@@ -73,7 +87,13 @@ func (o *options) register(fs *flag.FlagSet) {
 		o.partSize = ps * mib
 		return nil
 	})
-	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress output (bars on a terminal, else a line per part)")
+	o.stateDir = defaultStateDir()
+	fs.StringVar(&o.stateDir, "state-dir", o.stateDir, "where interrupted direct uploads are recorded, to resume them on the next run")
+	fs.BoolFunc("no-resume", "neither resume interrupted uploads nor record them", func(string) error {
+		o.stateDir = ""
+		return nil
+	})
 }
 
 // run is the command line without the process (tests call it).
@@ -83,17 +103,28 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError{"a command is required: push or copy"}
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "help" && len(args) == 1 {
+		cmd, args = args[0], []string{"--help"}
+	}
 	var srcHelp string
 	switch cmd {
 	case "push":
 		srcHelp = `SRC is a local image:
-  oci:<dir>[:tag]            an OCI image layout (the tag is its org.opencontainers.image.ref.name;
-                             without one the layout must hold a single image or index)
-  docker-archive:<file>[:tag]  a 'docker save' tarball (the tag picks one of several images)
-DST is a registry reference, e.g. registry.example.com/team/app:1`
+  oci:<dir>[:tag]               an OCI image layout (the tag is its org.opencontainers.image.ref.name;
+                                without one the layout must hold a single image or index)
+  docker-archive:<file>[:tag]   a 'docker save' tarball (the tag picks one of several images)
+  docker-daemon:<image>[:tag]   an image of the local Docker daemon, read with 'docker save'
+                                into a temporary file (docker on PATH; DOCKER_HOST is honoured)
+DST is a registry reference, e.g. registry.example.com/team/app:1
+
+Blobs the destination lacks are mounted from the --mount-from repositories when
+they have them. A push that was interrupted (killed, network lost) resumes its
+direct uploads when run again: the parts S3 acknowledged are not sent again.`
 	case "copy":
 		srcHelp = `SRC is an image in any registry (e.g. docker.io/library/alpine:3.20, an index copies
-every platform), DST a registry reference, e.g. registry.example.com/team/app:1`
+every platform), DST a registry reference, e.g. registry.example.com/team/app:1.
+Within one registry, blobs are mounted from SRC's repository (no bytes move).
+Interrupted direct uploads resume when run again.`
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stderr, topUsage)
 		return flag.ErrHelp
@@ -105,6 +136,16 @@ every platform), DST a registry reference, e.g. registry.example.com/team/app:1`
 	fs.SetOutput(stderr)
 	var o options
 	o.register(fs)
+	var mountFrom []string
+	if cmd == "push" {
+		fs.Func("mount-from", "a repository of the destination registry to mount missing blobs from (repeatable), e.g. team/base", func(v string) error {
+			if v == "" {
+				return errors.New("a repository name is required")
+			}
+			mountFrom = append(mountFrom, v)
+			return nil
+		})
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: airlock %s [flags] SRC DST\n\n%s\n\nFlags:\n", cmd, srcHelp)
 		fs.PrintDefaults()
@@ -123,28 +164,38 @@ every platform), DST a registry reference, e.g. registry.example.com/team/app:1`
 		return usageError{"--jobs and --parts must be at least 1"}
 	}
 	src, dst := fs.Arg(0), fs.Arg(1)
-	var prog io.Writer = stderr
-	if o.quiet {
-		prog = io.Discard
+	if _, err := name.ParseReference(dst); err != nil {
+		return usageError{fmt.Sprintf("destination %q: %v", dst, err)}
 	}
-	p, err := newPusher(ctx, dst, o, prog)
+	var s source
+	var err error
+	if cmd == "push" {
+		s, err = localSource(ctx, src)
+	} else {
+		s, err = remoteSource(ctx, src, o.insecure)
+	}
 	if err != nil {
 		return err
 	}
-	var s source
-	if cmd == "push" {
-		if s, err = localSource(src); err != nil {
-			if strings.Contains(err.Error(), "want oci:") {
-				return usageError{err.Error()}
-			}
-			return err
+	defer s.close()
+	if cmd == "copy" && s.ref != nil {
+		if d, err := name.ParseReference(dst); err == nil && d.Context().RegistryStr() == s.ref.Context().RegistryStr() {
+			mountFrom = append(mountFrom, s.ref.Context().RepositoryStr())
 		}
-	} else if s, err = remoteSource(ctx, src, o.insecure); err != nil {
+	}
+	prog := newProgress(stderr, o.quiet)
+	p, err := newPusher(ctx, dst, o, mountFrom, prog)
+	if err != nil {
+		prog.close()
 		return err
 	}
-	if err := p.push(ctx, s); err != nil {
+	err = p.push(ctx, s)
+	prog.close()
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(prog, "pushed %s@%s\n", p.repo.Name(), p.pushedDigest)
+	if !o.quiet {
+		fmt.Fprintln(stderr, p.summary())
+	}
 	return nil
 }

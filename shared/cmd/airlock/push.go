@@ -3,15 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"strconv"
-	"strings"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -40,13 +38,26 @@ type pusher struct {
 	base   string // scheme://host
 	client *http.Client
 	o      options
-	prog   io.Writer
-	progMu sync.Mutex
+	prog   progress
+	// mountFrom are repositories of the destination registry to mount
+	// missing blobs from (POST ?mount=&from=), in order.
+	mountFrom []string
+
+	// buffers are the part buffers of direct uploads, reused.
+	buffers bufPool
 
 	pushedDigest v1.Hash
+	stats        stats
 }
 
-func newPusher(ctx context.Context, dst string, o options, prog io.Writer) (*pusher, error) {
+// stats count what a push did (the summary line).
+type stats struct {
+	uploaded, present, mounted      atomic.Int64
+	s3Bytes, s3Parts, registryBytes atomic.Int64
+	resumedParts, resumedBytes      atomic.Int64
+}
+
+func newPusher(ctx context.Context, dst string, o options, mountFrom []string, prog progress) (*pusher, error) {
 	var opts []name.Option
 	if o.insecure {
 		opts = append(opts, name.Insecure)
@@ -56,28 +67,53 @@ func newPusher(ctx context.Context, dst string, o options, prog io.Writer) (*pus
 		return nil, usageError{fmt.Sprintf("destination %q: %v", dst, err)}
 	}
 	repo := ref.Context()
+	scopes := []string{repo.Scope(transport.PushScope)}
+	for _, m := range mountFrom {
+		from, err := name.NewRepository(repo.RegistryStr()+"/"+m, opts...)
+		if err != nil {
+			return nil, usageError{fmt.Sprintf("--mount-from %q: %v", m, err)}
+		}
+		if from.RepositoryStr() != repo.RepositoryStr() {
+			scopes = append(scopes, from.Scope(transport.PullScope))
+		}
+	}
 	auth, err := authn.DefaultKeychain.Resolve(repo)
 	if err != nil {
 		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
 	}
-	tr, err := transport.NewWithContext(ctx, repo.Registry, auth, http.DefaultTransport, []string{repo.Scope(transport.PushScope)})
+	tr, err := transport.NewWithContext(ctx, repo.Registry, auth, http.DefaultTransport, scopes)
 	if err != nil {
 		return nil, fmt.Errorf("destination %s: %w", repo.RegistryStr(), err)
 	}
-	return &pusher{
+	p := &pusher{
 		ref: ref, repo: repo, o: o, prog: prog,
 		base: repo.Scheme() + "://" + repo.RegistryStr(),
 		client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse // a 307 to S3 on HEAD means "present"
 		}},
-	}, nil
+	}
+	for _, m := range mountFrom {
+		if m != repo.RepositoryStr() {
+			p.mountFrom = append(p.mountFrom, m)
+		}
+	}
+	return p, nil
 }
 
-func (p *pusher) logf(format string, a ...any) {
-	p.progMu.Lock()
-	defer p.progMu.Unlock()
-	fmt.Fprintf(p.prog, format+"\n", a...)
+// summary is the last line of a push.
+func (p *pusher) summary() string {
+	s := &p.stats
+	line := fmt.Sprintf("pushed %s@%s: %d blobs uploaded (%s to S3 in %d parts, %s through the registry), %d present, %d mounted",
+		p.repo.Name(), p.pushedDigest, s.uploaded.Load(), bytesStr(s.s3Bytes.Load()), s.s3Parts.Load(), bytesStr(s.registryBytes.Load()),
+		s.present.Load(), s.mounted.Load())
+	if n := s.resumedParts.Load(); n > 0 {
+		line += fmt.Sprintf("; resumed: %d parts (%s) not sent again", n, bytesStr(s.resumedBytes.Load()))
+	}
+	return line
 }
+
+// bytesStr is n in bytes with the MiB beside: "62914560 bytes (60.0 MiB)".
+func bytesStr(n int64) string { return fmt.Sprintf("%d bytes (%.1f MiB)", n, float64(n)/mib) }
 
 func short(h v1.Hash) string {
 	if len(h.Hex) > 12 {
@@ -229,59 +265,6 @@ func manifestOf(x interface {
 
 func (p *pusher) url(path string) string { return p.base + "/v2/" + p.repo.RepositoryStr() + path }
 
-// do sends a request to the registry and reads the answer (up to 1 MiB).
-func (p *pusher) do(ctx context.Context, method, u string, body []byte, hdr ...string) (*http.Response, []byte, error) {
-	var r io.Reader
-	if body != nil {
-		r = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, r)
-	if err != nil {
-		return nil, nil, err
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	res, err := p.client.Do(req)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s %s: %w", method, redact(u), err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, mib))
-	return res, b, err
-}
-
-// statusError describes an unexpected answer, with the registry's message.
-func statusError(what, method, u string, res *http.Response, body []byte) error {
-	msg := string(bytes.TrimSpace(body))
-	var e struct {
-		Errors []struct{ Code, Message string } `json:"errors"`
-	}
-	if json.Unmarshal(body, &e) == nil && len(e.Errors) > 0 {
-		msg = e.Errors[0].Code + ": " + e.Errors[0].Message
-	}
-	if len(msg) > 500 {
-		msg = msg[:500] + "…"
-	}
-	if res.StatusCode == http.StatusUnauthorized || res.StatusCode == http.StatusForbidden && msg == "" {
-		host := ""
-		if x, err := url.Parse(u); err == nil {
-			host = x.Host
-		}
-		msg = strings.TrimPrefix(msg+"; check the credentials for push (docker login "+host+")", "; ")
-	}
-	return fmt.Errorf("%s: %s %s answered %s: %s", what, method, redact(u), res.Status, msg)
-}
-
-// redact drops the query (presigned signatures) from u.
-func redact(u string) string {
-	if x, err := url.Parse(u); err == nil && x.RawQuery != "" {
-		x.RawQuery = "…"
-		return x.String()
-	}
-	return u
-}
-
 // exists tells whether the destination has blob d.
 func (p *pusher) exists(ctx context.Context, d v1.Hash) (bool, error) {
 	u := p.url("/blobs/" + d.String())
@@ -298,7 +281,8 @@ func (p *pusher) exists(ctx context.Context, d v1.Hash) (bool, error) {
 	return false, statusError("blob "+d.String(), http.MethodHead, u, res, body)
 }
 
-// blob uploads l unless the destination has it.
+// blob uploads l unless the destination has it (HEAD) or can mount it
+// from another repository; an interrupted direct upload of it is resumed.
 func (p *pusher) blob(ctx context.Context, l v1.Layer) error {
 	d, err := l.Digest()
 	if err != nil {
@@ -311,56 +295,76 @@ func (p *pusher) blob(ctx context.Context, l v1.Layer) error {
 	if ok, err := p.exists(ctx, d); err != nil {
 		return err
 	} else if ok {
-		p.logf("%s %d/%d skipped (present)", short(d), size, size)
+		p.stats.present.Add(1)
+		p.prog.state(d, size, "skipped (present)")
 		return nil
 	}
-	u := p.url("/blobs/uploads/")
-	res, body, err := p.do(ctx, http.MethodPost, u, nil)
-	if err != nil {
-		return fmt.Errorf("blob %s: %w", d, err)
+	st := openState(p.o.stateDir, p.repo.RegistryStr(), p.repo.RepositoryStr(), d.String(), size)
+	if st.resumable() {
+		done, err := p.resume(ctx, l, d, size, st)
+		if done || err != nil {
+			return err
+		}
 	}
-	if res.StatusCode != http.StatusAccepted {
-		return statusError("blob "+d.String()+": open upload", http.MethodPost, u, res, body)
+	loc, done, err := p.open(ctx, d, size)
+	if done || err != nil {
+		return err
 	}
-	loc, err := p.resolve(res.Header.Get("Location"))
-	if err != nil {
-		return fmt.Errorf("blob %s: upload location: %w", d, err)
-	}
-	if res.Header.Get("Airlock-Direct-Upload") == "parts" && size >= directMin {
-		err = p.direct(ctx, l, d, size, loc)
+	// Without the advertisement (another registry, or a store without
+	// direct uploads) and for small blobs: one PUT through the registry.
+	if loc.direct && size >= directMin {
+		err = p.direct(ctx, l, d, size, loc.url, st, false)
 	} else {
-		err = p.monolithic(ctx, l, d, size, loc)
+		err = p.monolithic(ctx, l, d, size, loc.url)
 	}
 	if err != nil {
 		return err
 	}
-	p.logf("%s %d/%d done", short(d), size, size)
+	p.stats.uploaded.Add(1)
+	p.prog.state(d, size, "done")
 	return nil
 }
 
-func (p *pusher) resolve(loc string) (string, error) {
-	if loc == "" {
-		return "", errors.New("the registry answered no Location")
-	}
-	b, _ := url.Parse(p.base + "/")
-	x, err := url.Parse(loc)
-	if err != nil {
-		return "", err
-	}
-	return b.ResolveReference(x).String(), nil
+// session is an open upload session.
+type session struct {
+	url    string // absolute Location
+	direct bool   // the registry offers direct-to-S3 parts on it
 }
 
-func withQuery(u string, kv ...string) string {
-	x, err := url.Parse(u)
-	if err != nil {
-		return u
+// open mounts d from the first of p.mountFrom that has it (done), else
+// opens an upload session (the last mount attempt's, when it answered one).
+func (p *pusher) open(ctx context.Context, d v1.Hash, size int64) (session, bool, error) {
+	what := "blob " + d.String()
+	tries := append(slices.Clone(p.mountFrom), "")
+	for i, from := range tries {
+		u := p.url("/blobs/uploads/")
+		if from != "" {
+			u = withQuery(u, "mount", d.String(), "from", from)
+		}
+		res, body, err := p.do(ctx, http.MethodPost, u, nil)
+		if err != nil {
+			return session{}, false, fmt.Errorf("%s: %w", what, err)
+		}
+		switch {
+		case res.StatusCode == http.StatusCreated && from != "":
+			p.stats.mounted.Add(1)
+			p.prog.state(d, size, "mounted from "+from)
+			return session{}, true, nil
+		case res.StatusCode != http.StatusAccepted:
+			return session{}, false, statusError(what+": open upload", http.MethodPost, u, res, body)
+		}
+		loc, err := p.resolve(res.Header.Get("Location"))
+		if err != nil {
+			return session{}, false, fmt.Errorf("%s: upload location: %w", what, err)
+		}
+		if i < len(tries)-2 {
+			// Not mounted from this one: cancel the session, try the next.
+			_, _, _ = p.do(ctx, http.MethodDelete, loc, nil)
+			continue
+		}
+		return session{url: loc, direct: res.Header.Get("Airlock-Direct-Upload") == "parts"}, false, nil
 	}
-	q := x.Query()
-	for i := 0; i+1 < len(kv); i += 2 {
-		q.Set(kv[i], kv[i+1])
-	}
-	x.RawQuery = q.Encode()
-	return x.String()
+	panic("unreachable")
 }
 
 // monolithic sends the blob in one PUT (the standard upload API).
@@ -371,7 +375,8 @@ func (p *pusher) monolithic(ctx context.Context, l v1.Layer, d v1.Hash, size int
 	}
 	defer rc.Close()
 	u := withQuery(loc, "digest", d.String())
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, rc)
+	body := &progressReader{r: &countReader{r: rc, n: &p.stats.registryBytes}, prog: p.prog, d: d, size: size, step: max(size/10, mib)}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, body)
 	if err != nil {
 		return err
 	}
@@ -382,211 +387,11 @@ func (p *pusher) monolithic(ctx context.Context, l v1.Layer, d v1.Hash, size int
 		return fmt.Errorf("blob %s: PUT %s: %w", d, redact(u), err)
 	}
 	defer res.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(res.Body, mib))
+	rb, _ := io.ReadAll(io.LimitReader(res.Body, mib))
 	if res.StatusCode != http.StatusCreated {
-		return statusError("blob "+d.String(), http.MethodPut, u, res, body)
+		return statusError("blob "+d.String(), http.MethodPut, u, res, rb)
 	}
 	return nil
-}
-
-type partsAnswer struct {
-	Parts []struct {
-		Number int32  `json:"number"`
-		URL    string `json:"url"`
-		Size   int64  `json:"size"`
-	} `json:"parts"`
-	PartSize int64 `json:"partSize"`
-	Count    int32 `json:"count"`
-	Next     int64 `json:"next"`
-}
-
-type etagPart struct {
-	Number int32  `json:"number"`
-	ETag   string `json:"etag"`
-}
-
-// direct sends the blob's parts to S3 by presigned URL, parts at a time,
-// and completes the upload (README, Direct-to-S3 uploads).
-func (p *pusher) direct(ctx context.Context, l v1.Layer, d v1.Hash, size int64, loc string) error {
-	what := "blob " + d.String()
-	// Every part URL (1,000 per answer).
-	var urls []string
-	var partSize int64
-	first := int64(1)
-	for {
-		kv := []string{"size", strconv.FormatInt(size, 10)}
-		if p.o.partSize > 0 {
-			kv = append(kv, "airlock-part-size", strconv.FormatInt(p.o.partSize, 10))
-		}
-		if first > 1 {
-			kv = append(kv, "first", strconv.FormatInt(first, 10))
-		}
-		u := withQuery(loc, kv...)
-		res, body, err := p.do(ctx, http.MethodPost, u, nil)
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		if res.StatusCode != http.StatusOK {
-			return statusError(what+": ask part URLs", http.MethodPost, u, res, body)
-		}
-		var a partsAnswer
-		if err := json.Unmarshal(body, &a); err != nil {
-			return fmt.Errorf("%s: part URLs: %v: %.200s", what, err, body)
-		}
-		if l := res.Header.Get("Location"); l != "" {
-			if loc, err = p.resolve(l); err != nil {
-				return err
-			}
-		}
-		partSize = a.PartSize
-		for _, x := range a.Parts {
-			if int64(x.Number) != int64(len(urls))+1 {
-				return fmt.Errorf("%s: part URLs out of order (part %d after %d)", what, x.Number, len(urls))
-			}
-			urls = append(urls, x.URL)
-		}
-		if a.Next == 0 {
-			if int32(len(urls)) != a.Count {
-				return fmt.Errorf("%s: the registry listed %d part URLs of %d", what, len(urls), a.Count)
-			}
-			break
-		}
-		first = a.Next
-	}
-
-	// Read the blob in order, send parts in parallel.
-	rc, err := l.Compressed()
-	if err != nil {
-		return fmt.Errorf("%s: read: %w", what, err)
-	}
-	defer rc.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	etags := make([]etagPart, len(urls))
-	errs := make([]error, len(urls))
-	sem := make(chan struct{}, p.o.parts)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var sent int64
-	var readErr error
-	for i, u := range urls {
-		n := min(partSize, size-int64(i)*partSize)
-		buf := make([]byte, n)
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		if _, err := io.ReadFull(rc, buf); err != nil {
-			readErr = fmt.Errorf("%s: read part %d: %w", what, i+1, err)
-			<-sem
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			etag, err := putPart(ctx, u, buf)
-			if err != nil {
-				errs[i] = fmt.Errorf("%s: part %d: %w", what, i+1, err)
-				cancel()
-				return
-			}
-			etags[i] = etagPart{Number: int32(i + 1), ETag: etag}
-			mu.Lock()
-			sent += n
-			s := sent
-			mu.Unlock()
-			if s < size {
-				p.logf("%s %d/%d", short(d), s, size)
-			}
-		})
-	}
-	wg.Wait()
-	if err := joinErrs(append(errs, readErr)); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	if extra, _ := rc.Read(make([]byte, 1)); extra > 0 {
-		return fmt.Errorf("%s: the source holds more than its %d bytes", what, size)
-	}
-
-	// Complete; 202: wait for the verification.
-	body, _ := json.Marshal(map[string]any{"parts": etags})
-	u := withQuery(loc, "digest", d.String(), "airlock-complete", "1")
-	res, rb, err := p.do(ctx, http.MethodPut, u, body, "Content-Type", "application/json")
-	if err != nil {
-		return fmt.Errorf("%s: complete: %w", what, err)
-	}
-	switch res.StatusCode {
-	case http.StatusCreated:
-		return nil
-	case http.StatusAccepted:
-		return p.awaitVerified(ctx, d)
-	}
-	return statusError(what+": complete", http.MethodPut, u, res, rb)
-}
-
-// putPart PUTs one part (with two retries: the buffer is in memory) and
-// returns its ETag.
-func putPart(ctx context.Context, u string, b []byte) (string, error) {
-	var last error
-	for try := range 3 {
-		if try > 0 {
-			select {
-			case <-time.After(time.Duration(try) * time.Second):
-			case <-ctx.Done():
-				return "", ctx.Err()
-			}
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(b))
-		if err != nil {
-			return "", err
-		}
-		req.ContentLength = int64(len(b))
-		res, err := s3Client.Do(req)
-		if err != nil {
-			last = fmt.Errorf("PUT %s: %w", redact(u), err)
-			continue
-		}
-		body, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
-		res.Body.Close()
-		if res.StatusCode == http.StatusOK && res.Header.Get("ETag") != "" {
-			return res.Header.Get("ETag"), nil
-		}
-		last = fmt.Errorf("PUT %s answered %s: %.300s", redact(u), res.Status, body)
-		if res.StatusCode < 500 && res.StatusCode != http.StatusOK {
-			break // S3 refuses (expired URL, wrong length): retrying does not help
-		}
-	}
-	return "", last
-}
-
-// awaitVerified polls HEAD of the blob until the registry has verified it.
-func (p *pusher) awaitVerified(ctx context.Context, d v1.Hash) error {
-	p.logf("%s verifying", short(d))
-	deadline := time.Now().Add(verifyWait)
-	wait := 50 * time.Millisecond
-	for {
-		ok, err := p.exists(ctx, d)
-		if err != nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("blob %s: still not verified by the registry after %s (or its verification failed: push again)", d, verifyWait)
-		}
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
 }
 
 // putManifest PUTs m under id (a tag or its digest).

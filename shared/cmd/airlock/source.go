@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -17,6 +21,16 @@ import (
 type source struct {
 	img v1.Image
 	idx v1.ImageIndex
+	// ref is the registry reference of a copy's source.
+	ref name.Reference
+	// cleanup removes what reading the source made (docker save's file).
+	cleanup func()
+}
+
+func (s source) close() {
+	if s.cleanup != nil {
+		s.cleanup()
+	}
 }
 
 // splitTag splits "<path>[:tag]": the tag is what follows the last colon
@@ -28,11 +42,15 @@ func splitTag(s string) (path, tag string) {
 	return s, ""
 }
 
-// localSource opens oci:<dir>[:tag] or docker-archive:<file>[:tag].
-func localSource(src string) (source, error) {
+// localSource opens oci:<dir>[:tag], docker-archive:<file>[:tag] or
+// docker-daemon:<image>[:tag].
+func localSource(ctx context.Context, src string) (source, error) {
 	kind, rest, ok := strings.Cut(src, ":")
-	if !ok || rest == "" || kind != "oci" && kind != "docker-archive" {
-		return source{}, fmt.Errorf("source %q: want oci:<dir>[:tag] or docker-archive:<file>[:tag]", src)
+	if !ok || rest == "" || kind != "oci" && kind != "docker-archive" && kind != "docker-daemon" {
+		return source{}, usageError{fmt.Sprintf("source %q: want oci:<dir>[:tag], docker-archive:<file>[:tag] or docker-daemon:<image>[:tag]", src)}
+	}
+	if kind == "docker-daemon" {
+		return daemonSource(ctx, src, rest)
 	}
 	path, tag := splitTag(rest)
 	if kind == "docker-archive" {
@@ -113,8 +131,41 @@ func remoteSource(ctx context.Context, ref string, insecure bool) (source, error
 	}
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
-		return source{idx: idx}, wrap(ref, err)
+		return source{idx: idx, ref: r}, wrap(ref, err)
 	}
 	img, err := desc.Image()
-	return source{img: img}, wrap(ref, err)
+	return source{img: img, ref: r}, wrap(ref, err)
+}
+
+// daemonSource saves image from the local Docker daemon (`docker save`, the
+// docker CLI on PATH, DOCKER_HOST and the CLI's context honoured) into a
+// temporary file and reads it as a docker-archive; the file goes at close.
+func daemonSource(ctx context.Context, src, image string) (source, error) {
+	docker, err := exec.LookPath("docker")
+	if err != nil {
+		return source{}, fmt.Errorf("source %q: the docker CLI is not on PATH (%v): install it, or 'docker save' the image elsewhere and push docker-archive:<file>", src, err)
+	}
+	dir, err := os.MkdirTemp("", "airlock-docker-save-")
+	if err != nil {
+		return source{}, fmt.Errorf("source %q: %w", src, err)
+	}
+	cleanup := func() { _ = os.RemoveAll(dir) }
+	file := filepath.Join(dir, "image.tar")
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, docker, "save", "-o", file, image)
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		cleanup()
+		return source{}, fmt.Errorf("source %q: docker save %s: %v: %s", src, image, err, strings.TrimSpace(stderr.String()))
+	}
+	// One image was saved: no tag to pick (an image ID has none).
+	img, err := tarball.ImageFromPath(file, nil)
+	if err == nil {
+		_, err = img.Manifest()
+	}
+	if err != nil {
+		cleanup()
+		return source{}, fmt.Errorf("source %q: read docker save's archive: %w", src, err)
+	}
+	return source{img: img, cleanup: cleanup}, nil
 }

@@ -1,0 +1,353 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/airlock-registry/airlock/shared/registry"
+)
+
+// oneLayerImage is an image of one layer of n random bytes.
+func oneLayerImage(t *testing.T, n int) v1.Image {
+	t.Helper()
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	img, err := mutate.AppendLayers(img, static.NewLayer(randomBytes(t, n), types.OCILayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// stateFiles reads the resume states under $XDG_CACHE_HOME.
+func stateFiles(t *testing.T) []uploadState {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(os.Getenv("XDG_CACHE_HOME"), "airlock", "uploads", "*.json"))
+	var out []uploadState
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st uploadState
+		if err := json.Unmarshal(b, &st); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// interruptedPush runs a push of a 30 MiB layer in 5 MiB parts (6 parts, 2
+// at a time) and stops it, as a kill would, once S3 has taken 3 parts.
+func interruptedPush(t *testing.T, reg *testRegistry, s3 *s3Counter, dir, dst string) uploadState {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s3.after = func(n int) {
+		if n >= 3 {
+			cancel()
+		}
+	}
+	var out bytes.Buffer
+	err := run(ctx, []string{"push", "--part-size", "5", "--parts", "2", "oci:" + dir, dst}, &out)
+	s3.after = nil
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted push: %v, want canceled\n%s", err, out.String())
+	}
+	sts := stateFiles(t)
+	if len(sts) != 1 || len(sts[0].ETags) < 3 || len(sts[0].ETags) >= 6 || sts[0].PartSize != 5*mib {
+		t.Fatalf("resume states after the interruption: %+v", sts)
+	}
+	return sts[0]
+}
+
+func TestResumeInterruptedPush(t *testing.T) {
+	isolate(t)
+	reg := newRegistry(t, true, registry.DirectOptions{})
+	s3 := countS3(t)
+	img := oneLayerImage(t, 30*mib)
+	dir := ociLayout(t, img, "1")
+	dst := reg.host + "/local/resume/app:1"
+
+	st := interruptedPush(t, reg, s3, dir, dst)
+	first := reg.count.get()
+	sentBefore := s3.sentBytes()
+
+	out := cli(t, "push", "--part-size", "7", "--parts", "2", "oci:"+dir, dst) // the recorded plan wins over --part-size
+	again := reg.count.get()
+	resent := s3.sentBytes() - sentBefore
+	layer := int64(30 * mib)
+	recorded := int64(len(st.ETags)) * 5 * mib
+	if resent != layer-recorded {
+		t.Errorf("the resumed push sent %d bytes to S3, want %d (30 MiB less the %d parts recorded)\n%s", resent, layer-recorded, len(st.ETags), out)
+	}
+	// The layer's session was reused (no new session for it; the config's
+	// small blob may take one), with one ask for fresh part URLs.
+	if again.partAsks-first.partAsks != 1 || again.completions != 1 || again.sessions-first.sessions > 1 {
+		t.Errorf("registry requests: first run %+v, then %+v", first, again)
+	}
+	if !strings.Contains(out, "resuming (") || !regexp.MustCompile(`resumed: \d+ parts`).MatchString(out) {
+		t.Errorf("the output does not say it resumed:\n%s", out)
+	}
+	if sts := stateFiles(t); len(sts) != 0 {
+		t.Errorf("resume state left after the push: %+v", sts)
+	}
+	checkPulled(t, dst, img)
+}
+
+// TestResumeSessionGone: the recorded session was cancelled meanwhile; the
+// push says so and starts over.
+func TestResumeSessionGone(t *testing.T) {
+	isolate(t)
+	reg := newRegistry(t, true, registry.DirectOptions{})
+	s3 := countS3(t)
+	img := oneLayerImage(t, 30*mib)
+	dir := ociLayout(t, img, "1")
+	dst := reg.host + "/local/resume/gone:1"
+	st := interruptedPush(t, reg, s3, dir, dst)
+	req, _ := http.NewRequest(http.MethodDelete, st.Location, nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != http.StatusNoContent {
+		t.Fatalf("cancel the session: %v %v", res, err)
+	}
+	res.Body.Close()
+	before := s3.sentBytes()
+	out := cli(t, "push", "--part-size", "5", "oci:"+dir, dst)
+	if got := s3.sentBytes() - before; got != 30*mib {
+		t.Errorf("sent %d bytes after the session was gone, want all %d", got, 30*mib)
+	}
+	if !strings.Contains(out, "cannot be resumed") || !strings.Contains(out, "BLOB_UPLOAD_UNKNOWN") {
+		t.Errorf("the output does not say why it started over:\n%s", out)
+	}
+	checkPulled(t, dst, img)
+}
+
+func TestNoResume(t *testing.T) {
+	isolate(t)
+	reg := newRegistry(t, true, registry.DirectOptions{})
+	s3 := countS3(t)
+	dir := ociLayout(t, oneLayerImage(t, 30*mib), "1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s3.after = func(n int) { cancel() }
+	var out bytes.Buffer
+	err := run(ctx, []string{"push", "--no-resume", "--part-size", "5", "oci:" + dir, reg.host + "/local/x:1"}, &out)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("push: %v", err)
+	}
+	if sts := stateFiles(t); len(sts) != 0 {
+		t.Errorf("--no-resume wrote states: %+v", sts)
+	}
+}
+
+func TestMountFrom(t *testing.T) {
+	reg := newRegistryConfig(t, authConfig, true, registry.DirectOptions{}, func(r *registry.Registry) {
+		ctx := context.Background()
+		if _, err := r.Auth().Users.Bootstrap(ctx, "admin", "admin-password-1234"); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Auth().Users.CreateUser(ctx, "alice", "alice-password-1234", []string{"team-a"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	isolate(t)
+	cfg := os.Getenv("DOCKER_CONFIG")
+	doc := `{"auths":{"` + reg.host + `":{"auth":"` + base64.StdEncoding.EncodeToString([]byte("alice:alice-password-1234")) + `"}}}`
+	if err := os.WriteFile(filepath.Join(cfg, "config.json"), []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s3 := countS3(t)
+	img := testImage(t)
+	dir := ociLayout(t, img, "1")
+	cli(t, "push", "--part-size", "5", "oci:"+dir, reg.host+"/team-a/base:1")
+	before, parts := reg.count.get(), s3.total()
+
+	// The mount needs pull on team-a/base in alice's token: the CLI asks for it.
+	out := cli(t, "push", "--mount-from", "team-a/nothing-here", "--mount-from", "team-a/base", "oci:"+dir, reg.host+"/team-a/app:1")
+	c := reg.count.get()
+	if c.mounts-before.mounts != 8 || c.sessions-before.sessions != 8 || c.deletes-before.deletes != 4 || c.partAsks != before.partAsks || c.monolithic != before.monolithic || s3.total() != parts {
+		t.Errorf("mounting 4 blobs (the first source has none): before %+v, after %+v, parts %d → %d", before, c, parts, s3.total())
+	}
+	if n := strings.Count(out, "mounted from team-a/base"); n != 4 {
+		t.Errorf("%d blobs mounted, want 4:\n%s", n, out)
+	}
+	checkPulled(t, reg.host+"/team-a/app:1", img)
+}
+
+// TestCopyWithinRegistryMounts: a copy between repositories of one registry
+// mounts every blob, no bytes move.
+func TestCopyWithinRegistryMounts(t *testing.T) {
+	isolate(t)
+	reg := newRegistry(t, true, registry.DirectOptions{})
+	s3 := countS3(t)
+	img := testImage(t)
+	r, _ := name.ParseReference(reg.host + "/local/src/app:1")
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	before := reg.count.get()
+	out := cli(t, "copy", reg.host+"/local/src/app:1", reg.host+"/local/dst/app:1")
+	c := reg.count.get()
+	if c.mounts-before.mounts != 4 || c.sessions-before.sessions != 4 || s3.total() != 0 || c.monolithic != before.monolithic {
+		t.Errorf("copy within the registry: %+v → %+v, %d parts", before, c, s3.total())
+	}
+	if !strings.Contains(out, "0 blobs uploaded") || !strings.Contains(out, "4 mounted") {
+		t.Errorf("summary:\n%s", out)
+	}
+	checkPulled(t, reg.host+"/local/dst/app:1", img)
+}
+
+// TestCredentialHelper: credentials from a docker-credential-* helper named
+// by the Docker config's credHelpers (and credsStore), as docker login with
+// a helper leaves them.
+func TestCredentialHelper(t *testing.T) {
+	reg := newRegistryConfig(t, authConfig, true, registry.DirectOptions{}, func(r *registry.Registry) {
+		ctx := context.Background()
+		if _, err := r.Auth().Users.Bootstrap(ctx, "admin", "admin-password-1234"); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Auth().Users.CreateUser(ctx, "alice", "alice-password-1234", []string{"team-a"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	bin := t.TempDir()
+	// The helper protocol: "get" reads the server URL on stdin, prints JSON.
+	helper := "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread url\necho \"$url\" >> " + filepath.Join(bin, "asked") +
+		"\necho '{\"ServerURL\":\"'$url'\",\"Username\":\"alice\",\"Secret\":\"alice-password-1234\"}'\n"
+	if err := os.WriteFile(filepath.Join(bin, "docker-credential-airlocktest"), []byte(helper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	dir := ociLayout(t, testImage(t), "1")
+	for i, doc := range []string{
+		`{"credHelpers":{"` + reg.host + `":"airlocktest"}}`,
+		`{"credsStore":"airlocktest"}`,
+	} {
+		isolate(t)
+		if err := os.WriteFile(filepath.Join(os.Getenv("DOCKER_CONFIG"), "config.json"), []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Remove(filepath.Join(bin, "asked"))
+		cli(t, "push", "--quiet", "oci:"+dir, reg.host+"/team-a/helper:"+string(rune('1'+i)))
+		asked, _ := os.ReadFile(filepath.Join(bin, "asked"))
+		if !strings.Contains(string(asked), reg.host) {
+			t.Errorf("config %s: the helper was not asked for %s (asked: %q)", doc, reg.host, asked)
+		}
+	}
+}
+
+func TestProgressBars(t *testing.T) {
+	var buf bytes.Buffer
+	b := &bars{w: &buf, width: 100, rows: map[v1.Hash]*row{}}
+	big := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("a", 64)}
+	other := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("c", 64)}
+	small := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("b", 64)}
+	b.sent(big, 60*mib, 15*mib)
+	b.sent(other, 10*mib, 5*mib)
+	b.state(small, 1024, "skipped (present)")
+	b.draw()
+	// A finished blob is a line above; the blobs in flight are bars.
+	want := "\r\x1b[2Ksha256:bbbbbbbbbbbb [========================]     1.0/1.0 KiB skipped (present)\n" +
+		"\r\x1b[2Ksha256:aaaaaaaaaaaa [======>                 ]    15.0/60.0 MiB uploading\n" +
+		"\r\x1b[2Ksha256:cccccccccccc [============>           ]     5.0/10.0 MiB uploading\n"
+	if got := buf.String(); got != want {
+		t.Errorf("first frame:\n%q\nwant\n%q", got, want)
+	}
+	buf.Reset()
+	b.logf("a message")
+	b.sent(big, 60*mib, 45*mib)
+	b.state(big, 60*mib, "done")
+	b.state(other, 10*mib, "done")
+	b.draw()
+	// Up over the 2 bars; the message and the 2 finished lines replace them.
+	if got := buf.String(); !strings.HasPrefix(got, "\x1b[2A\r\x1b[2Ka message\n\r\x1b[2Ksha256:aaaaaaaaaaaa [========================]    60.0/60.0 MiB done\n") ||
+		!strings.HasSuffix(got, "10.0/10.0 MiB done\n") {
+		t.Errorf("second frame: %q", got)
+	}
+	buf.Reset()
+	b.sent(small, 1000, 1) // a row again, then gone: its line is cleared
+	b.draw()
+	b.state(small, 1000, "done")
+	buf.Reset()
+	b.draw()
+	if got := buf.String(); !strings.HasPrefix(got, "\x1b[1A") || !strings.Contains(got, "done\n") {
+		t.Errorf("third frame: %q", got)
+	}
+	// Not a terminal: plain lines.
+	if _, ok := newProgress(&buf, false).(*lines); !ok {
+		t.Error("progress on a buffer is not plain lines")
+	}
+}
+
+// TestVerificationFailed: a layout blob damaged after it was written (same
+// size, the old digest): the CLI's own hash stops it before the completion;
+// without that check the registry's asynchronous verification refuses it
+// and the push fails saying so, without waiting out verifyWait.
+func TestVerificationFailed(t *testing.T) {
+	isolate(t)
+	reg := newRegistry(t, true, registry.DirectOptions{VerifyInline: -1})
+	countS3(t)
+	img := oneLayerImage(t, 12*mib)
+	dir := ociLayout(t, img, "1")
+	ls, _ := img.Layers()
+	d, _ := ls[0].Digest()
+	path := filepath.Join(dir, "blobs", d.Algorithm, d.Hex)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The CLI hashes what it reads and stops before the completion.
+	before := reg.count.get()
+	var out bytes.Buffer
+	err = run(context.Background(), []string{"push", "--part-size", "5", "oci:" + dir, reg.host + "/local/bad:1"}, &out)
+	if err == nil || !strings.Contains(err.Error(), "damaged") || !strings.Contains(err.Error(), d.String()) {
+		t.Fatalf("push of a damaged blob: %v\n%s", err, out.String())
+	}
+	if c := reg.count.get(); c.completions != before.completions || c.deletes != before.deletes+1 {
+		t.Errorf("registry requests %+v → %+v: want no completion, the session cancelled", before, c)
+	}
+
+	// Without that check, the registry's verification refuses it.
+	checkSource = false
+	old := verifyWait
+	verifyWait = time.Hour // the failure must end the wait, not the deadline
+	t.Cleanup(func() { verifyWait, checkSource = old, true })
+	out.Reset()
+	err = run(context.Background(), []string{"push", "--part-size", "5", "oci:" + dir, reg.host + "/local/bad:1"}, &out)
+	if err == nil || !strings.Contains(err.Error(), "verification failed") || !strings.Contains(err.Error(), d.String()) {
+		t.Fatalf("push of a damaged blob: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "verifying") {
+		t.Errorf("the push did not wait for an asynchronous verification:\n%s", out.String())
+	}
+	res, err := http.Head("http://" + reg.host + "/v2/local/bad/blobs/" + d.String())
+	if err != nil || res.StatusCode != http.StatusNotFound {
+		t.Errorf("HEAD of the refused blob: %v %v, want 404", res, err)
+	}
+	if sts := stateFiles(t); len(sts) != 0 {
+		t.Errorf("resume state left: %+v", sts)
+	}
+}
