@@ -3,6 +3,7 @@ package purge_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -457,4 +458,129 @@ func diffLines(want, got []string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestBlobGCCrashSafety: what a push killed between two of its writes
+// leaves behind (an object without record; a record without link; links
+// without manifest; a completed multipart object whose session remains; a
+// manifest body without manifest) is never collected before the grace
+// period and always after it (the multipart object once its session is
+// gone, as incomplete-uploads removes it).
+func TestBlobGCCrashSafety(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			m := b.meta.(gcMeta)
+			img := storage.Image{Repo: "local", Name: "crash/" + randHex()}
+			small := func(name string) (digest.Digest, string, int64) {
+				body := []byte(name + " " + randHex())
+				d := digest.FromBytes(body)
+				key, err := b.blobs.PutSmall(ctx, d, body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return d, key, int64(len(body))
+			}
+			var keys []string
+			// 1. killed after the object, before the record
+			_, k1, _ := small("no record")
+			keys = append(keys, k1)
+			// 2. killed after the record, before the link
+			d2, k2, n2 := small("no link")
+			if _, err := m.PutBlob(ctx, storage.Blob{Digest: d2, Size: n2, Key: k2, Created: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, k2)
+			// 3. killed after the links, before the manifest
+			d3, k3, n3 := small("no manifest")
+			bl := storage.Blob{Digest: d3, Size: n3, Key: k3, Created: time.Now()}
+			if _, err := m.PutBlob(ctx, bl); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.LinkBlob(ctx, img, bl); err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, k3)
+			// 4. a completed multipart upload, killed before the record: its
+			// session remains until incomplete-uploads removes it
+			id := "crash-" + randHex()
+			u := storage.Upload{ID: id, Image: img, HashAlgorithm: "sha256", Created: time.Now(), ExpiresAt: time.Now().Add(48 * time.Hour)}
+			if err := m.CreateUpload(ctx, u); err != nil {
+				t.Fatal(err)
+			}
+			data := randBytes(6 << 20)
+			if _, err := b.blobs.Append(ctx, &u, strings.NewReader(string(data))); err != nil {
+				t.Fatal(err)
+			}
+			k4, err := b.blobs.Complete(ctx, &u, digest.FromBytes(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// 5. a manifest body written, the manifest item not
+			mb := []byte(`{"crash":"` + randHex() + `"}`)
+			k5, err := b.blobs.PutManifestBody(ctx, digest.FromBytes(mb), mb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, k5)
+			exists := func(k string) bool {
+				ok, err := b.blobs.BlobExists(ctx, k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ok
+			}
+			run := func(offset time.Duration) purge.Report {
+				t.Helper()
+				start := time.Now()
+				p, err := purge.New(purge.Deps{Meta: m, Blobs: b.blobs, Config: cfg, Now: func() time.Time { return start.Add(offset + time.Since(start)) }})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := p.Run(ctx, purge.TaskBlobGC, false)
+				if err != nil || len(r.Errors) > 0 {
+					t.Fatalf("blob-gc: %v %q", err, r.Errors)
+				}
+				return r
+			}
+			// Within the grace period (the cut an hour before the writes): nothing.
+			time.Sleep(1100 * time.Millisecond) // S3 modification times to the second
+			r := run(23 * time.Hour)
+			for _, it := range r.Deleted {
+				if strings.HasPrefix(it.Image, img.String()) || slices.Contains(keys, it.ID) || it.ID == k4 || slices.ContainsFunc(it.Keys, func(k string) bool { return slices.Contains(keys, k) || k == k4 }) {
+					t.Errorf("within the grace period blob-gc deleted %s %s %s", it.Kind, it.Image, it.ID)
+				}
+			}
+			for _, k := range append(slices.Clone(keys), k4) {
+				if !exists(k) {
+					t.Errorf("object %s gone within the grace period", k)
+				}
+			}
+			// Past it: all of it but the multipart object its session owns.
+			run(25 * time.Hour)
+			for _, k := range keys {
+				if exists(k) {
+					t.Errorf("object %s left by a killed push remains past the grace period", k)
+				}
+			}
+			for _, d := range []digest.Digest{d2, d3} {
+				if _, err := m.GetBlob(ctx, d); !errors.Is(err, storage.ErrNotFound) {
+					t.Errorf("record %s left by a killed push remains past the grace period (%v)", d, err)
+				}
+			}
+			if _, err := m.StatBlob(ctx, img, d3); !errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("link %s left by a killed push remains past the grace period (%v)", d3, err)
+			}
+			if !exists(k4) {
+				t.Fatalf("the completed multipart object %s was deleted while its session exists", k4)
+			}
+			if err := m.DeleteUpload(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			run(25 * time.Hour)
+			if exists(k4) {
+				t.Errorf("the multipart object %s remains once its session is gone", k4)
+			}
+		})
+	}
 }
