@@ -1,12 +1,16 @@
 package registry_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/airlock-registry/airlock/shared/storage"
 	"github.com/airlock-registry/airlock/shared/upstream/upstreamtest"
 )
 
@@ -126,5 +130,31 @@ func TestProxyRefusesPush(t *testing.T) {
 		if r.Status != http.StatusForbidden || !strings.Contains(string(r.Body), `"DENIED"`) || !strings.Contains(string(r.Body), "local") {
 			t.Errorf("%s %s: %s, want 403 DENIED naming the hosted repository local", c.method, c.path, r)
 		}
+	}
+}
+
+// TestProxyRevalidateEvictedManifest: a cached tag whose manifest is gone
+// (evicted by the purge while the tag, written after its cut, stayed) is
+// fetched again by digest when the remote confirms the tag, instead of
+// answering MANIFEST_UNKNOWN.
+func TestProxyRevalidateEvictedManifest(t *testing.T) {
+	up := upstreamtest.New(t)
+	v1 := up.PushImage(t, "app", "latest", 1, 1000)
+	e := newProxyEnv(t, up, "  metadataMaxAge: 0s\n")
+	e.pull("hub/app", "latest", v1)
+	img := storage.Image{Repo: "hub", Name: "app"}
+	if err := e.store.DeleteManifest(context.Background(), img, digest.Digest(v1.Digest)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.PutTagCheck(context.Background(), img, "latest", storage.TagCheck{Digest: digest.Digest(v1.Digest), Checked: e.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	up.Reset()
+	e.pull("hub/app", "latest", v1)
+	if up.Count(http.MethodHead, "manifest") != 1 || up.ManifestGets() != 1 {
+		t.Errorf("confirmed tag without its manifest: want 1 HEAD and 1 GET by digest: %+v", up.Requests())
+	}
+	if _, err := e.store.GetManifest(context.Background(), img, digest.Digest(v1.Digest)); err != nil {
+		t.Errorf("the manifest is not cached again: %v", err)
 	}
 }

@@ -202,10 +202,18 @@ func (p *Proxy) revalidate(ctx context.Context, image, tag string, tc storage.Ta
 	}
 	p.logRate(ctx, image, tag, um.Descriptor)
 	if have && (um.NotModified || um.Digest == tc.Digest) {
-		if err := p.meta.PutTagCheck(ctx, img, tag, storage.TagCheck{Digest: tc.Digest, Checked: p.now()}); err != nil {
-			return Manifest{}, fmt.Errorf("record tag check %s: %w", tag, err)
+		m, err := p.cached(ctx, img, tc.Digest, "")
+		if !notFound(err) {
+			if err == nil {
+				if err := p.meta.PutTagCheck(ctx, img, tag, storage.TagCheck{Digest: tc.Digest, Checked: p.now()}); err != nil {
+					return Manifest{}, fmt.Errorf("record tag check %s: %w", tag, err)
+				}
+			}
+			return m, err
 		}
-		return p.cached(ctx, img, tc.Digest, "")
+		// The tag is confirmed but its manifest is gone (evicted, or a
+		// crash between writes): fetch it by digest below.
+		um = upstream.Manifest{Descriptor: upstream.Descriptor{Digest: tc.Digest}}
 	}
 	// A new digest: use the cached manifest of that digest, or fetch it.
 	var sm storage.Manifest
