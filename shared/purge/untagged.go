@@ -209,6 +209,38 @@ func untaggedManifests(ctx context.Context, p *Purger, r *Report) error {
 			}
 		}
 		planManifests(items.Manifests, roots).run(ctx, col, r, img, cut)
+		dropDanglingTags(ctx, col, r, img, items, cut)
 		return nil
 	})
+}
+
+// dropDanglingTags deletes the tags, written before cut, that point at a
+// manifest the image does not hold (a crash between DeleteManifest's
+// writes leaves them; a GET by such a tag answers MANIFEST_UNKNOWN while a
+// push of the tag would be refused under a no-redeploy policy). Each goes
+// with DeleteTagIf on the digest it names: a tag re-pushed meanwhile stays.
+func dropDanglingTags(ctx context.Context, col storage.Collector, r *Report, img storage.Image, items storage.ImageItems, cut time.Time) {
+	have := map[digest.Digest]bool{}
+	for _, m := range items.Manifests {
+		have[m.Digest] = true
+	}
+	for _, t := range items.Tags {
+		if have[t.Digest] || !older(t.Updated, cut) {
+			continue
+		}
+		var err error
+		if !r.DryRun {
+			err = col.DeleteTagIf(ctx, img, t.Tag, t.Digest)
+		}
+		switch {
+		case err == nil:
+			r.Deleted = append(r.Deleted, Item{Kind: "tag", ID: t.Tag, Image: img.String(), Updated: t.Updated})
+		case errors.Is(err, storage.ErrNotFound):
+			r.skip(skipGone)
+		case errors.Is(err, storage.ErrConflict):
+			r.skip(skipBusy)
+		default:
+			r.fail("delete dangling tag %s of %s: %v", t.Tag, img, err)
+		}
+	}
 }

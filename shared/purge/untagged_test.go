@@ -356,3 +356,44 @@ func TestUntaggedRacingWriters(t *testing.T) {
 		})
 	}
 }
+
+// TestUntaggedDanglingTags: a tag left pointing at a manifest the image does
+// not hold (a crash between a manifest delete's writes) is deleted by
+// untagged-manifests once older than untaggedAfter, also in a dry run's
+// report; a tag pointing at a held manifest and a young dangling tag stay.
+func TestUntaggedDanglingTags(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			s := collectorOf(t, b)
+			img := storage.Image{Repo: "apps", Name: "dangling/" + fmt.Sprint(time.Now().UnixNano())}
+			m := put(t, s, img, "kept", nil)
+			tag(t, s, img, "v1", m)
+			if err := s.PutTag(t.Context(), img, "gone", digest.FromString("a manifest deleted"), storage.TagOverwrite); err != nil {
+				t.Fatal(err)
+			}
+			old := newPurger(t, s, taskConfig(t, 24*time.Hour, 0), 0, func() time.Time { return time.Now().Add(48 * time.Hour) })
+			young := newPurger(t, s, taskConfig(t, 24*time.Hour, 0), 0, func() time.Time { return time.Now().Add(time.Hour) })
+			if r, err := young.Run(t.Context(), purge.TaskUntaggedManifests, false); err != nil || slices.Contains(deleted(r), item(img, "gone")) {
+				t.Fatalf("a young dangling tag was deleted: %v %v", deleted(r), err)
+			}
+			dry, err := old.Run(t.Context(), purge.TaskUntaggedManifests, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			real, err := old.Run(t.Context(), purge.TaskUntaggedManifests, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range []purge.Report{dry, real} {
+				if !slices.Contains(deleted(r), item(img, "gone")) || slices.Contains(deleted(r), item(img, "v1")) {
+					t.Errorf("dry=%v: deleted %v; want the dangling tag gone and v1 kept", r.DryRun, deleted(r))
+				}
+			}
+			want := []string{fmt.Sprintf("%s %s", img, m.Digest), fmt.Sprintf("%s v1 -> %s", img, m.Digest)}
+			slices.Sort(want)
+			if got := state(t, s, img); !slices.Equal(got, want) {
+				t.Errorf("left: %v, want %v", got, want)
+			}
+		})
+	}
+}
