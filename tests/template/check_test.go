@@ -54,44 +54,12 @@ func loadTemplate(path string) (*tmpl, error) {
 	// names them; the function checks need the typed template. The
 	// properties its schema predates (schemaAdditions) are left out of the
 	// typed view only.
-	typedJS, err := json.Marshal(listDefaults(withoutAdditions(raw)))
+	typedJS, err := json.Marshal(withoutAdditions(raw))
 	if err != nil {
 		return nil, err
 	}
 	t.typed, t.parseErr = goformation.ParseJSON(typedJS)
 	return t, nil
-}
-
-// listDefaults returns raw with each CommaDelimitedList parameter's Default
-// as a list (a copy; raw is unchanged): goformation substitutes a Ref by the
-// Default as written, and a string does not fit list properties (subnets).
-func listDefaults(raw map[string]any) map[string]any {
-	ps, _ := raw["Parameters"].(map[string]any)
-	out := map[string]any{}
-	for k, v := range raw {
-		out[k] = v
-	}
-	cp := map[string]any{}
-	for name, v := range ps {
-		p, _ := v.(map[string]any)
-		if d, ok := p["Default"].(string); ok && p["Type"] == "CommaDelimitedList" {
-			q := map[string]any{}
-			for k, e := range p {
-				q[k] = e
-			}
-			var list []any
-			for _, e := range strings.Split(d, ",") {
-				list = append(list, e)
-			}
-			q["Default"] = list
-			v = q
-		}
-		cp[name] = v
-	}
-	if ps != nil {
-		out["Parameters"] = cp
-	}
-	return out
 }
 
 // withoutAdditions returns a copy of the raw template without the resource
