@@ -1,13 +1,14 @@
 // Command purge is the Lambda function of the scheduled purge (package
 // purge): on its EventBridge schedule it runs every task for real; invoked
 // by hand with {"task": "<name>", "dryRun": true} it runs one. Each report
-// is logged as JSON and returned. Thin wiring only.
+// is logged as JSON, printed as CloudWatch embedded metrics and returned. Thin wiring only.
 package main
 
 import (
 	"context"
 	"encoding/json"
 	"log"
+	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
@@ -21,7 +22,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	p, err := purge.New(purge.Deps{Meta: env.Meta, Blobs: env.Blobs, Config: env.Config, Logger: env.Logger})
+	p, err := purge.New(purge.Deps{Meta: env.Meta, Blobs: env.Blobs, Config: env.Config, Logger: env.Logger, Metrics: os.Stdout})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -108,6 +108,10 @@ type Repository struct {
 	// WriteMember is the hosted repository, reachable through the members,
 	// that takes pushes addressed to the group ("": the group refuses them).
 	WriteMember string `json:"writeMember,omitempty"`
+
+	// Purge configures the purge tasks of a hosted or proxy repository
+	// (purge.go; absent: nothing of it is deleted).
+	Purge *RepoPurge `json:"purge,omitempty"`
 }
 
 // Credentials of a proxy's remote. The password is never in the document:
@@ -264,6 +268,9 @@ func (c *Config) validate() error {
 			err = r.validateGroup()
 		default:
 			err = fmt.Errorf("unknown kind %q (hosted, proxy, group)", r.Kind)
+		}
+		if err == nil {
+			err = r.validatePurge()
 		}
 		if err != nil {
 			return fmt.Errorf("repository %q: %w", r.Name, err)

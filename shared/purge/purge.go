@@ -24,7 +24,10 @@ const DefaultMaxPerRun = 1000
 
 // Item is one thing a task deleted (or, in a dry run, would delete).
 type Item struct {
-	// ID is the item's id (an upload session id).
+	// Kind says what was deleted when a task deletes several kinds (blob-gc:
+	// "link", "blob", "object", "marker").
+	Kind string `json:"kind,omitempty"`
+	// ID is the item's id (an upload session id, a digest, an object key).
 	ID    string `json:"id"`
 	Image string `json:"image,omitempty"`
 	// Keys are the S3 objects and multipart uploads it held ("multipart
@@ -69,8 +72,16 @@ type Deps struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// MaxPerRun bounds the items each task considers per run (default DefaultMaxPerRun).
+	// MaxPerRun bounds the items each task considers per run (default
+	// DefaultMaxPerRun; blob-gc counts 100 scanned items or listed objects
+	// as one).
 	MaxPerRun int
+	// Metrics receives one CloudWatch embedded-metric-format line per
+	// report (the purge function: its stdout); nil: none.
+	Metrics io.Writer
+	// ScanPage is the number of items blob-gc asks per Scan page (0: the
+	// store's choice, 1 MB of items on DynamoDB).
+	ScanPage int
 }
 
 // task is one named purge task.
@@ -82,6 +93,10 @@ type task struct {
 // tasks are every task, in the order RunAll runs them.
 var tasks = []task{
 	{TaskIncompleteUploads, incompleteUploads},
+	{TaskRetention, retention},
+	{TaskUntaggedManifests, untaggedManifests},
+	{TaskProxyEvict, proxyEvict},
+	{TaskBlobGC, blobGC},
 }
 
 // Purger runs the purge tasks.
@@ -130,6 +145,11 @@ func (p *Purger) Run(ctx context.Context, name string, dryRun bool) (Report, err
 		r.Bytes += it.Bytes
 	}
 	p.d.Logger.InfoContext(ctx, "purge", "task", name, "dryRun", dryRun, "report", r, "err", err)
+	if p.d.Metrics != nil {
+		if merr := writeEMF(p.d.Metrics, r); merr != nil {
+			p.d.Logger.WarnContext(ctx, "purge metrics", "task", name, "err", merr)
+		}
+	}
 	return r, err
 }
 

@@ -75,15 +75,15 @@ func (rg *Registry) finish(w http.ResponseWriter, r *http.Request, t target, u *
 		cleanup()
 		return apiErr(http.StatusBadRequest, CodeDigestInvalid, "uploaded content has digest %s, not %s; nothing was stored", got, d)
 	}
-	existing, err := rg.Meta.GetBlob(ctx, d)
-	var b storage.Blob
+	b, linked, err := rg.linkExisting(ctx, t, d)
 	switch {
-	case err == nil: // the bytes are stored already: drop this upload's copy
-		b = existing
+	case err != nil:
+		return err
+	case linked: // the bytes are stored already: drop this upload's copy
 		if err := rg.Blobs.Abort(ctx, u); err != nil {
 			rg.Logger.WarnContext(ctx, "abort upload of an existing blob", "id", u.ID, "err", err)
 		}
-	case errors.Is(err, storage.ErrNotFound):
+	default:
 		key, err := rg.Blobs.Complete(ctx, u, d)
 		if err != nil {
 			return fmt.Errorf("complete blob %s: %w", d, err)
@@ -91,10 +91,26 @@ func (rg *Registry) finish(w http.ResponseWriter, r *http.Request, t target, u *
 		if b, err = t.hosted.Record(ctx, storage.Blob{Digest: d, Size: u.Offset, Key: key, Created: rg.Now()}); err != nil {
 			return err
 		}
-	default:
-		return fmt.Errorf("get blob %s: %w", d, err)
 	}
-	return rg.linkFinished(w, r, t, u, b, stored)
+	return rg.linkFinished(w, r, t, u, b, stored, linked)
+}
+
+// linkExisting links the blob's existing record into the image: linked is
+// false when there is no record, also when the purge deleted it between the
+// read and the link (LinkBlob touches the record, and fails when it is
+// gone): the caller then stores its own bytes.
+func (rg *Registry) linkExisting(ctx context.Context, t target, d digest.Digest) (b storage.Blob, linked bool, err error) {
+	b, err = rg.Meta.GetBlob(ctx, d)
+	if err == nil {
+		err = rg.Meta.LinkBlob(ctx, t.img, b)
+		if err == nil {
+			return b, true, nil
+		}
+	}
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.Blob{}, false, nil
+	}
+	return storage.Blob{}, false, fmt.Errorf("blob %s: %w", d, err)
 }
 
 // appendLast streams body into u as its last bytes: a held session
@@ -148,8 +164,8 @@ func (rg *Registry) finishSmall(w http.ResponseWriter, r *http.Request, t target
 		}
 		return apiErr(http.StatusBadRequest, CodeDigestInvalid, "uploaded content has digest %s, not %s; nothing was stored", got, d)
 	}
-	b, err := rg.Meta.GetBlob(ctx, d)
-	if errors.Is(err, storage.ErrNotFound) {
+	b, linked, err := rg.linkExisting(ctx, t, d)
+	if err == nil && !linked {
 		var key string
 		if key, err = rg.Blobs.PutSmall(ctx, d, body); err != nil {
 			return fail(fmt.Errorf("put blob %s: %w", d, err))
@@ -160,7 +176,7 @@ func (rg *Registry) finishSmall(w http.ResponseWriter, r *http.Request, t target
 		return fail(fmt.Errorf("blob %s: %w", d, err))
 	}
 	u.Offset = int64(len(body))
-	return rg.linkFinished(w, r, t, u, b, stored)
+	return rg.linkFinished(w, r, t, u, b, stored, linked)
 }
 
 // finishVerifyStored finishes an upload hashed with another algorithm than
@@ -190,23 +206,22 @@ func (rg *Registry) finishVerifyStored(w http.ResponseWriter, r *http.Request, t
 		}
 		return apiErr(http.StatusBadRequest, CodeDigestInvalid, "uploaded content has digest %s, not %s; nothing was stored", got, d)
 	}
-	b, err := rg.Meta.GetBlob(ctx, d)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		b, err = t.hosted.Record(ctx, storage.Blob{Digest: d, Size: u.Offset, Key: key, Created: rg.Now()})
-	case err == nil && b.ObjectKey() != key: // stored already: drop this copy
-		_ = rg.Blobs.DeleteBlob(context.WithoutCancel(ctx), key)
-	}
+	// The object exists: record it (an existing record wins, is touched,
+	// and Record drops this copy).
+	b, err := t.hosted.Record(ctx, storage.Blob{Digest: d, Size: u.Offset, Key: key, Created: rg.Now()})
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", d, err)
 	}
-	return rg.linkFinished(w, r, t, u, b, stored)
+	return rg.linkFinished(w, r, t, u, b, stored, false)
 }
 
-// linkFinished links the blob into the image, ends the session and answers 201.
-func (rg *Registry) linkFinished(w http.ResponseWriter, r *http.Request, t target, u *storage.Upload, b storage.Blob, stored bool) error {
+// linkFinished links the blob into the image (unless linked already), ends
+// the session and answers 201.
+func (rg *Registry) linkFinished(w http.ResponseWriter, r *http.Request, t target, u *storage.Upload, b storage.Blob, stored, linked bool) error {
 	ctx := r.Context()
-	if err := rg.Meta.LinkBlob(ctx, t.img, b); err != nil {
+	if linked {
+		// done by linkExisting
+	} else if err := rg.Meta.LinkBlob(ctx, t.img, b); err != nil {
 		return fmt.Errorf("link blob %s: %w", b.Digest, err)
 	}
 	if stored {

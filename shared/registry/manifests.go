@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	digest "github.com/opencontainers/go-digest"
@@ -89,40 +91,76 @@ func (rg *Registry) putManifest(w http.ResponseWriter, r *http.Request, t target
 }
 
 // checkReferences requires every referenced blob and child manifest to exist
-// in the image. Pushed through a group, what another member has is linked
-// (blobs) or stored (child manifests) into the writable member first:
-// server-side, no bytes from the client.
+// in the image, and touches each (storage.Collector: one conditional write
+// each, where a read was needed anyway), so that a purge running at the same
+// time cannot delete what this manifest is about to reference (package
+// purge's doc). The touches run in parallel (at most refWorkers at once);
+// the first missing reference in manifest order is the one reported. Pushed
+// through a group, what another member has is linked (blobs) or stored
+// (child manifests) into the writable member first: server-side, no bytes
+// from the client.
 func (rg *Registry) checkReferences(r *http.Request, t target, m storage.Manifest) error {
 	ctx := r.Context()
 	viaGroup := t.repo.Name() != t.hosted.Name()
-	for _, d := range m.Blobs {
-		_, err := rg.Meta.StatBlob(ctx, t.img, d)
-		if errors.Is(err, storage.ErrNotFound) && viaGroup {
-			var b storage.Blob
-			if b, err = t.repo.Blob(ctx, t.name, d); err == nil {
-				err = rg.Meta.LinkBlob(ctx, t.img, b)
+	refs := make([]digest.Digest, 0, len(m.Blobs)+len(m.Children))
+	refs = append(append(refs, m.Blobs...), m.Children...)
+	errs := make([]error, len(refs))
+	sem := make(chan struct{}, refWorkers)
+	var wg sync.WaitGroup
+	for i, d := range refs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if i < len(m.Blobs) {
+				errs[i] = rg.touchBlob(ctx, t, d, viaGroup)
+			} else {
+				errs[i] = rg.touchChild(r, t, d, viaGroup)
 			}
-		}
-		if errors.Is(err, storage.ErrNotFound) {
-			return rg.blobUnknownInManifest(ctx, t, d) // says when a direct upload's verification is pending
-		}
-		if err != nil {
-			return fmt.Errorf("blob %s: %w", d, err)
-		}
+		}()
 	}
-	for _, d := range m.Children {
-		_, err := rg.Meta.GetManifest(ctx, t.img, d)
-		if errors.Is(err, storage.ErrNotFound) && viaGroup {
-			err = rg.copyManifest(r, t, d)
-		}
-		if errors.Is(err, storage.ErrNotFound) {
+	wg.Wait()
+	for i, err := range errs {
+		d := refs[i]
+		switch {
+		case err == nil:
+		case i < len(m.Blobs) && errors.Is(err, storage.ErrNotFound):
+			return rg.blobUnknownInManifest(ctx, t, d) // says when a direct upload's verification is pending
+		case errors.Is(err, storage.ErrNotFound):
 			return apiErr(http.StatusBadRequest, CodeManifestBlobUnknown, "manifest %s referenced by the index is not in %s: push it first", d, t.full)
-		}
-		if err != nil {
+		case i < len(m.Blobs):
+			return fmt.Errorf("blob %s: %w", d, err)
+		default:
 			return fmt.Errorf("manifest %s: %w", d, err)
 		}
 	}
 	return nil
+}
+
+// refWorkers bounds the parallel reference checks of one manifest PUT.
+const refWorkers = 8
+
+// touchBlob touches the link of d in the image (through a group: links it
+// from the member that has it when the writable member does not).
+func (rg *Registry) touchBlob(ctx context.Context, t target, d digest.Digest, viaGroup bool) error {
+	_, err := rg.col.TouchLink(ctx, t.img, d)
+	if errors.Is(err, storage.ErrNotFound) && viaGroup {
+		var b storage.Blob
+		if b, err = t.repo.Blob(ctx, t.name, d); err == nil {
+			err = rg.Meta.LinkBlob(ctx, t.img, b) // writes a touched link
+		}
+	}
+	return err
+}
+
+// touchChild touches child manifest d of an index (through a group: copies
+// it from the member that has it).
+func (rg *Registry) touchChild(r *http.Request, t target, d digest.Digest, viaGroup bool) error {
+	err := rg.col.TouchManifest(r.Context(), t.img, d)
+	if errors.Is(err, storage.ErrNotFound) && viaGroup {
+		err = rg.copyManifest(r, t, d) // PutManifest writes it touched
+	}
+	return err
 }
 
 // copyManifest stores manifest d, found in a member of the group t

@@ -262,6 +262,10 @@ func TestManifestManyLayers(t *testing.T) {
 				data := []byte(fmt.Sprintf("layer %d", i))
 				layers[i] = desc(ocispec.MediaTypeImageLayerGzip, data)
 				b := storage.Blob{Digest: layers[i].Digest, Size: layers[i].Size, Created: time.Now()}
+				if _, err := e.meta.PutBlob(context.Background(), b); err != nil { // a link needs its record
+					t.Error(err)
+					return
+				}
 				if err := e.meta.LinkBlob(context.Background(), img, b); err != nil {
 					t.Error(err)
 					return

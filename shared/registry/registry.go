@@ -61,6 +61,9 @@ type Registry struct {
 	Deps
 	repos *repo.Set
 	auth  *auth.Service // nil: every request is allowed
+	// col is Meta's storage.Collector: a manifest PUT touches what it
+	// references (package purge's race safety).
+	col storage.Collector
 	// ingress: this is the upload ingress's view (Ingress): requests on an
 	// existing upload session are authorized by the session id.
 	ingress bool
@@ -72,6 +75,10 @@ var _ http.Handler = (*Registry)(nil)
 func New(d Deps) (*Registry, error) {
 	if d.Meta == nil || d.Blobs == nil || d.Config == nil {
 		return nil, errors.New("registry: Meta, Blobs and Config are required")
+	}
+	col, ok := d.Meta.(storage.Collector)
+	if !ok {
+		return nil, fmt.Errorf("registry: the metadata store %T does not implement storage.Collector (every store of this module does)", d.Meta)
 	}
 	if d.PresignTTL == 0 {
 		d.PresignTTL = 5 * time.Minute
@@ -104,7 +111,7 @@ func New(d Deps) (*Registry, error) {
 			return nil, fmt.Errorf("registry: %w", err)
 		}
 	}
-	return &Registry{Deps: d, repos: repos, auth: as}, nil
+	return &Registry{Deps: d, repos: repos, auth: as, col: col}, nil
 }
 
 // Ingress returns the upload ingress's view of the registry (README, Upload

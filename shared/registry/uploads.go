@@ -156,7 +156,9 @@ func (rg *Registry) mount(w http.ResponseWriter, r *http.Request, t target, m, f
 	if err != nil {
 		return false, fmt.Errorf("mount: stat %s in %s: %w", d, from, err)
 	}
-	if err := rg.Meta.LinkBlob(r.Context(), t.img, b); err != nil {
+	if err := rg.Meta.LinkBlob(r.Context(), t.img, b); errors.Is(err, storage.ErrNotFound) {
+		return false, nil // its record was purged meanwhile: the client uploads it
+	} else if err != nil {
 		return false, fmt.Errorf("mount: link %s: %w", d, err)
 	}
 	blobCreated(w, t, d)

@@ -68,11 +68,15 @@ func (p *Proxy) Blob(ctx context.Context, image string, d digest.Digest) (storag
 		if err := p.call(ctx, func(ctx context.Context) error { _, err := p.up.HeadBlob(ctx, image, d); return err }); err != nil {
 			return b, p.upErr(ctx, err, image, d.String(), "blob")
 		}
-		if err := p.meta.LinkBlob(ctx, img, gb); err != nil {
-			return b, fmt.Errorf("link blob %s: %w", d, err)
+		linked, err := p.linkRecord(ctx, img, gb)
+		if err != nil {
+			return b, err
 		}
-		p.remember(ctx, d)
-		return gb, nil
+		if linked {
+			p.remember(ctx, d)
+			return gb, nil
+		}
+		// purged between the read and the link: fill it
 	} else if !notFound(err) {
 		return b, fmt.Errorf("get blob %s: %w", d, err)
 	}
@@ -89,11 +93,10 @@ func (p *Proxy) Blob(ctx context.Context, image string, d digest.Digest) (storag
 		if err == nil {
 			// The fill before this lease may have just finished.
 			if gb, err := p.meta.GetBlob(ctx, d); err == nil {
-				_ = p.meta.ReleaseMarker(context.WithoutCancel(ctx), groupFill, p.fillKey(d), owner)
-				if err := p.meta.LinkBlob(ctx, img, gb); err != nil {
-					return b, fmt.Errorf("link blob %s: %w", d, err)
+				if linked, err := p.linkRecord(ctx, img, gb); err != nil || linked {
+					_ = p.meta.ReleaseMarker(context.WithoutCancel(ctx), groupFill, p.fillKey(d), owner)
+					return gb, err
 				}
-				return gb, nil
 			}
 			u := storage.Upload{ID: newID(), Image: img, HashAlgorithm: string(d.Algorithm()), Created: p.now(), ExpiresAt: p.now().Add(pendingTTL)}
 			return p.stream(ctx, &u, image, d, owner, deadline, 0, true)
@@ -108,15 +111,30 @@ func (p *Proxy) Blob(ctx context.Context, image string, d digest.Digest) (storag
 	}
 }
 
+// linkRecord links an existing record into img; linked is false when the
+// purge deleted the record after it was read (LinkBlob touches the record
+// and fails when it is gone): the caller fills the blob instead.
+func (p *Proxy) linkRecord(ctx context.Context, img storage.Image, b storage.Blob) (bool, error) {
+	err := p.meta.LinkBlob(ctx, img, b)
+	if notFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("link blob %s: %w", b.Digest, err)
+	}
+	return true, nil
+}
+
 // waitFill polls for the blob record another request is filling.
 func (p *Proxy) waitFill(ctx context.Context, img storage.Image, d digest.Digest, deadline time.Time) (storage.Blob, error) {
 	for i := 0; ; i++ {
 		b, err := p.meta.GetBlob(ctx, d)
 		if err == nil {
-			if err := p.meta.LinkBlob(ctx, img, b); err != nil {
-				return b, fmt.Errorf("link blob %s: %w", d, err)
+			linked, lerr := p.linkRecord(ctx, img, b)
+			if lerr != nil || linked {
+				return b, lerr
 			}
-			return b, nil
+			err = storage.ErrNotFound // purged meanwhile: wait for (or take over) a new fill
 		}
 		if !notFound(err) {
 			return b, fmt.Errorf("get blob %s: %w", d, err)
@@ -391,11 +409,14 @@ func (p *Proxy) handoff(ctx context.Context, u *storage.Upload, image string, d 
 func (p *Proxy) Resume(ctx context.Context, job FillJob) error {
 	img := p.cache.Image(job.Image)
 	if b, err := p.meta.GetBlob(ctx, job.Digest); err == nil {
-		if err := p.meta.LinkBlob(ctx, img, b); err != nil {
+		linked, err := p.linkRecord(ctx, img, b)
+		if err != nil {
 			return err
 		}
-		p.finished(ctx, job.UploadID, job.Digest, true)
-		return nil
+		if linked {
+			p.finished(ctx, job.UploadID, job.Digest, true)
+			return nil
+		}
 	}
 	err := p.meta.AcquireMarker(ctx, storage.Marker{Group: groupFill, Key: p.fillKey(job.Digest), Value: job.Owner, Until: p.now().Add(p.deps.Proxy.LeaseTTL)})
 	if errors.Is(err, storage.ErrConflict) {

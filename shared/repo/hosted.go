@@ -3,6 +3,8 @@ package repo
 import (
 	"context"
 	"fmt"
+	"strings"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -132,10 +134,32 @@ func (h *Hosted) RedeployDenied(tag string) error {
 		h.cfg.Name, h.cfg.Policy, tag)
 }
 
+// UploadedGroup is the marker group (storage.Marker) of blobs recorded at
+// an upload's own key (storage.UploadKey): key the upload id, value the
+// digest, kept UploadedFor. An S3 object at an upload key keeps the time its
+// multipart upload was opened as its modification time, so age alone cannot
+// tell an orphan from a blob recorded a moment ago; this marker can.
+const UploadedGroup = "uploaded"
+
+// UploadedFor is how long an UploadedGroup marker lives: longer than any
+// garbage collection pass (package purge restarts older passes).
+const UploadedFor = 7 * 24 * time.Hour
+
+var uploadKeyPrefix = storage.UploadKey("")
+
 // Record creates the global record of a blob whose bytes are at b.Key and
 // returns the record stored. When another writer of the same bytes recorded
 // its object first, that record wins and this writer's object is deleted.
 func (h *Hosted) Record(ctx context.Context, b storage.Blob) (storage.Blob, error) {
+	if id, ok := strings.CutPrefix(b.Key, uploadKeyPrefix); ok {
+		// The blob garbage collection's reconciliation reads this marker
+		// to tell the object of a blob recorded during its pass from an
+		// orphan (package purge's doc).
+		m := storage.Marker{Group: UploadedGroup, Key: id, Value: b.Digest.String(), Until: h.deps.Now().Add(UploadedFor)}
+		if err := h.meta.(storage.ProxyMetadata).PutMarker(ctx, m); err != nil {
+			return storage.Blob{}, fmt.Errorf("record blob %s: mark upload %s: %w", b.Digest, id, err)
+		}
+	}
 	won, err := h.meta.PutBlob(ctx, b)
 	if err != nil {
 		return won, fmt.Errorf("record blob %s: %w", b.Digest, err)

@@ -87,6 +87,7 @@ func (p *Proxy) Manifest(ctx context.Context, image string, ref Ref) (Manifest, 
 	img := p.cache.Image(image)
 	m, err := p.meta.GetManifest(ctx, img, ref.Digest)
 	if err == nil {
+		p.markPulled(ctx, img, m)
 		return Manifest{Manifest: m}, nil
 	}
 	if !notFound(err) {
@@ -244,7 +245,42 @@ func (p *Proxy) cached(ctx context.Context, img storage.Image, d digest.Digest, 
 	if err != nil {
 		return Manifest{}, fmt.Errorf("get manifest %s: %w", d, err)
 	}
+	p.markPulled(ctx, img, m)
 	return Manifest{Manifest: m, Warning: warning}, nil
+}
+
+// pullMarkEvery: a proxy records that a cached manifest was pulled (the
+// proxy-evict purge's clock, storage.Manifest.Pulled) when its last
+// recorded pull, or its caching, is older than this: at most one write per
+// manifest per day, none on most pulls.
+const pullMarkEvery = 24 * time.Hour
+
+// pullMarkTimeout bounds that write.
+const pullMarkTimeout = 2 * time.Second
+
+// markPulled records a pull of the cached manifest m when due
+// (pullMarkEvery). Best effort: the write is not cancelled with the
+// request, and a failure is logged without failing the pull (the next
+// pull tries again; eviction only ever sees the last pull as older than
+// it was).
+func (p *Proxy) markPulled(ctx context.Context, img storage.Image, m storage.Manifest) {
+	last := m.Pulled
+	if last.IsZero() {
+		last = m.Created
+	}
+	if p.now().Sub(last) <= pullMarkEvery {
+		return
+	}
+	col, ok := p.meta.(storage.Collector)
+	if !ok {
+		p.deps.Logger.WarnContext(ctx, "cannot record a pull: the metadata store has no storage.Collector", "repo", p.cfg.Name, "store", fmt.Sprintf("%T", p.meta))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pullMarkTimeout)
+	defer cancel()
+	if err := col.MarkPulled(ctx, img, m.Digest); err != nil && !notFound(err) {
+		p.deps.Logger.WarnContext(ctx, "record a pull", "repo", p.cfg.Name, "image", img.Name, "digest", m.Digest, "err", err)
+	}
 }
 
 // store validates a manifest from the remote and caches its exact bytes.

@@ -21,10 +21,26 @@ import (
 //     exists already, it is touched (conditional on existing) and returned;
 //   - LinkBlob: touches the global record first (ErrNotFound when there is
 //     none: a link never points at a record being deleted), then writes the
-//     link with touched = now;
+//     link with touched = now. The touch is left out when b itself was
+//     touched less than FreshFor ago (b as PutBlob, TouchLink or StatBlob
+//     returned it): that record, or the link naming it, is protected for
+//     the grace period (at least an hour) anyway, so the upload finish after
+//     PutBlob costs no extra call;
 //   - PutManifest: writes the manifest with touched = now;
 //   - a manifest PUT checks its references with Collector.TouchLink and
 //     Collector.TouchManifest instead of reads (one call each, as before).
+
+// FreshFor is how recent Blob.Touched must be for LinkBlob to skip the
+// record's touch. Safe while the purge's grace period exceeds FreshFor plus
+// the longest request (the grace is at least an hour; package purge's doc
+// has the argument): a link or record touched that recently cannot be
+// deleted by a pass that could miss the new link.
+const FreshFor = 2 * time.Second
+
+// FreshTouch tells whether b was touched less than FreshFor before now.
+func FreshTouch(b Blob, now time.Time) bool {
+	return !b.Touched.IsZero() && now.Sub(b.Touched) < FreshFor && !b.Touched.After(now.Add(FreshFor))
+}
 
 // TagItem is a tag as Collector lists it.
 type TagItem struct {
@@ -138,4 +154,13 @@ type ObjectLister interface {
 	// ones are not an error) and returns the keys it could not delete with
 	// the first error.
 	DeleteObjects(ctx context.Context, keys []string) ([]string, error)
+	// WriteObject stores body at key (one PutObject; the purge's own
+	// checkpoint state under PurgePrefix, never a blob).
+	WriteObject(ctx context.Context, key string, body []byte) error
+	// ReadObject returns the object at key (one GetObject), or ErrNotFound.
+	ReadObject(ctx context.Context, key string) ([]byte, error)
 }
+
+// PurgePrefix is where package purge keeps the state of a garbage
+// collection pass between runs (never listed by the reconciliation).
+const PurgePrefix = "purge/"

@@ -8,6 +8,8 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"io"
 	"time"
@@ -159,12 +161,15 @@ type Page struct {
 type Metadata interface {
 	// PutBlob records blob bytes stored at b.Key and returns the record now
 	// stored: b, or the record that existed already (another upload of the same
-	// bytes won; its Key may differ from b's). The existing record is never changed.
+	// bytes won; its Key may differ from b's). The existing record keeps
+	// everything but its touch time, which is set to now (collect.go).
 	PutBlob(ctx context.Context, b Blob) (Blob, error)
 	// GetBlob returns the global record, or ErrNotFound.
 	GetBlob(ctx context.Context, d digest.Digest) (Blob, error)
 
-	// LinkBlob makes a blob visible in an image (idempotent).
+	// LinkBlob makes a blob visible in an image (idempotent). It touches the
+	// blob's global record first and fails with ErrNotFound, linking
+	// nothing, when there is none (collect.go: when it may skip the touch).
 	LinkBlob(ctx context.Context, img Image, b Blob) error
 	// StatBlob returns the link of a blob in an image (one read), or ErrNotFound.
 	StatBlob(ctx context.Context, img Image, d digest.Digest) (Blob, error)
@@ -282,10 +287,30 @@ func BlobKey(d digest.Digest) string {
 	return "blobs/" + string(d.Algorithm()) + "/" + hex[:2] + "/" + hex
 }
 
-// ManifestKey is the S3 key of a manifest body too large for an item.
+// ManifestKey is the S3 key of a manifest body too large for an item, as
+// written before keys were made unique (NewManifestKey).
 func ManifestKey(d digest.Digest) string {
 	hex := d.Encoded()
 	return "manifests/" + string(d.Algorithm()) + "/" + hex[:2] + "/" + hex
+}
+
+// NewBlobKey returns a key for a whole blob put by PutSmall: BlobKey(d)
+// followed by "." and 16 random hex digits. Every object a store writes is
+// written once, at a key no earlier write used: the blob garbage collection
+// (package purge) deletes a record before its object, and a key reused by a
+// later upload of the same bytes could have its new object deleted under a
+// new record.
+func NewBlobKey(d digest.Digest) string { return BlobKey(d) + "." + randomHex() }
+
+// NewManifestKey is NewBlobKey for manifest bodies (ManifestKey(d) + "." + 16 hex).
+func NewManifestKey(d digest.Digest) string { return ManifestKey(d) + "." + randomHex() }
+
+func randomHex() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return hex.EncodeToString(b[:])
 }
 
 // UploadPrefix is the S3 prefix under which an upload's staged objects live

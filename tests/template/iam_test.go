@@ -54,10 +54,27 @@ func policyGrants(f fn, p *problems) grants {
 	return g
 }
 
+// onlyFunction maps actions that code every function links (package
+// dynamo) calls for one function alone to that function: no other function
+// needs them, and none may be granted them. A table Scan reads every item;
+// only the purge calls storage.Collector.Scan (TestScanOnlyInPurge).
+var onlyFunction = map[string]string{"dynamodb:Scan": "PurgeFunction"}
+
 // checkIAM requires, for every table and bucket the function's environment
-// references, a statement allowing each action its code's SDK calls need.
+// references, a statement allowing each action its code's SDK calls need
+// (those of onlyFunction only for their function), and refuses grants of
+// onlyFunction's actions to other functions.
 func checkIAM(f fn, t *tmpl, cu codeUse, p *problems) {
 	g := policyGrants(f, p)
+	for id, levels := range g {
+		for _, actions := range levels {
+			for _, a := range actions {
+				if owner, ok := onlyFunction[a]; ok && owner != f.id {
+					p.add("%s: its policy allows %s on %s, which only %s may have", f.id, a, id, owner)
+				}
+			}
+		}
+	}
 	touched := map[string][]string{} // service -> resource ids
 	for _, v := range f.env {
 		for _, r := range refs(v) {
@@ -86,6 +103,9 @@ func checkIAM(f fn, t *tmpl, cu codeUse, p *problems) {
 				seen := map[string]bool{}
 				for _, u := range uses[level] {
 					if seen[u.name] || slices.Contains(g[id][level], u.name) {
+						continue
+					}
+					if owner, ok := onlyFunction[u.name]; ok && owner != f.id {
 						continue
 					}
 					seen[u.name] = true

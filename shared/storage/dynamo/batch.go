@@ -64,7 +64,7 @@ func (s *Store) StatBlobs(ctx context.Context, imgs []storage.Image, d digest.Di
 	for i, img := range imgs {
 		keys[i] = linkKey(img, d)
 	}
-	items, err := s.batchGet(ctx, keys, attrPK, attrSK, "digest", "size", "s3key", "created")
+	items, err := s.batchGet(ctx, keys, attrPK, attrSK, "digest", "size", "s3key", "created", attrTouched)
 	if err != nil {
 		return nil, nil, fmt.Errorf("stat blob %.80s in %d images: %w", d, len(imgs), err)
 	}

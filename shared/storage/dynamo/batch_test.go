@@ -92,6 +92,9 @@ func TestBatchCallCounts(t *testing.T) {
 	ctx := t.Context()
 	layer := digest.FromString("layer")
 	m := storage.Manifest{Digest: digest.FromString("m"), MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 2, Body: []byte("{}")}
+	if _, err := plain.PutBlob(ctx, storage.Blob{Digest: layer, Size: 5}); err != nil { // LinkBlob needs the record
+		t.Fatal(err)
+	}
 	var imgs []storage.Image
 	for i := range 150 {
 		img := storage.Image{Repo: "local", Name: fmt.Sprintf("img%03d", i)}

@@ -13,20 +13,24 @@ import (
 
 // blobItem is a global blob record (pk BLOB#<digest>, sk BLOB) or a blob link
 // (pk IMG#<repo>/<name>, sk B#<digest>).
+// Touched is the touch time (storage.Collector), epoch ms; 0 on items
+// written before touch times were recorded.
 type blobItem struct {
 	key
 	Digest  string    `dynamodbav:"digest"`
 	Size    int64     `dynamodbav:"size"`
 	Key     string    `dynamodbav:"s3key,omitempty"`
 	Created time.Time `dynamodbav:"created"`
+	Touched int64     `dynamodbav:"touched,omitempty"`
 }
 
-func newBlobItem(k key, b storage.Blob) blobItem {
-	return blobItem{key: k, Digest: b.Digest.String(), Size: b.Size, Key: b.Key, Created: b.Created.UTC()}
+// newBlobItem returns the item of b at k touched at now.
+func newBlobItem(k key, b storage.Blob, now time.Time) blobItem {
+	return blobItem{key: k, Digest: b.Digest.String(), Size: b.Size, Key: b.Key, Created: b.Created.UTC(), Touched: toMillis(now)}
 }
 
 func (it blobItem) blob() storage.Blob {
-	return storage.Blob{Digest: digest.Digest(it.Digest), Size: it.Size, Key: it.Key, Created: it.Created}
+	return storage.Blob{Digest: digest.Digest(it.Digest), Size: it.Size, Key: it.Key, Created: it.Created, Touched: fromMillis(it.Touched)}
 }
 
 func blobKey(d digest.Digest) key { return key{PK: blobPK(d.String()), SK: skBlob} }
@@ -35,22 +39,31 @@ func linkKey(img storage.Image, d digest.Digest) key {
 	return key{PK: imagePK(img), SK: prefixLink + d.String()}
 }
 
-// PutBlob creates the global record of b with one conditional PutItem and
-// returns it; when a record exists already it is kept as is and returned
-// (one more, strongly consistent, read).
+// PutBlob creates the global record of b, touched now, with one
+// conditional PutItem and returns it. When a record exists already, one
+// conditional UpdateItem touches it and returns it (nothing else of it
+// changes); when that finds the record gone (a purge deleted it in
+// between), the create is tried once more.
 func (s *Store) PutBlob(ctx context.Context, b storage.Blob) (storage.Blob, error) {
-	err := s.putItem(ctx, newBlobItem(blobKey(b.Digest), b), mustNotExist())
-	if errors.Is(err, storage.ErrConflict) {
-		won, gerr := s.GetBlob(ctx, b.Digest)
-		if gerr != nil {
-			return storage.Blob{}, fmt.Errorf("put blob %s: exists, but: %w", b.Digest, gerr)
+	now := s.now()
+	it := newBlobItem(blobKey(b.Digest), b, now)
+	for attempt := 0; ; attempt++ {
+		err := s.putItem(ctx, it, mustNotExist())
+		if err == nil {
+			return it.blob(), nil
 		}
-		return won, nil
+		if !errors.Is(err, storage.ErrConflict) {
+			return storage.Blob{}, fmt.Errorf("put blob %s: %w", b.Digest, err)
+		}
+		var won blobItem
+		err = s.touch(ctx, blobKey(b.Digest), attrTouched, now, &won)
+		if err == nil {
+			return won.blob(), nil
+		}
+		if !errors.Is(err, storage.ErrNotFound) || attempt > 0 {
+			return storage.Blob{}, fmt.Errorf("put blob %s: exists, but touching it: %w", b.Digest, err)
+		}
 	}
-	if err != nil {
-		return storage.Blob{}, fmt.Errorf("put blob %s: %w", b.Digest, err)
-	}
-	return b, nil
 }
 
 // GetBlob returns the global record of d, or storage.ErrNotFound.
@@ -62,10 +75,23 @@ func (s *Store) GetBlob(ctx context.Context, d digest.Digest) (storage.Blob, err
 	return it.blob(), nil
 }
 
-// LinkBlob makes b visible in img (overwriting an existing link is harmless:
-// the digest fixes the content).
+// LinkBlob touches the global record of b.Digest (one conditional
+// UpdateItem; storage.ErrNotFound when there is none, and nothing is
+// linked: a link never points at a record being deleted), then writes the
+// link, touched now (overwriting an existing link is harmless: the digest
+// fixes the content).
 func (s *Store) LinkBlob(ctx context.Context, img storage.Image, b storage.Blob) error {
-	if err := s.putItem(ctx, newBlobItem(linkKey(img, b.Digest), b), nil); err != nil {
+	lk := linkKey(img, b.Digest)
+	if !lk.fits() {
+		return fmt.Errorf("link blob %.64s… into %.64s…: %w", b.Digest, img, errKeyTooLong)
+	}
+	now := s.now()
+	if !storage.FreshTouch(b, now) {
+		if err := s.touch(ctx, blobKey(b.Digest), attrTouched, now, nil); err != nil {
+			return fmt.Errorf("link blob %s into %s: blob record: %w", b.Digest, img, err)
+		}
+	}
+	if err := s.putItem(ctx, newBlobItem(lk, b, now), nil); err != nil {
 		return fmt.Errorf("link blob %s into %s: %w", b.Digest, img, err)
 	}
 	return nil

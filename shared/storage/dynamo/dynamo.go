@@ -5,11 +5,11 @@
 // TTL attribute "expiresAt" (epoch seconds). Items (see also README,
 // Architecture: Where data lives):
 //
-//	pk IMG#<repo>/<name>  sk T#<tag>                 tag → digest (+ checked, epoch ms, for proxies)
-//	                      sk M#<digest>              manifest
-//	                      sk B#<digest>              blob link (size)
-//	                      sk R#<subject>#<digest>    referrer descriptor
-//	pk BLOB#<digest>      sk BLOB                    global blob record
+//	pk IMG#<repo>/<name>  sk T#<tag>                 tag → digest, at (written, epoch ms) (+ checked, epoch ms, for proxies)
+//	                      sk M#<digest>              manifest (+ touched, pulled, epoch ms)
+//	                      sk B#<digest>              blob link (size, key, touched)
+//	                      sk R#<subject>#<digest>    referrer descriptor (+ touched)
+//	pk BLOB#<digest>      sk BLOB                    global blob record (size, key, touched)
 //	pk CATALOG            sk <repo>/<name>           catalog entry: name (lower-cased copy of sk, for
 //	                                                 search filters), token (random, per PutManifest)
 //	pk UPLOAD#<id>        sk UPLOAD                  upload session (+ updated, epoch ms)
@@ -26,6 +26,10 @@
 // sessions and markers filter expired items themselves (sessions on
 // expiresAt, markers on until, to the millisecond) because TTL deletion is
 // lazy (and absent from the emulators).
+//
+// The touch times (touched, at, pulled) serve storage.Collector, the purge's
+// capability (collect.go): conditional deletes "not touched since the cut",
+// and the one Scan of the table, which only the purge function may call.
 package dynamo
 
 import (

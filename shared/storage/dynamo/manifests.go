@@ -37,6 +37,38 @@ type manifestItem struct {
 	ArtifactType string            `dynamodbav:"artifactType,omitempty"`
 	Annotations  map[string]string `dynamodbav:"annotations,omitempty"`
 	Created      time.Time         `dynamodbav:"created"`
+	// Touched and Pulled (storage.Collector), epoch ms; 0 when not
+	// recorded (Touched: items written before touch times).
+	Touched int64 `dynamodbav:"touched,omitempty"`
+	Pulled  int64 `dynamodbav:"pulled,omitempty"`
+}
+
+// manifestAttrs are the attributes of a manifest item but its body
+// (listings: ListImage, Scan).
+var manifestAttrs = []string{attrPK, attrSK, "digest", "mediaType", "size", "bodyKey", "blobs", "blobsGz",
+	"children", "childrenGz", "subject", "artifactType", "annotations", "created", attrTouched, attrPulled}
+
+// manifest decodes the item (its body too when it was read).
+func (it manifestItem) manifest() (storage.Manifest, error) {
+	m := storage.Manifest{
+		Digest:       digest.Digest(it.Digest),
+		MediaType:    it.MediaType,
+		Size:         it.Size,
+		BodyKey:      it.BodyKey,
+		Subject:      digest.Digest(it.Subject),
+		ArtifactType: it.ArtifactType,
+		Annotations:  it.Annotations,
+		Created:      it.Created,
+		Touched:      fromMillis(it.Touched),
+		Pulled:       fromMillis(it.Pulled),
+	}
+	var err error
+	if m.Body, err = unpackBody(it.Body, it.BodyGz); err == nil {
+		if m.Blobs, err = unpackDigests(it.Blobs, it.BlobsGz); err == nil {
+			m.Children, err = unpackDigests(it.Children, it.ChildrenGz)
+		}
+	}
+	return m, err
 }
 
 // referrerItem is the descriptor of a manifest with a subject
@@ -48,6 +80,8 @@ type referrerItem struct {
 	Size         int64             `dynamodbav:"size"`
 	ArtifactType string            `dynamodbav:"artifactType,omitempty"`
 	Annotations  map[string]string `dynamodbav:"annotations,omitempty"`
+	// Touched is when PutManifest wrote it, epoch ms (DeleteManifestIf).
+	Touched int64 `dynamodbav:"touched,omitempty"`
 }
 
 func manifestKey(img storage.Image, d digest.Digest) key {
@@ -58,8 +92,10 @@ func referrerKey(img storage.Image, subject, d digest.Digest) key {
 	return key{PK: imagePK(img), SK: prefixReferrer + subject.String() + "#" + d.String()}
 }
 
-// PutManifest writes the manifest item, then its referrer item (when it has a
-// subject), then the catalog entry of img.
+// PutManifest writes the manifest item, touched now, then its referrer item
+// (when it has a subject), then the catalog entry of img. Overwriting a
+// stored manifest replaces the whole item: Pulled reads zero again until
+// the next MarkPulled.
 func (s *Store) PutManifest(ctx context.Context, img storage.Image, m storage.Manifest) error {
 	it := manifestItem{
 		key:          manifestKey(img, m.Digest),
@@ -71,6 +107,7 @@ func (s *Store) PutManifest(ctx context.Context, img storage.Image, m storage.Ma
 		ArtifactType: m.ArtifactType,
 		Annotations:  m.Annotations,
 		Created:      m.Created.UTC(),
+		Touched:      toMillis(s.now()),
 	}
 	it.Body, it.BodyGz = packBody(m.Body)
 	it.Blobs, it.BlobsGz = packDigests(m.Blobs)
@@ -86,6 +123,7 @@ func (s *Store) PutManifest(ctx context.Context, img storage.Image, m storage.Ma
 			Size:         m.Size,
 			ArtifactType: m.ArtifactType,
 			Annotations:  m.Annotations,
+			Touched:      it.Touched,
 		}
 		if err := s.putItem(ctx, ref, nil); err != nil {
 			return fmt.Errorf("put referrer %s of %s in %s: %w", m.Digest, m.Subject, img, err)
@@ -103,22 +141,7 @@ func (s *Store) GetManifest(ctx context.Context, img storage.Image, d digest.Dig
 	if err := s.getItem(ctx, manifestKey(img, d), &it); err != nil {
 		return storage.Manifest{}, fmt.Errorf("get manifest %s in %s: %w", d, img, err)
 	}
-	m := storage.Manifest{
-		Digest:       digest.Digest(it.Digest),
-		MediaType:    it.MediaType,
-		Size:         it.Size,
-		BodyKey:      it.BodyKey,
-		Subject:      digest.Digest(it.Subject),
-		ArtifactType: it.ArtifactType,
-		Annotations:  it.Annotations,
-		Created:      it.Created,
-	}
-	var err error
-	if m.Body, err = unpackBody(it.Body, it.BodyGz); err == nil {
-		if m.Blobs, err = unpackDigests(it.Blobs, it.BlobsGz); err == nil {
-			m.Children, err = unpackDigests(it.Children, it.ChildrenGz)
-		}
-	}
+	m, err := it.manifest()
 	if err != nil {
 		return storage.Manifest{}, fmt.Errorf("get manifest %s in %s: %w", d, img, err)
 	}

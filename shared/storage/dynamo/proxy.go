@@ -32,6 +32,7 @@ const (
 type tagCheckItem struct {
 	key
 	Digest  string `dynamodbav:"digest"`
+	At      int64  `dynamodbav:"at,omitempty"`
 	Checked int64  `dynamodbav:"checked,omitempty"`
 }
 
@@ -47,9 +48,10 @@ func (s *Store) GetTagCheck(ctx context.Context, img storage.Image, tag string) 
 }
 
 // PutTagCheck points tag at c.Digest and records c.Checked (to the
-// millisecond; zero stores no checked attribute) with one unconditional PutItem.
+// millisecond; zero stores no checked attribute) and the write time (at)
+// with one unconditional PutItem.
 func (s *Store) PutTagCheck(ctx context.Context, img storage.Image, tag string, c storage.TagCheck) error {
-	it := tagCheckItem{key: tagKey(img, tag), Digest: c.Digest.String(), Checked: toMillis(c.Checked)}
+	it := tagCheckItem{key: tagKey(img, tag), Digest: c.Digest.String(), At: toMillis(s.now()), Checked: toMillis(c.Checked)}
 	if err := s.putItem(ctx, it, nil); err != nil {
 		return fmt.Errorf("put tag check %s:%s: %w", img, tag, err)
 	}

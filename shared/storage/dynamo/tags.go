@@ -12,10 +12,13 @@ import (
 	"github.com/airlock-registry/airlock/shared/storage"
 )
 
-// tagItem points a tag at a digest (pk IMG#<repo>/<name>, sk T#<tag>).
+// tagItem points a tag at a digest (pk IMG#<repo>/<name>, sk T#<tag>). At
+// is when it was last written (PutTag, PutTagCheck), epoch ms; 0 on items
+// written before it was recorded.
 type tagItem struct {
 	key
 	Digest string `dynamodbav:"digest"`
+	At     int64  `dynamodbav:"at,omitempty"`
 }
 
 func tagKey(img storage.Image, tag string) key {
@@ -46,7 +49,7 @@ func (s *Store) PutTag(ctx context.Context, img storage.Image, tag string, d dig
 	default:
 		return fmt.Errorf("put tag %s:%s: unknown rule %d", img, tag, rule)
 	}
-	if err := s.putItem(ctx, tagItem{key: tagKey(img, tag), Digest: d.String()}, cond); err != nil {
+	if err := s.putItem(ctx, tagItem{key: tagKey(img, tag), Digest: d.String(), At: toMillis(s.now())}, cond); err != nil {
 		return fmt.Errorf("put tag %s:%s: %w", img, tag, err)
 	}
 	return nil

@@ -35,7 +35,8 @@ var _ storage.UploadLister = (*Store)(nil)
 // Costs: one more PutItem per CreateUpload (written in parallel with the
 // session: no added latency), and per listed entry a share of a Query
 // page, one BatchGetItem read and, once its session is gone, one
-// DeleteItem. No Scan, so no function needs dynamodb:Scan. A day's
+// DeleteItem. No Scan (only the purge's blob collection scans the table,
+// storage.Collector.Scan, and only the purge function may). A day's
 // entries share one partition key: DynamoDB sustains about 1,000 writes
 // per second per partition, far more upload POSTs than one registry sees.
 // Sessions created before the index existed have no entry: they are never

@@ -17,8 +17,8 @@ import (
 // Complete turns the upload's bytes into the blob object for d and returns
 // its key, with the requests package s3store makes: a multipart upload is
 // completed at storage.UploadKey(u.ID) (staged bytes, if any, sent as its
-// last part); without one, one staged object is copied to
-// storage.BlobKey(d), several are read back and put there as one object.
+// last part); without one, one staged object is copied to the same key,
+// several are read back and put there as one object.
 // The staged objects listed in u are then deleted (one DeleteObjects). A
 // retry after success finds the object in place with the upload's size
 // (one HeadObject) and succeeds again.
@@ -40,15 +40,15 @@ func (s *Store) Complete(ctx context.Context, u *storage.Upload, d digest.Digest
 		key = storage.UploadKey(u.ID)
 		err = s.finishMultipart(u)
 	case len(u.Staged) == 0 && total == 0:
-		key = storage.BlobKey(d)
+		key = storage.UploadKey(u.ID)
 		s.put(key)
 	case len(u.Staged) == 1:
-		key = storage.BlobKey(d)
+		key = storage.UploadKey(u.ID)
 		err = s.copyObject(u.Staged[0].Key, key)
 	case total > s.partSize:
 		err = fmt.Errorf("%d staged bytes without a multipart upload", total)
 	default:
-		key = storage.BlobKey(d)
+		key = storage.UploadKey(u.ID)
 		buf := make([]byte, total)
 		if err = s.readStaged(u.Staged, buf); err == nil {
 			s.put(key, buf)
@@ -129,12 +129,12 @@ func (s *Store) UploadLeftovers(_ context.Context, id string) ([]string, error) 
 }
 
 // PutSmall stores a whole blob of at most storage.MinPartSize bytes at
-// storage.BlobKey(d) (one PutObject).
+// a new key (storage.NewBlobKey; one PutObject).
 func (s *Store) PutSmall(_ context.Context, d digest.Digest, body []byte) (string, error) {
 	if len(body) > storage.MinPartSize {
 		return "", fmt.Errorf("put blob %s: %d bytes is over the small-blob limit of %d", d, len(body), storage.MinPartSize)
 	}
-	key := storage.BlobKey(d)
+	key := storage.NewBlobKey(d)
 	s.put(key, body)
 	return key, nil
 }
@@ -151,9 +151,9 @@ func (s *Store) DeleteBlob(_ context.Context, key string) error {
 	return nil
 }
 
-// PutManifestBody stores a manifest body at storage.ManifestKey(d).
+// PutManifestBody stores a manifest body at a new key (storage.NewManifestKey).
 func (s *Store) PutManifestBody(_ context.Context, d digest.Digest, body []byte) (string, error) {
-	key := storage.ManifestKey(d)
+	key := storage.NewManifestKey(d)
 	s.put(key, body)
 	return key, nil
 }

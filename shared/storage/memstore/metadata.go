@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -12,24 +13,35 @@ import (
 	"github.com/airlock-registry/airlock/shared/storage"
 )
 
-// normBlob is b as stored: Created in UTC.
-func normBlob(b storage.Blob) storage.Blob {
+// normBlob is b as stored: Created in UTC, Touched at touched (the
+// store's clock to the millisecond).
+func normBlob(b storage.Blob, touched time.Time) storage.Blob {
 	b.Created = b.Created.UTC()
+	b.Touched = touched
 	return b
 }
 
-// PutBlob stores the global record of b unless one exists, and returns the
-// record stored (b, or the existing one, unchanged).
+// touchTime is the store's clock as touch times are kept: to the
+// millisecond, in UTC (s.now may be called with or without s.mu).
+func (s *Store) touchTime() time.Time { return fromMillis(s.now().UnixMilli()) }
+
+// PutBlob stores the global record of b, touched now, unless one exists;
+// then it touches the existing record (nothing else of it changes). It
+// returns the record stored.
 func (s *Store) PutBlob(_ context.Context, b storage.Blob) (storage.Blob, error) {
 	if !fits("BLOB#"+b.Digest.String(), "BLOB") {
 		return storage.Blob{}, fmt.Errorf("put blob %.64s…: %w", b.Digest, errKeyTooLong)
 	}
+	now := s.touchTime()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old, ok := s.blobs[b.Digest]; ok {
+		old.Touched = now
+		s.blobs[b.Digest] = old
 		return old, nil
 	}
-	s.blobs[b.Digest] = normBlob(b)
+	b = normBlob(b, now)
+	s.blobs[b.Digest] = b
 	return b, nil
 }
 
@@ -44,14 +56,25 @@ func (s *Store) GetBlob(_ context.Context, d digest.Digest) (storage.Blob, error
 	return b, nil
 }
 
-// LinkBlob makes b visible in img (overwriting an existing link).
+// LinkBlob touches the global record of b.Digest (storage.ErrNotFound when
+// there is none: nothing is linked) and makes b visible in img, touched
+// now (overwriting an existing link).
 func (s *Store) LinkBlob(_ context.Context, img storage.Image, b storage.Blob) error {
 	if !fits(imagePK(img), "B#"+b.Digest.String()) {
 		return fmt.Errorf("link blob into %.64s…: %w", img, errKeyTooLong)
 	}
+	now := s.touchTime()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.image(img, true).links[b.Digest] = normBlob(b)
+	if !storage.FreshTouch(b, now) { // as package dynamo: the touch is the record check
+		rec, ok := s.blobs[b.Digest]
+		if !ok {
+			return fmt.Errorf("link blob %.80s into %.80s: no blob record: %w", b.Digest, img, storage.ErrNotFound)
+		}
+		rec.Touched = now
+		s.blobs[b.Digest] = rec
+	}
+	s.image(img, true).links[b.Digest] = normBlob(b, now)
 	return nil
 }
 
@@ -90,8 +113,10 @@ func cloneManifest(m storage.Manifest) storage.Manifest {
 	return m
 }
 
-// PutManifest stores m in img, its referrer entry when it has a subject, and
-// adds img to the catalog. Every key is checked before anything is written.
+// PutManifest stores m in img, touched now (an overwrite of the same digest
+// resets Pulled to zero, as package dynamo's PutItem does), its referrer
+// entry when it has a subject, and adds img to the catalog. Every key is
+// checked before anything is written.
 func (s *Store) PutManifest(_ context.Context, img storage.Image, m storage.Manifest) error {
 	pk := imagePK(img)
 	ok := fits(pk, "M#"+m.Digest.String()) && fits("CATALOG", img.String()) &&
@@ -100,6 +125,7 @@ func (s *Store) PutManifest(_ context.Context, img storage.Image, m storage.Mani
 		return fmt.Errorf("put manifest %.80s in %.64s…: %w", m.Digest, img, errKeyTooLong)
 	}
 	m = cloneManifest(m)
+	m.Touched, m.Pulled = s.touchTime(), time.Time{}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	im := s.image(img, true)
@@ -141,8 +167,17 @@ func (s *Store) DeleteManifest(_ context.Context, img storage.Image, d digest.Di
 	if !ok {
 		return fmt.Errorf("delete manifest %.80s in %.80s: %w", d, img, storage.ErrNotFound)
 	}
+	s.removeManifest(img, im, m, time.Time{})
+	return nil
+}
+
+// removeManifest removes manifest m of img, the tags pointing at it (only
+// those written before tagCut unless it is zero), its referrer entry, and
+// img's catalog entry when no manifest is left (s.mu held).
+func (s *Store) removeManifest(img storage.Image, im *image, m storage.Manifest, tagCut time.Time) {
+	d := m.Digest
 	for tag, t := range im.tags {
-		if t.digest == d {
+		if t.digest == d && (tagCut.IsZero() || t.at < tagCut.UnixMilli()) {
 			delete(im.tags, tag)
 		}
 	}
@@ -153,7 +188,6 @@ func (s *Store) DeleteManifest(_ context.Context, img storage.Image, d digest.Di
 	if len(im.manifests) == 0 {
 		delete(s.catalog, img.String())
 	}
-	return nil
 }
 
 // ListReferrers returns the descriptors of the manifests of img whose subject

@@ -1,9 +1,11 @@
 package memstore
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/airlock-registry/airlock/shared/storage"
 )
@@ -17,6 +19,9 @@ import (
 type multipart struct {
 	key   string
 	parts map[int32]part
+	// created is when it was opened: S3 gives a completed multipart
+	// upload's object the initiation time as LastModified.
+	created time.Time
 }
 
 // part is one uploaded part.
@@ -32,6 +37,7 @@ func (s *Store) put(key string, segs ...[]byte) {
 	defer s.mu.Unlock()
 	s.count("PutObject", int64(len(b)))
 	s.objects[key] = b
+	s.modified[key] = s.now().Truncate(time.Millisecond)
 }
 
 // get returns the object at key (GetObject), shared: callers must not modify it.
@@ -93,6 +99,7 @@ func (s *Store) copyObject(src, dst string) error {
 		return fmt.Errorf("copy %s to %s: NoSuchKey: %w", src, dst, storage.ErrNotFound)
 	}
 	s.objects[dst] = b
+	s.modified[dst] = s.now().Truncate(time.Millisecond)
 	return nil
 }
 
@@ -102,6 +109,7 @@ func (s *Store) deleteObject(key string) {
 	defer s.mu.Unlock()
 	s.count("DeleteObject", 0)
 	delete(s.objects, key)
+	delete(s.modified, key)
 }
 
 // deleteKeys removes the objects at keys, 1,000 per DeleteObjects request.
@@ -112,6 +120,7 @@ func (s *Store) deleteKeys(keys []string) {
 		s.count("DeleteObjects", 0)
 		for _, k := range batch {
 			delete(s.objects, k)
+			delete(s.modified, k)
 		}
 	}
 }
@@ -138,7 +147,7 @@ func (s *Store) createMultipart(id string) string {
 	s.count("CreateMultipartUpload", 0)
 	s.seq++
 	mid := fmt.Sprintf("mem-mpu-%d", s.seq)
-	s.multiparts[mid] = &multipart{key: storage.UploadKey(id), parts: map[int32]part{}}
+	s.multiparts[mid] = &multipart{key: storage.UploadKey(id), parts: map[int32]part{}, created: s.now().Truncate(time.Millisecond)}
 	return mid
 }
 
@@ -191,6 +200,7 @@ func (s *Store) completeMultipart(id, mid string, parts []storage.Part) error {
 		segs[i] = got.data
 	}
 	s.objects[m.key] = concat(segs)
+	s.modified[m.key] = m.created
 	delete(s.multiparts, mid)
 	return nil
 }
@@ -231,4 +241,64 @@ func concat(segs [][]byte) []byte {
 		out = append(out, b...)
 	}
 	return out
+}
+
+// ListObjects lists objects under prefix after after, in key order, up to n
+// (n <= 0: 1000) per call (ListObjectsV2 with StartAfter; storage.ObjectLister).
+func (s *Store) ListObjects(ctx context.Context, prefix, after string, n int) ([]storage.Object, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	if n <= 0 || n > 1000 {
+		n = 1000
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.count("ListObjectsV2", 0)
+	var keys []string
+	for k := range s.objects {
+		if strings.HasPrefix(k, prefix) && k > after {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	more := len(keys) > n
+	keys = keys[:min(n, len(keys))]
+	out := make([]storage.Object, len(keys))
+	for i, k := range keys {
+		out[i] = storage.Object{Key: k, Size: int64(len(s.objects[k])), Modified: s.modified[k]}
+	}
+	return out, more, nil
+}
+
+// DeleteObjects removes the objects, 1,000 per DeleteObjects request
+// (storage.ObjectLister; missing keys are fine).
+func (s *Store) DeleteObjects(ctx context.Context, keys []string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return keys, err
+	}
+	s.deleteKeys(keys)
+	return nil, nil
+}
+
+// WriteObject stores a copy of body at key (PutObject).
+func (s *Store) WriteObject(ctx context.Context, key string, body []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.put(key, body)
+	return nil
+}
+
+// ReadObject returns a copy of the object at key (GetObject), or an error
+// wrapping storage.ErrNotFound.
+func (s *Store) ReadObject(ctx context.Context, key string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b, err := s.get(key)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(b), nil
 }

@@ -26,6 +26,7 @@ var (
 	_ storage.ChunkStager   = (*Store)(nil)
 	_ storage.BatchReader   = (*Store)(nil)
 	_ storage.Searcher      = (*Store)(nil)
+	_ storage.Collector     = (*Store)(nil)
 )
 
 // DefaultPartSize is the size of the multipart parts Append writes, as in
@@ -61,7 +62,8 @@ type Store struct {
 	uploads map[string]uploadRec
 	markers map[string]map[string]storage.Marker // group → key → marker (Until to the ms)
 	// Blobs (S3).
-	objects    map[string][]byte // never modified once stored: readers share them
+	objects    map[string][]byte    // never modified once stored: readers share them
+	modified   map[string]time.Time // LastModified of each object (store clock, ms)
 	multiparts map[string]*multipart
 	seq        int64 // multipart upload ids and part ETags
 	calls      map[string]int
@@ -81,18 +83,19 @@ type image struct {
 	referrers map[string]ocispec.Descriptor // by "<subject>#<digest>"
 }
 
-// tagRec is a tag item: its digest and, for proxies, when it was last
-// checked (epoch ms, 0: never).
+// tagRec is a tag item: its digest, when it was last written (epoch ms)
+// and, for proxies, when it was last checked (epoch ms, 0: never).
 type tagRec struct {
 	digest  digest.Digest
+	at      int64
 	checked int64
 }
 
 // Option configures New.
 type Option func(*Store)
 
-// WithClock sets the clock of every expiry check: upload sessions, leases,
-// markers and presigned URLs (default time.Now).
+// WithClock sets the clock of every expiry check (upload sessions, leases,
+// markers and presigned URLs) and of touch times (default time.Now).
 func WithClock(now func() time.Time) Option {
 	return func(s *Store) { s.now = now }
 }
@@ -115,6 +118,7 @@ func New(opts ...Option) *Store {
 		uploads:    map[string]uploadRec{},
 		markers:    map[string]map[string]storage.Marker{},
 		objects:    map[string][]byte{},
+		modified:   map[string]time.Time{},
 		multiparts: map[string]*multipart{},
 	}
 	_, _ = rand.Read(s.secret) // crypto/rand.Read does not fail

@@ -44,7 +44,7 @@ func (s *Store) PutTag(_ context.Context, img storage.Image, tag string, d diges
 	if old, ok := s.tag(img, tag); ok && rule == storage.TagCreateOnly && old.digest != d {
 		return fmt.Errorf("put tag %s:%s: %w", img, tag, storage.ErrConflict)
 	}
-	s.image(img, true).tags[tag] = tagRec{digest: d}
+	s.image(img, true).tags[tag] = tagRec{digest: d, at: s.now().UnixMilli()}
 	return nil
 }
 
@@ -91,6 +91,6 @@ func (s *Store) PutTagCheck(_ context.Context, img storage.Image, tag string, c 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.image(img, true).tags[tag] = tagRec{digest: c.Digest, checked: millis(c.Checked)}
+	s.image(img, true).tags[tag] = tagRec{digest: c.Digest, at: s.now().UnixMilli(), checked: millis(c.Checked)}
 	return nil
 }

@@ -22,7 +22,7 @@ const cleanupTimeout = 30 * time.Second
 // Complete turns the upload's bytes into the blob object for d and returns its
 // key. A multipart upload is completed at storage.UploadKey(u.ID), where its
 // parts were written (no copy; staged bytes, if any, are sent as the last
-// part). Without one, the staged bytes are put at storage.BlobKey(d): one
+// part). Without one, the staged bytes are put at the same key: one
 // staged object is copied server-side (one call), several are read back in
 // parallel and put as one object. Then the staged objects listed in u are
 // deleted with one DeleteObjects call; those already read into parts are left
@@ -45,15 +45,15 @@ func (s *Store) Complete(ctx context.Context, u *storage.Upload, d digest.Digest
 		key = storage.UploadKey(u.ID)
 		err = s.completeMultipart(ctx, u, key)
 	case len(u.Staged) == 0 && total == 0:
-		key = storage.BlobKey(d)
+		key = storage.UploadKey(u.ID)
 		err = s.put(ctx, key, nil)
 	case len(u.Staged) == 1:
-		key = storage.BlobKey(d)
+		key = storage.UploadKey(u.ID)
 		err = s.copyObject(ctx, u.Staged[0].Key, key)
 	case total > s.partSize:
 		err = fmt.Errorf("%d staged bytes without a multipart upload", total)
 	default: // a few staged chunks, less than one part in all
-		key = storage.BlobKey(d)
+		key = storage.UploadKey(u.ID)
 		bp := s.getBuf()
 		defer s.putBuf(bp)
 		buf := (*bp)[:total]

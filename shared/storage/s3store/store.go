@@ -148,12 +148,12 @@ func (s *Store) DeleteBlob(ctx context.Context, key string) error {
 }
 
 // PutSmall stores a whole blob (at most storage.MinPartSize bytes, verified
-// by the caller to have digest d) with one PutObject at storage.BlobKey(d).
+// by the caller to have digest d) with one PutObject at a new key (storage.NewBlobKey).
 func (s *Store) PutSmall(ctx context.Context, d digest.Digest, body []byte) (string, error) {
 	if len(body) > storage.MinPartSize {
 		return "", fmt.Errorf("put blob %s: %d bytes is over the small-blob limit of %d", d, len(body), storage.MinPartSize)
 	}
-	key := storage.BlobKey(d)
+	key := storage.NewBlobKey(d)
 	if err := s.put(ctx, key, body); err != nil {
 		return "", fmt.Errorf("put blob %s: %w", d, err)
 	}
@@ -162,7 +162,7 @@ func (s *Store) PutSmall(ctx context.Context, d digest.Digest, body []byte) (str
 
 // PutManifestBody stores a manifest too large for an item and returns its key.
 func (s *Store) PutManifestBody(ctx context.Context, d digest.Digest, body []byte) (string, error) {
-	key := storage.ManifestKey(d)
+	key := storage.NewManifestKey(d)
 	if err := s.put(ctx, key, body); err != nil {
 		return "", fmt.Errorf("manifest %s: %w", d, err)
 	}

@@ -104,6 +104,7 @@ func TestBlobs(t *testing.T, newStore func(t *testing.T) storage.Blobs) {
 	t.Run("CompleteTwice", func(t *testing.T) { t.Parallel(); testCompleteTwice(t, newStore(t)) })
 	t.Run("StagingRule", func(t *testing.T) { t.Parallel(); testStagingRule(t, newStore) })
 	t.Run("Parts", func(t *testing.T) { t.Parallel(); testParts(t, newStore(t)) })
+	t.Run("ObjectLister", func(t *testing.T) { t.Parallel(); testObjectLister(t, newStore(t)) })
 }
 
 func repeat(size, n int) []int {
@@ -214,7 +215,7 @@ func completeAndCheck(t testing.TB, ctx context.Context, s storage.Blobs, u *sto
 }
 
 // completeChecked completes u as want's digest, checks the key returned (the
-// upload's own key for a multipart upload, else the content-addressed one)
+// upload's own key, staged or multipart)
 // and the bytes served there and, when leftovers is set, that the upload
 // left no multipart upload and none of the staged objects it listed.
 func completeChecked(t testing.TB, ctx context.Context, s storage.Blobs, u *storage.Upload, want []byte, leftovers bool) (digest.Digest, string) {
@@ -224,10 +225,7 @@ func completeChecked(t testing.TB, ctx context.Context, s storage.Blobs, u *stor
 	if err != nil {
 		t.Fatalf("Complete: %v", err)
 	}
-	wantKey := storage.BlobKey(d)
-	if u.MultipartID != "" {
-		wantKey = storage.UploadKey(u.ID)
-	}
+	wantKey := storage.UploadKey(u.ID) // staged or multipart: the upload's own key, written once
 	if key != wantKey {
 		t.Errorf("Complete returned key %q, want %q (multipart upload %q)", key, wantKey, u.MultipartID)
 	}
@@ -399,8 +397,8 @@ func testManifestBody(t *testing.T, s storage.Blobs) {
 	if err != nil {
 		t.Fatalf("PutManifestBody: %v", err)
 	}
-	if key != storage.ManifestKey(d) {
-		t.Errorf("PutManifestBody key = %q, want %q", key, storage.ManifestKey(d))
+	if !strings.HasPrefix(key, storage.ManifestKey(d)+".") {
+		t.Errorf("PutManifestBody key = %q, want %q followed by . and 16 hex digits", key, storage.ManifestKey(d))
 	}
 	got, err := s.GetManifestBody(ctx, key)
 	if err != nil || !bytes.Equal(got, body) {

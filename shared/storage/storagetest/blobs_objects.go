@@ -60,7 +60,9 @@ func testPresign(t *testing.T, s storage.Blobs) {
 	}
 }
 
-// testPutSmall: a small blob is one object at its content-addressed key.
+// testPutSmall: a small blob is one object at a new key under its
+// content-addressed one (storage.NewBlobKey): two puts of the same bytes
+// never share a key.
 func testPutSmall(t *testing.T, s storage.Blobs) {
 	ctx := context.Background()
 	for _, n := range []int{0, 311, storage.MinPartSize} {
@@ -70,8 +72,12 @@ func testPutSmall(t *testing.T, s storage.Blobs) {
 		if err != nil {
 			t.Fatalf("PutSmall of %d bytes: %v", n, err)
 		}
-		if key != storage.BlobKey(d) {
-			t.Errorf("PutSmall key = %q, want %q", key, storage.BlobKey(d))
+		if !strings.HasPrefix(key, storage.BlobKey(d)+".") || len(key) != len(storage.BlobKey(d))+17 {
+			t.Errorf("PutSmall key = %q, want %q followed by . and 16 hex digits", key, storage.BlobKey(d))
+		}
+		again, err := s.PutSmall(ctx, d, want)
+		if err != nil || again == key {
+			t.Errorf("second PutSmall of the same bytes: key %q, %v; want a new key (not %q)", again, err, key)
 		}
 		if got := fetchBlob(t, ctx, s, key); !bytes.Equal(got, want) {
 			t.Errorf("PutSmall of %d bytes: fetched %d bytes that differ", n, len(got))

@@ -113,6 +113,8 @@ func testBatchReads(t *testing.T, s storage.Metadata) {
 	}
 	linkA := storage.Blob{Digest: layer, Size: 11, Key: storage.UploadKey("batch-a"), Created: created}
 	linkC := storage.Blob{Digest: layer, Size: 11, Created: created.Add(time.Hour)}
+	record(t, s, linkA)
+	record(t, s, storage.Blob{Digest: other, Size: 3, Created: created})
 	must(t, "LinkBlob in A", s.LinkBlob(ctx, imgA, linkA))
 	must(t, "LinkBlob in C", s.LinkBlob(ctx, imgC, linkC))
 	must(t, "LinkBlob other in B", s.LinkBlob(ctx, imgB, storage.Blob{Digest: other, Size: 3, Created: created}))
@@ -195,6 +197,7 @@ func testBatchMany(t *testing.T, s storage.Metadata) {
 	br := batchReader(t, s)
 	layer := dg("many layer")
 	m := manifest("many", "")
+	record(t, s, storage.Blob{Digest: layer, Size: 1, Created: created})
 	var imgs []storage.Image
 	for i := range 150 {
 		img := storage.Image{Repo: "local", Name: fmt.Sprintf("many/img%03d", i)}
@@ -273,6 +276,7 @@ func testSearch(t *testing.T, s storage.Metadata) {
 	}
 	// Tags and links alone do not make a catalog entry.
 	must(t, "PutTag without manifest", s.PutTag(ctx, storage.Image{Repo: "local", Name: "team-tagonly"}, "v", dg("x"), storage.TagOverwrite))
+	record(t, s, storage.Blob{Digest: dg("x"), Size: 1, Created: created})
 	must(t, "LinkBlob without manifest", s.LinkBlob(ctx, storage.Image{Repo: "local", Name: "team-linkonly"}, storage.Blob{Digest: dg("x"), Size: 1, Created: created}))
 
 	all := byteOrder(names)
@@ -362,6 +366,7 @@ func testCatalogHygiene(t *testing.T, s storage.Metadata) {
 	must(t, "PutManifest in y", s.PutManifest(ctx, y, plain))
 	must(t, "PutTag in x", s.PutTag(ctx, x, "latest", plain.Digest, storage.TagOverwrite))
 	layer := storage.Blob{Digest: dg("hyg layer"), Size: 5, Created: created}
+	record(t, s, layer)
 	must(t, "LinkBlob in x", s.LinkBlob(ctx, x, layer))
 
 	catalog := func(want ...string) {

@@ -1,0 +1,179 @@
+package purge_test
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/airlock-registry/airlock/shared/config"
+	"github.com/airlock-registry/airlock/shared/purge"
+	"github.com/airlock-registry/airlock/shared/storage"
+	"github.com/airlock-registry/airlock/shared/storage/memstore"
+)
+
+// catalogTasks are the tasks that walk the catalog.
+var catalogTasks = []string{purge.TaskRetention, purge.TaskUntaggedManifests, purge.TaskProxyEvict}
+
+// walkFixture stores four images in apps (each a tagged manifest, an
+// untagged one and tags pr-1..3), one in apps-x (sorts before apps/ in the
+// catalog) and plain, and evictFixture's proxy images. It returns every
+// image, the purges' now and the configuration.
+func walkFixture(t *testing.T, s store) ([]storage.Image, time.Time, *config.Config) {
+	var imgs []storage.Image
+	for _, name := range []string{"a", "b", "c", "d"} {
+		img := storage.Image{Repo: "apps", Name: name}
+		m := put(t, s, img, name, nil)
+		for _, tg := range []string{"pr-1", "pr-2", "pr-3"} {
+			tag(t, s, img, tg, m)
+		}
+		put(t, s, img, "untagged "+name, nil)
+		imgs = append(imgs, img)
+	}
+	for _, img := range []storage.Image{{Repo: "apps-x", Name: "y"}, {Repo: "plain", Name: "z"}} {
+		put(t, s, img, "untagged", nil)
+		imgs = append(imgs, img)
+	}
+	now, more, _, _, _ := evictFixture(t, s) // sleeps: everything above is old too
+	c := taskConfig(t, 300*time.Millisecond, 300*time.Millisecond, rule("pr-.*", 1, 0, false))
+	return append(imgs, more...), now, c
+}
+
+func checkpoint(t *testing.T, s store, task string) string {
+	t.Helper()
+	m, err := s.GetMarker(t.Context(), "purge", task)
+	if err != nil {
+		return ""
+	}
+	return m.Value
+}
+
+// TestResumable: with MaxPerRun 1 every catalog task does one image per
+// run, continues after its checkpoint (a dry run reports from it without
+// moving it), ends with More false and no checkpoint, and leaves exactly
+// the state of one unbounded run.
+func TestResumable(t *testing.T) {
+	bounded, whole := backends(t), backends(t)
+	for i := range bounded {
+		t.Run(bounded[i].name, func(t *testing.T) {
+			s, ref := collectorOf(t, bounded[i]), collectorOf(t, whole[i])
+			imgs, now, c := walkFixture(t, s)
+			_, refNow, _ := walkFixture(t, ref)
+			for _, task := range catalogTasks {
+				if r, err := newPurger(t, ref, c, 0, func() time.Time { return refNow }).Run(t.Context(), task, false); err != nil || r.More || len(r.Deleted) == 0 {
+					t.Fatalf("unbounded %s: %+v %v", task, r, err)
+				}
+			}
+			want := state(t, ref, imgs...)
+
+			p := newPurger(t, s, c, 1, func() time.Time { return now })
+			for _, task := range catalogTasks {
+				var runs int
+				var seen []string
+				for more := true; more; runs++ {
+					if runs > 10 {
+						t.Fatalf("%s: still more after %d runs", task, runs)
+					}
+					dry, err := p.Run(t.Context(), task, true)
+					if err != nil {
+						t.Fatal(err)
+					}
+					cp := checkpoint(t, s, task)
+					r, err := p.Run(t.Context(), task, false)
+					if err != nil || len(r.Errors) != 0 {
+						t.Fatalf("%s run %d: %v %v", task, runs, err, r.Errors)
+					}
+					if !slices.Equal(deleted(r), deleted(dry)) {
+						t.Fatalf("%s run %d (after checkpoint %q): deleted %v, the dry run before reported %v", task, runs, cp, deleted(r), deleted(dry))
+					}
+					more = r.More
+					next := checkpoint(t, s, task)
+					if more == (next == "") || more && next <= cp {
+						t.Fatalf("%s run %d: more %v, checkpoint %q -> %q: want it to move forward while more", task, runs, more, cp, next)
+					}
+					seen = append(seen, next)
+				}
+				wantRuns := map[string]int{purge.TaskProxyEvict: 3}[task] // hub: alpine, half, old
+				if wantRuns == 0 {
+					wantRuns = 5 // apps: a, app (evictFixture's), b, c, d; apps-x and plain are not walked
+				}
+				if runs != wantRuns {
+					t.Errorf("%s: %d runs (checkpoints %q), want %d: one per image", task, runs, seen, wantRuns)
+				}
+			}
+			if got := state(t, s, imgs...); !slices.Equal(got, want) {
+				t.Errorf("bounded runs left\n%v\nan unbounded run\n%v", got, want)
+			}
+		})
+	}
+}
+
+// TestConcurrentRuns: two real runs of every catalog task at once end in
+// the state one run leaves, without errors.
+func TestConcurrentRuns(t *testing.T) {
+	twice, once := backends(t), backends(t)
+	for i := range twice {
+		t.Run(twice[i].name, func(t *testing.T) {
+			s, ref := collectorOf(t, twice[i]), collectorOf(t, once[i])
+			imgs, now, c := walkFixture(t, s)
+			_, refNow, _ := walkFixture(t, ref)
+			for _, task := range catalogTasks {
+				if _, err := newPurger(t, ref, c, 0, func() time.Time { return refNow }).Run(t.Context(), task, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var wg sync.WaitGroup
+			errs := make(chan string, 100)
+			for range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					p, err := purge.New(purge.Deps{Meta: s, Blobs: twice[i].blobs, Config: c, MaxPerRun: 2, Now: func() time.Time { return now }})
+					if err != nil {
+						errs <- err.Error()
+						return
+					}
+					for _, task := range catalogTasks {
+						for more := true; more; {
+							r, err := p.Run(t.Context(), task, false)
+							if err != nil {
+								errs <- err.Error()
+								return
+							}
+							for _, e := range r.Errors {
+								errs <- e
+							}
+							more = r.More
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for e := range errs {
+				t.Error(e)
+			}
+			if got, want := state(t, s, imgs...), state(t, ref, imgs...); !slices.Equal(got, want) {
+				t.Errorf("two concurrent runs left\n%v\none run\n%v", got, want)
+			}
+		})
+	}
+}
+
+// TestTaskList: the catalog tasks run after incomplete-uploads, retention
+// before untagged-manifests (the manifests it untags go in the same
+// RunAll); an unknown name's error lists them (the admin API's 400).
+func TestTaskList(t *testing.T) {
+	got := purge.Tasks()
+	want := []string{purge.TaskIncompleteUploads, purge.TaskRetention, purge.TaskUntaggedManifests, purge.TaskProxyEvict}
+	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
+		t.Fatalf("tasks %v, want them to start with %v", got, want)
+	}
+	_, err := newPurger(t, memstore.New(), taskConfig(t, time.Hour, 24*time.Hour), 0, nil).Run(t.Context(), "untagged", true)
+	for _, name := range want {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("unknown task: error %v, want one listing %s", err, name)
+		}
+	}
+}
