@@ -5,6 +5,7 @@
 #                private network namespace, end to end), then what was skipped and why
 #   make bench   the benchmark (never part of make test)
 #   make build   dist/api/bootstrap + dist/api.zip for Lambda (linux/arm64)
+#   make image   the upload ingress's container image (docker; dist/ingress/image.tar)
 #   make tools   pinned emulators and clients into localdev/node_modules and bin/,
 #                and the Debian packages the tests use (as root on Debian)
 #
@@ -258,6 +259,16 @@ deploy: ## sam build && sam deploy with infra/samconfig.toml (SAM_ENV=default: H
 test-lambda: tools ## tests/lambda (function under the runtime emulator) + tests/template, verbose
 	@mkdir -p $(DIST)
 	$(GO) test -count=1 -v -timeout $(TEST_TIMEOUT) ./tests/lambda/ ./tests/template/ 2>&1 | tee $(DIST)/lambda.log
+
+# ----------------------------------------------------------------------------
+# The optional upload ingress (README, Upload ingress): a FROM scratch image
+# of shared/cmd/ingress, built with the Docker daemon that answers, or a
+# temporary one (root) started and stopped by infra/ingress/image.sh.
+IMAGE      ?= airlock-ingress:latest
+IMAGE_ARCH ?= amd64
+.PHONY: image
+image: ## the upload ingress image $(IMAGE) (IMAGE_ARCH=amd64|arm64) and dist/ingress/image.tar
+	IMAGE=$(IMAGE) IMAGE_ARCH=$(IMAGE_ARCH) GO=$(GO) bash $(ROOT)/infra/ingress/image.sh
 
 # ----------------------------------------------------------------------------
 .PHONY: clean help

@@ -5,7 +5,7 @@
 // on 127.0.0.1 (default :5000).
 //
 //	go run ./localdev [-addr 127.0.0.1:5000] [-data .localdev] [-config localdev/airlock.yaml]
-//	                  [-max-body BYTES] [-dynamo dynalite|ddblocal] [-s3 versitygw|minio] [-emulators-only]
+//	                  [-max-body BYTES] [-ingress-addr 127.0.0.1:5001 [-ingress-url URL]] [-dynamo dynalite|ddblocal] [-s3 versitygw|minio] [-emulators-only]
 //	                  [-dynamo-addr 127.0.0.1:8000] [-s3-addr 127.0.0.1:9000] [-fill-retry 5m] [-purge-every 1h]
 //	go run ./localdev refresh [-addr 127.0.0.1:5000] <proxy>/<image>:<tag>
 //
@@ -14,6 +14,10 @@
 // parked fills are retried every -fill-retry, as the function's schedule does;
 // every purge task runs every -purge-every (the purge function's schedule;
 // POST /airlock/api/purge?task=&dryRun= runs one now).
+// With -ingress-addr a second listener serves the upload ingress (README,
+// Upload ingress: the same handler without -max-body, upload sessions as
+// capabilities), and the main listener's upload POST answers with its
+// absolute Location there.
 // "refresh" asks a running localdev to revalidate one cached proxy tag now.
 //
 // Once it accepts requests it prints exactly one line containing "ready" and
@@ -63,6 +67,9 @@ type options struct {
 	purgeEvery time.Duration
 	// users is a YAML file of users to create at start (auth on).
 	users string
+	// ingressAddr, when set, is the listen address of the upload ingress;
+	// ingressURL what upload Locations name (default http://<its address>).
+	ingressAddr, ingressURL string
 }
 
 func main() {
@@ -81,6 +88,8 @@ func main() {
 	flag.StringVar(&o.dynamoAddr, "dynamo-addr", "", "also serve the DynamoDB emulator at this fixed address (e.g. 127.0.0.1:8000, as localdev/sam-env.json expects)")
 	flag.StringVar(&o.s3Addr, "s3-addr", "", "also serve the S3 emulator at this fixed address (e.g. 127.0.0.1:9000, as localdev/sam-env.json expects)")
 	flag.StringVar(&o.users, "users", "", "YAML file of users to create at start when auth is on (users: [{name, password or passwordEnv, roles}]); existing users are kept")
+	flag.StringVar(&o.ingressAddr, "ingress-addr", "", "also serve the upload ingress here (no -max-body; the main listener's upload POST sends clients to it), as template.yaml's UploadIngress=fargate")
+	flag.StringVar(&o.ingressURL, "ingress-url", "", "base URL that upload Locations name for the ingress (default http://<-ingress-addr's address>; set it when a proxy fronts that listener)")
 	flag.DurationVar(&o.fillRetry, "fill-retry", 5*time.Minute, "period of the retry of parked proxy fills (the proxyfetch function's schedule on AWS)")
 	flag.DurationVar(&o.purgeEvery, "purge-every", time.Hour, "period of the purge, every task for real (the purge function's schedule on AWS; 0: off; POST /airlock/api/purge runs one now)")
 	flag.Parse()
@@ -190,6 +199,19 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 	}
 
+	var ingress net.Listener
+	if o.ingressAddr != "" {
+		if ingress, err = net.Listen("tcp", o.ingressAddr); err != nil {
+			return fmt.Errorf("-ingress-addr: listen %s: %w", o.ingressAddr, err)
+		}
+		defer ingress.Close()
+		if o.ingressURL == "" {
+			o.ingressURL = "http://" + ingress.Addr().String()
+		}
+	} else if o.ingressURL != "" {
+		return errors.New("-ingress-url needs -ingress-addr")
+	}
+
 	// Fills handed off run here, in the background, as the proxyfetch
 	// function would (async invoke); parked fills are retried on a timer.
 	var h *registry.Registry
@@ -213,6 +235,8 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		MaxBody: o.maxBody,
 		Logger:  log,
 		Proxy:   repo.ProxyOptions{Handoff: handoff},
+
+		IngressURL: o.ingressURL, // -ingress-addr
 	})
 	if err != nil {
 		return err
@@ -237,6 +261,15 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	if err := seedUsers(ctx, h, o.users, log); err != nil {
 		return err
+	}
+	if ingress != nil {
+		isrv := &http.Server{Handler: h.Ingress(), ReadHeaderTimeout: 30 * time.Second}
+		go func() { _ = isrv.Serve(ingress) }()
+		defer isrv.Close()
+		note += "; upload ingress on http://" + ingress.Addr().String()
+		if o.ingressURL != "http://"+ingress.Addr().String() {
+			note += " as " + o.ingressURL
+		}
 	}
 	return serve(ctx, o.addr, h, emu, note, log)
 }

@@ -45,6 +45,7 @@ func main() {
 		Logger:               env.Logger,
 		Proxy:                env.Proxy,
 		Direct:               directOptions(env, door),
+		IngressURL:           ingressURL(),
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -48,6 +48,12 @@ type Deps struct {
 	AuthOptions auth.Options
 	// Direct tunes direct-to-S3 uploads (README, Direct-to-S3 uploads).
 	Direct DirectOptions
+	// IngressURL is the base URL (scheme://host[:port], no path) of the
+	// upload ingress (README, Upload ingress): the same handler served
+	// without the front door's body limit (Registry.Ingress). When set, an
+	// upload POST that opens a session answers with an absolute Location on
+	// it, so the PATCH and PUT bodies go there. "": relative Locations.
+	IngressURL string
 }
 
 // Registry is the handler; build it with New.
@@ -58,6 +64,9 @@ type Registry struct {
 	// col is Meta's storage.Collector: a manifest PUT touches what it
 	// references (package purge's race safety).
 	col storage.Collector
+	// ingress: this is the upload ingress's view (Ingress): requests on an
+	// existing upload session are authorized by the session id.
+	ingress bool
 }
 
 var _ http.Handler = (*Registry)(nil)
@@ -97,7 +106,27 @@ func New(d Deps) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
+	if d.IngressURL != "" {
+		if err := checkIngressURL(d.IngressURL); err != nil {
+			return nil, fmt.Errorf("registry: %w", err)
+		}
+	}
 	return &Registry{Deps: d, repos: repos, auth: as, col: col}, nil
+}
+
+// Ingress returns the upload ingress's view of the registry (README, Upload
+// ingress): the whole API over the same repositories, stores and signing
+// keys, without a body limit, whose upload sessions are capabilities: a
+// request on an existing session (PATCH, PUT, GET, DELETE, direct-upload
+// parts) is authorized by its unguessable id, because stock clients send no
+// Authorization header to the absolute Location of another host. Everything
+// else needs the usual token (with the ingress host as its service).
+func (rg *Registry) Ingress() *Registry {
+	v := *rg
+	v.MaxBody = 0
+	v.IngressURL = ""
+	v.ingress = true
+	return &v
 }
 
 // Repositories returns the configured repositories (the proxyfetch entry
@@ -214,12 +243,17 @@ func (rg *Registry) dispatch(w http.ResponseWriter, r *http.Request, t target) e
 var errBodyTooLarge = errors.New("request body too large")
 
 func (rg *Registry) tooLarge() *Error {
+	ingress := "or deploy the upload ingress (template parameter UploadIngress=fargate), which takes stock clients' layers of any size"
+	if rg.IngressURL != "" {
+		ingress = "or open the upload with POST /v2/<name>/blobs/uploads/ (no digest) and send the layer to its Location, on the upload ingress " +
+			rg.IngressURL + ", which takes any size"
+	}
 	return apiErr(http.StatusRequestEntityTooLarge, CodeSizeInvalid,
 		"request body exceeds the %d-byte limit of the registry's front door (API Gateway and Lambda cap request payloads); "+
-			"push large layers in chunks: PATCH the upload with Content-Range chunks of at most %d bytes "+
-			"(regctl: 'regctl registry set --blob-chunk %d <host>'), or with 'airlock push' / 'airlock copy', which send layers "+
-			"straight to S3 (direct-to-S3 uploads, README); the upload session stays open, continue it in chunks",
-		rg.MaxBody, rg.MaxBody, rg.MaxBody)
+			"push large layers with 'airlock push' / 'airlock copy', which send layers straight to S3 (direct-to-S3 uploads, README), "+
+			"%s, or in chunks: PATCH the upload with Content-Range chunks of at most %d bytes "+
+			"(regctl: 'regctl registry set --blob-chunk %d <host>'); the upload session stays open, continue it in chunks",
+		rg.MaxBody, ingress, rg.MaxBody, rg.MaxBody)
 }
 
 // limitBody answers 413 at once when Content-Length is over the limit and

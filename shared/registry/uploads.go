@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -108,7 +109,8 @@ func (rg *Registry) startUpload(w http.ResponseWriter, r *http.Request, t target
 		return fmt.Errorf("create upload: %w", err)
 	}
 	h := w.Header()
-	h.Set("Location", uploadLocation(t, u.ID))
+	// With an upload ingress the bodies go there (README, Upload ingress).
+	h.Set("Location", rg.IngressURL+uploadLocation(t, u.ID))
 	h.Set("Docker-Upload-UUID", u.ID)
 	h.Set("Range", "0-0")
 	// Short chunks are staged and joined into parts, so the minimum only keeps
@@ -117,7 +119,9 @@ func (rg *Registry) startUpload(w http.ResponseWriter, r *http.Request, t target
 	minChunk := int64(minChunkLength)
 	if rg.MaxBody > 0 {
 		minChunk = min(minChunk, rg.MaxBody)
-		h.Set("OCI-Chunk-Max-Length", strconv.FormatInt(rg.MaxBody, 10))
+		if rg.IngressURL == "" { // the ingress takes chunks of any length
+			h.Set("OCI-Chunk-Max-Length", strconv.FormatInt(rg.MaxBody, 10))
+		}
 	}
 	h.Set("OCI-Chunk-Min-Length", strconv.FormatInt(minChunk, 10))
 	if rg.directSupported() {
@@ -400,5 +404,16 @@ func (rg *Registry) cancelUpload(w http.ResponseWriter, r *http.Request, t targe
 	}
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// checkIngressURL accepts an absolute http(s) URL with a host and nothing
+// after it (Locations are the URL followed by /v2/...).
+func checkIngressURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil || strings.HasSuffix(v, "/") {
+		return fmt.Errorf("ingress URL %q: want scheme://host[:port] (http or https, no path, no trailing slash), e.g. https://push.example.com", v)
+	}
 	return nil
 }

@@ -28,6 +28,8 @@ type registryOpts struct {
 	// Env is added to localdev's environment (KEY=value), e.g. the admin
 	// password of auth.adminPasswordEnv.
 	Env []string
+	// Args are more localdev flags (e.g. -ingress-addr).
+	Args []string
 }
 
 // defaultConfig has one hosted repository "local" that is also the default.
@@ -116,6 +118,7 @@ func startRegistry(t testing.TB, o registryOpts) *registry {
 			args = append(args, "-max-body", strconv.FormatInt(o.MaxBody, 10))
 		}
 		args = append(args, backendFlags()...)
+		args = append(args, o.Args...)
 		r, err := launch(t, host, args, o.Env)
 		if err == nil {
 			t.Cleanup(func() { r.stop(t) })

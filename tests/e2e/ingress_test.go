@@ -1,0 +1,274 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lambdaMaxBody is the api function's body limit on AWS (functions/api).
+const lambdaMaxBody = 4706379
+
+// bodyHit is one request through a bodyFront: what it carried and got.
+type bodyHit struct {
+	Method, Path string
+	Body         int64 // request body bytes read
+	Auth         bool  // an Authorization header came along
+	Status       int
+}
+
+// bodyFront is a reverse proxy that records every request's body size and
+// whether it carried an Authorization header (Host is kept: the registry
+// sees the front's host, as behind API Gateway or a load balancer).
+type bodyFront struct {
+	URL, Host string
+	mu        sync.Mutex
+	hits      []bodyHit
+}
+
+func startBodyFront(t testing.TB, target string) *bodyFront {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &bodyFront{}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cb := &countedBody{r: r.Body}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = cb
+		}
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		rp.ServeHTTP(sw, r)
+		f.mu.Lock()
+		f.hits = append(f.hits, bodyHit{Method: r.Method, Path: r.URL.Path, Body: cb.n, Auth: r.Header.Get("Authorization") != "", Status: sw.code})
+		f.mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	f.URL, f.Host = srv.URL, strings.TrimPrefix(srv.URL, "http://")
+	return f
+}
+
+type countedBody struct {
+	r io.ReadCloser
+	n int64
+}
+
+func (c *countedBody) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countedBody) Close() error { return c.r.Close() }
+
+func (f *bodyFront) mark() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.hits)
+}
+
+func (f *bodyFront) since(m int) []bodyHit {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]bodyHit(nil), f.hits[m:]...)
+}
+
+func fmtBodyHits(hs []bodyHit) string {
+	var b strings.Builder
+	for _, h := range hs {
+		b.WriteString("  " + h.Method + " " + h.Path + " body " + strconv.FormatInt(h.Body, 10) +
+			" auth " + strconv.FormatBool(h.Auth) + " -> " + strconv.Itoa(h.Status) + "\n")
+	}
+	if b.Len() == 0 {
+		return "  (none)"
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func isUploadBody(h bodyHit) bool {
+	return strings.Contains(h.Path, "/blobs/uploads/") && (h.Method == http.MethodPatch || h.Method == http.MethodPut)
+}
+
+// ingressConfig: hosted "local", auth on (admin's password in $authAdminEnv).
+const ingressConfig = `default: local
+repositories:
+  - {name: local, kind: hosted}
+auth:
+  adminPasswordEnv: ` + authAdminEnv + `
+`
+
+// ingressSetup starts localdev with the AWS body limit and an upload
+// ingress, each listener behind a body-counting front (the front door and
+// the load balancer).
+func ingressSetup(t *testing.T) (main, ingress *bodyFront, reg *registry) {
+	t.Helper()
+	port := strconv.Itoa(freePort(t))
+	ingress = startBodyFront(t, "http://127.0.0.1:"+port)
+	reg = startRegistry(t, registryOpts{MaxBody: lambdaMaxBody, Config: ingressConfig,
+		Env:  []string{authAdminEnv + "=" + authAdminPW},
+		Args: []string{"-ingress-addr", "127.0.0.1:" + port, "-ingress-url", ingress.URL}})
+	main = startBodyFront(t, reg.URL)
+	if !strings.Contains(reg.log.String(), "upload ingress on http://127.0.0.1:"+port+" as "+ingress.URL) {
+		t.Errorf("localdev's ready line does not name the ingress:\n%s", tail(reg.log.String(), 5))
+	}
+	return main, ingress, reg
+}
+
+// checkIngressPush checks what one client's push did: no body over the limit
+// on the front door, which saw the upload POSTs and none of their PATCH/PUT
+// bodies; the layer bytes (at least layer bytes) went to the ingress.
+func checkIngressPush(t *testing.T, who string, onMain, onIngress []bodyHit, layer int64) {
+	t.Helper()
+	t.Logf("%s: front door saw:\n%s\ningress saw:\n%s", who, fmtBodyHits(onMain), fmtBodyHits(onIngress))
+	posts := 0
+	for _, h := range onMain {
+		if h.Body > lambdaMaxBody {
+			t.Errorf("%s: %s %s sent %d body bytes to the front door (limit %d)", who, h.Method, h.Path, h.Body, lambdaMaxBody)
+		}
+		if isUploadBody(h) {
+			t.Errorf("%s: %s %s went to the front door, not to the ingress", who, h.Method, h.Path)
+		}
+		if h.Method == http.MethodPost && strings.HasSuffix(h.Path, "/blobs/uploads/") && h.Status == http.StatusAccepted {
+			posts++
+		}
+	}
+	if posts == 0 {
+		t.Errorf("%s: no upload POST answered 202 on the front door", who)
+	}
+	var sent int64
+	for _, h := range onIngress {
+		if !isUploadBody(h) {
+			t.Errorf("%s: %s %s on the ingress: only upload PATCH/PUT were expected there", who, h.Method, h.Path)
+		}
+		if h.Status >= 300 {
+			t.Errorf("%s: %s %s on the ingress answered %d", who, h.Method, h.Path, h.Status)
+		}
+		sent += h.Body
+	}
+	if sent < layer {
+		t.Errorf("%s: the ingress received %d body bytes, less than the %d-byte layer", who, sent, layer)
+	}
+	auth := false
+	for _, h := range onIngress {
+		auth = auth || h.Auth
+	}
+	t.Logf("%s sent an Authorization header to the ingress: %v", who, auth)
+}
+
+// TestIngress: localdev with the AWS body limit (4706379 bytes) and an
+// upload ingress, auth on. docker push (dockerd 20.10), crane and skopeo
+// push an image with a 20 MiB layer through the limited listener: its upload
+// POST hands the upload to the ingress, which takes the layer without a
+// token (docker and crane send none to another host). Without the ingress
+// docker's push fails and prints the 413 naming both ways out.
+func TestIngress(t *testing.T) {
+	t.Parallel()
+	const layer = 20 * mib
+	front, ingress, _ := ingressSetup(t)
+	img := smallDockerImage(t, 1, layer)
+	tarPath := filepath.Join(t.TempDir(), "image.tar")
+	writeDockerTarball(t, tarPath, "e2e/ingress:1", img)
+	want := digestOf(t, img)
+	host := front.Host
+
+	t.Run("crane", func(t *testing.T) {
+		env := craneAs(t, host, "admin", authAdminPW)
+		m, mi := front.mark(), ingress.mark()
+		start := time.Now()
+		mustRun(t, 5*time.Minute, env, tool(t, "crane"), "push", "--insecure", tarPath, host+"/local/ingress/crane:1")
+		t.Logf("crane push of a 20 MiB layer via the ingress in %s", time.Since(start).Round(time.Millisecond))
+		checkIngressPush(t, "crane", front.since(m), ingress.since(mi), layer)
+		out := mustRun(t, time.Minute, env, tool(t, "crane"), "digest", "--insecure", host+"/local/ingress/crane:1")
+		if strings.TrimSpace(out) != want.String() {
+			t.Fatalf("crane digest after push: %s, want %s", out, want)
+		}
+	})
+
+	t.Run("skopeo", func(t *testing.T) {
+		skopeo, err := exec.LookPath("skopeo")
+		if err != nil {
+			t.Skipf("skopeo not installed (apt-get install skopeo): %v", err)
+		}
+		policy := filepath.Join(t.TempDir(), "policy.json")
+		if err := os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// An OCI image (skopeo reads no Docker media types from a layout):
+		// --preserve-digests keeps the digest.
+		oci := bigImage(t, 1, layer)
+		src := filepath.Join(t.TempDir(), "layout")
+		writeLayout(t, src, oci, "1")
+		ref := "docker://" + host + "/local/ingress/skopeo:1"
+		m, mi := front.mark(), ingress.mark()
+		start := time.Now()
+		mustRun(t, 5*time.Minute, nil, skopeo, "--policy", policy, "copy", "--preserve-digests", "--dest-tls-verify=false",
+			"--dest-creds", "admin:"+authAdminPW, "oci:"+src+":1", ref)
+		t.Logf("skopeo push of a 20 MiB layer via the ingress in %s", time.Since(start).Round(time.Millisecond))
+		checkIngressPush(t, "skopeo", front.since(m), ingress.since(mi), layer)
+		env := craneAs(t, host, "admin", authAdminPW)
+		out := mustRun(t, time.Minute, env, tool(t, "crane"), "digest", "--insecure", host+"/local/ingress/skopeo:1")
+		if w := digestOf(t, oci); strings.TrimSpace(out) != w.String() {
+			t.Fatalf("crane digest after skopeo push: %s, want %s", out, w)
+		}
+	})
+
+	t.Run("docker", func(t *testing.T) {
+		d := startDockerd(t, "") // skips without dockerd or root
+		d.env = append(d.env, "DOCKER_CONFIG="+t.TempDir())
+		if out, err := runStdin(t, time.Minute, d.env, authAdminPW, d.cli, "login", host, "-u", "admin", "--password-stdin"); err != nil {
+			t.Fatalf("docker login %s: %v\n%s", host, err, out)
+		}
+		ref := host + "/local/ingress/docker:1"
+		d.mustDocker(t, 2*time.Minute, "load", "-i", tarPath)
+		d.mustDocker(t, time.Minute, "tag", "e2e/ingress:1", ref)
+		m, mi := front.mark(), ingress.mark()
+		start := time.Now()
+		out := d.mustDocker(t, 5*time.Minute, "push", ref)
+		t.Logf("docker push of a 20 MiB layer via the ingress in %s", time.Since(start).Round(time.Millisecond))
+		checkIngressPush(t, "docker", front.since(m), ingress.since(mi), layer)
+		mm := pushDigest.FindStringSubmatch(out)
+		if mm == nil {
+			t.Fatalf("no digest in docker push output:\n%s", out)
+		}
+		d.mustDocker(t, time.Minute, "rmi", ref, "e2e/ingress:1")
+		out = d.mustDocker(t, 5*time.Minute, "pull", ref)
+		if p := pullDigest.FindStringSubmatch(out); p == nil || p[1] != mm[1] {
+			t.Fatalf("docker pull digest %v, pushed %s:\n%s", p, mm[1], out)
+		}
+
+		// Without an ingress the same push fails with the 413 naming both ways out.
+		plain := startRegistry(t, registryOpts{MaxBody: lambdaMaxBody})
+		ref2 := plain.Host + "/local/ingress/docker:1"
+		d.mustDocker(t, time.Minute, "tag", ref, ref2)
+		out, err := d.docker(t, 5*time.Minute, "push", ref2)
+		if err == nil {
+			t.Fatalf("docker push of a 20 MiB layer without an ingress succeeded through the %d-byte limit:\n%s", lambdaMaxBody, out)
+		}
+		var lines []string
+		for _, l := range strings.Split(out, "\n") {
+			if !strings.Contains(l, "Retrying in") {
+				lines = append(lines, l)
+			}
+		}
+		t.Logf("docker push without the ingress (countdown lines cut):\n%s", strings.Join(lines, "\n"))
+		for _, w := range []string{"size invalid: ", strconv.Itoa(lambdaMaxBody), "airlock push", "upload ingress", "UploadIngress=fargate"} {
+			if !strings.Contains(out, w) {
+				t.Errorf("docker push without the ingress: the output lacks %q", w)
+			}
+		}
+	})
+}
