@@ -81,6 +81,7 @@ func TestBench(t *testing.T) {
 	run("auth", func(t *testing.T) { benchAuth(t, rep, ddb.Endpoint, s3p.Endpoint) })
 	run("frontdoor", func(t *testing.T) { benchFrontDoor(t, rep, ddb.Endpoint, s3p.Endpoint) })
 	run("cli", func(t *testing.T) { benchCLI(t, rep, root, data, ddb.Endpoint, s3p.Endpoint) })
+	run("purge", func(t *testing.T) { benchPurge(t, rep, ddb.Endpoint, s3p.Endpoint) })
 }
 
 // loadavg returns the first three fields of /proc/loadavg.

@@ -57,8 +57,16 @@
 //     direct upload: complete, read back, hash); the CLI's peak RSS
 //     (VmHWM) with the default parallelism and with --jobs 1 --parts 2,
 //     next to its bound jobs × parts × part size.
+//  9. the purge (purge_test.go): blob-gc over a registry of 10,000
+//     manifests (20% then deleted) and about 50,000 links on dynalite +
+//     versitygw: a dry run, the full pass in one run and in runs of the
+//     default bound (time, DynamoDB and S3 calls per 1,000 items examined
+//     and per 1,000 collected; asserted: the dry run writes nothing and
+//     every variant deletes the same number of items), and the
+//     race-safety writes of a manifest PUT (asserted: one conditional
+//     UpdateItem per reference, as many calls as the reads they replace).
 //
-// AIRLOCK_BENCH_ONLY=proxy (a comma list of calls, compare, proxy, auth, frontdoor, cli) runs only
+// AIRLOCK_BENCH_ONLY=proxy (a comma list of calls, compare, proxy, auth, frontdoor, cli, purge) runs only
 // those parts; AIRLOCK_BENCH_QUICK=1 shrinks the proxy part's layers. Both
 // are for development: the report's figures come from a full run.
 //
