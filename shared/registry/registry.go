@@ -134,6 +134,9 @@ func (rg *Registry) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 		return nil
 	}
+	if handled, err := rg.serveWeb(w, r); handled { // the web UI and its browse endpoints (browse.go)
+		return err
+	}
 	if strings.HasPrefix(p, adminPrefix) {
 		return rg.admin(w, r)
 	}
