@@ -332,7 +332,17 @@ func (b *browser) list(sel, expr string) []string {
 // waitRender waits for the page to finish rendering its route (main[data-ready]).
 func (b *browser) waitRender() {
 	b.t.Helper()
-	b.do(chromedp.WaitReady(chromedp.CSS(`#main[data-ready]`)))
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute) // a page that never renders fails here, not at the test's deadline
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.WaitReady(chromedp.CSS(`#main[data-ready]`))); err != nil {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		var msgs []string
+		for _, m := range b.console {
+			msgs = append(msgs, fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line+1))
+		}
+		b.t.Fatalf("the page did not render (%v); browser console:\n%s", err, strings.Join(msgs, "\n"))
+	}
 }
 
 // show goes to a UI address (a new route of the loaded page, or a first
