@@ -449,6 +449,9 @@ func (rg *Registry) readConfig(ctx context.Context, img storage.Image, d ocispec
 	var c ocispec.Image
 	if json.Unmarshal(b, &c) == nil {
 		ci.Created, ci.OS, ci.Architecture, ci.Variant = c.Created, c.OS, c.Architecture, c.Variant
+		if ci.Created != nil && ci.Created.IsZero() { // "0001-01-01T00:00:00Z": no date recorded
+			ci.Created = nil
+		}
 	}
 	return ci
 }

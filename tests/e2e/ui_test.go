@@ -185,6 +185,26 @@ func TestUI(t *testing.T) {
 	b.show(base + "#/tags?repo=local&image=team/beta")
 	check("tags of local/team/beta", tagRows(), "local/team/beta", beta)
 
+	// The manifest page's pull commands, and the crane one works as shown.
+	b.show(base + "#/manifest?repo=pub&image=demo/alpha&ref=1")
+	cmds := b.list(`#pull input`, `r.value`)
+	alphaRef := reg.Host + "/pub/demo/alpha"
+	if want := []string{"docker pull " + alphaRef + ":1", "docker pull " + alphaRef + "@" + alpha1.digest,
+		"crane pull --insecure " + alphaRef + "@" + alpha1.digest + " image.tar"}; !slices.Equal(cmds, want) {
+		t.Errorf("pull commands of pub/demo/alpha:1: %q, want %q", cmds, want)
+	} else {
+		dir := t.TempDir()
+		args := strings.Fields(cmds[2])[1:]
+		if _, err := runIn(t, dir, 2*time.Minute, []string{"DOCKER_CONFIG=" + dir}, crane, args...); err != nil { // anonymous: pub has anonymousPull
+			t.Errorf("the page's crane command failed: %v", err)
+		} else if fi, err := os.Stat(filepath.Join(dir, "image.tar")); err != nil || fi.Size() < 300<<10 {
+			t.Errorf("the page's crane pull wrote no image.tar of the image's size: %v", err)
+		}
+	}
+	if got := b.eval(`document.getElementById('total').dataset.bytes`); got != fmt.Sprint(alpha1.total) {
+		t.Errorf("manifest page of pub/demo/alpha:1: total %s bytes, want %d", got, alpha1.total)
+	}
+
 	// Search by substring.
 	b.search("alph")
 	if got := b.list(`#results li`, `r.dataset.name`); !slices.Equal(got, []string{"pub/demo/alpha"}) {

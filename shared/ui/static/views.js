@@ -11,11 +11,13 @@ function pullRef(repo, image, ref) {
   return `${host}/${repo}/${image}${ref.includes(':') ? '@' : ':'}${ref}`;
 }
 
-function pullCommands(repo, image, ref) {
-  const r = pullRef(repo, image, ref);
-  return h('div', { class: 'pull' },
-    command(`docker pull ${r}`, 'docker pull command'),
-    command(`crane pull${insecure} ${r} image.tar`, 'crane pull command'));
+// pullCommands are docker pull by tag (when ref is one) and by digest, and crane pull by digest.
+function pullCommands(repo, image, ref, digest) {
+  const byDigest = pullRef(repo, image, digest);
+  return h('div', { class: 'pull', id: 'pull' },
+    ref.includes(':') ? '' : command(`docker pull ${pullRef(repo, image, ref)}`, 'docker pull command (tag)'),
+    command(`docker pull ${byDigest}`, 'docker pull command (digest)'),
+    command(`crane pull${insecure} ${byDigest} image.tar`, 'crane pull command'));
 }
 
 function kindBadge(kind) {
@@ -160,7 +162,7 @@ export async function manifest(p) {
       ['Subject', m.subject ? link(m.subject) : ''],
     ]),
     h('h2', null, 'Pull'),
-    pullCommands(m.repository, m.image, m.digest),
+    pullCommands(m.repository, m.image, p.ref, m.digest),
     ...annotations('annotations', m.annotations),
   ];
   if (c || m.layers.length) {
