@@ -139,6 +139,13 @@ func TestUI(t *testing.T) {
 	if got := b.list(`#repos tbody tr`, `r.dataset.name`); !slices.Equal(got, []string{"local", "pub"}) {
 		t.Errorf("repositories as alice: %v, want [local pub]", got)
 	}
+	// An access token the registry refuses (as an expired one): the refresh
+	// token gets a new one and the page is alice's.
+	b.eval(`(() => { const s = JSON.parse(sessionStorage.getItem('airlock.session')); s.token = 'not-a-token'; sessionStorage.setItem('airlock.session', JSON.stringify(s)); return '' })()`)
+	b.show(base + "#/")
+	if got, tok := b.list(`#repos tbody tr`, `r.dataset.name`), b.eval(`JSON.parse(sessionStorage.getItem('airlock.session')).token`); !slices.Equal(got, []string{"local", "pub"}) || tok == "not-a-token" {
+		t.Errorf("after a refused access token: repositories %v (token %.12s…), want [local pub] with a refreshed token", got, tok)
+	}
 	b.show(base + "#/images?repo=pub")
 	if got := b.list(`#images li`, `r.dataset.name`); !slices.Equal(got, []string{"demo/alpha"}) {
 		t.Errorf("images of pub: %v, want [demo/alpha]", got)
@@ -239,8 +246,13 @@ func TestUI(t *testing.T) {
 	}
 
 	// The admin: every repository, the proxy status, and "refresh this tag" on hub.
+	b.eval(`(document.getElementById('main').removeAttribute('data-ready'), '')`)
 	b.do(chromedp.Click(`#logout`))
 	b.waitRender()
+	b.show(base + "#/")
+	if got, kept := b.list(`#repos tbody tr`, `r.dataset.name`), b.eval(`String(sessionStorage.length)`); !slices.Equal(got, []string{"pub"}) || kept != "0" {
+		t.Errorf("after Log out: repositories %v, %s items in sessionStorage; want [pub] and none", got, kept)
+	}
 	b.login(base, "admin", authAdminPW)
 	b.show(base + "#/")
 	if got := b.list(`#repos tbody tr`, `r.dataset.name`); !slices.Equal(got, []string{"local", "pub", "secret", "hub"}) {
@@ -257,6 +269,14 @@ func TestUI(t *testing.T) {
 		document.querySelector('.refresh-status').textContent.trim() !== '' && (document.querySelector('.refresh-status').dataset.digest || document.querySelector('.refresh-status').textContent)`, chromedp.WithPollingTimeout(30*time.Second)))
 	if err != nil || got != cached.digest {
 		t.Errorf("refresh this tag: %q (%v), want the digest %s", got, err, cached.digest)
+	}
+
+	// Both tokens refused (a session past its refresh token): the anonymous
+	// view, saying so.
+	b.eval(`(() => { sessionStorage.setItem('airlock.session', JSON.stringify({user: 'admin', token: 'x', refresh: 'y'})); return '' })()`)
+	b.show(base + "#/")
+	if got, note := b.list(`#repos tbody tr`, `r.dataset.name`), b.eval(`document.querySelector('main .notice') ? document.querySelector('main .notice').textContent : ''`); !slices.Equal(got, []string{"pub"}) || !strings.Contains(note, "session ended") {
+		t.Errorf("with refused tokens: repositories %v, notice %q; want [pub] and 'Your session ended'", got, note)
 	}
 	b.finish()
 }

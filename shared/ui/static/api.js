@@ -48,7 +48,14 @@ function send(method, path, params) {
 }
 
 // expired is set when a session ended (its tokens no longer valid).
-export let expired = false;
+let expired = false;
+
+// sessionEnded tells, once, that the session ended since the last call.
+export function sessionEnded() {
+  const e = expired;
+  expired = false;
+  return e;
+}
 
 // call sends a request; a 401 with a session refreshes the token once and
 // retries (without a session when the refresh fails too).
@@ -100,4 +107,5 @@ async function refresh() {
 
 export function logout() {
   save(null);
+  expired = false;
 }

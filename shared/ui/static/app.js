@@ -1,6 +1,6 @@
 // Airlock's browse UI: a single page with hash routes (#/, #/images?repo=,
 // #/tags?repo=&image=, #/manifest?repo=&image=&ref=, #/search?q=, #/login).
-import { get, login, logout, expired, ApiError } from './api.js';
+import { get, login, logout, sessionEnded, ApiError } from './api.js';
 import { h, route } from './dom.js';
 import * as views from './views.js';
 
@@ -84,7 +84,7 @@ async function render() {
     if (page === 'login') nodes = loginPage(params);
     else if (views[page]) nodes = await views[page](params, me);
     else nodes = [h('p', { class: 'error' }, `No page ${page}.`), h('a', { href: '#/' }, 'Repositories')];
-    if (expired) nodes.unshift(h('p', { class: 'notice' }, 'Your session ended: log in again.'));
+    if (sessionEnded()) nodes.unshift(h('p', { class: 'notice', id: 'session-ended' }, 'Your session ended: log in again.'));
   } catch (e) {
     nodes = failure(e);
   }
