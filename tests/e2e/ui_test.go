@@ -73,6 +73,10 @@ func TestUI(t *testing.T) {
 	push(adminEnv, reg.Host+"/secret/hidden:1", 1, 10<<10)
 	mustRun(t, time.Minute, adminEnv, crane, "mutate", "--insecure", "--annotation", "org.opencontainers.image.description="+markup,
 		reg.Host+"/pub/demo/alpha:1", "-t", reg.Host+"/pub/demo/alpha:markup")
+	mustRun(t, time.Minute, adminEnv, crane, "mutate", "--insecure", "--set-platform", "linux/arm64/v8",
+		reg.Host+"/pub/demo/alpha:1", "-t", reg.Host+"/pub/demo/alpha:arm64")
+	mustRun(t, time.Minute, adminEnv, crane, "index", "append", "--insecure", "-m", reg.Host+"/pub/demo/alpha:1",
+		"-m", reg.Host+"/pub/demo/alpha:arm64", "-t", reg.Host+"/pub/demo/alpha:multi")
 	push(nil, strings.TrimPrefix(up.URL, "http://")+"/demo/cached:1", 1, 50<<10)
 	mustRun(t, time.Minute, adminEnv, crane, "manifest", "--insecure", reg.Host+"/hub/demo/cached:1") // fills hub's cache
 
@@ -80,30 +84,71 @@ func TestUI(t *testing.T) {
 	type want struct {
 		digest, tag string
 		total       int64
+		platforms   string
 	}
-	expect := func(ref string) want {
+	type descriptor struct {
+		Digest   string `json:"digest"`
+		Size     int64  `json:"size"`
+		Platform *struct {
+			OS           string `json:"os"`
+			Architecture string `json:"architecture"`
+			Variant      string `json:"variant"`
+		} `json:"platform"`
+	}
+	// manifest reads a manifest with crane: its exact bytes and descriptors.
+	manifest := func(ref string) (raw string, config *descriptor, layers, children []descriptor) {
 		d := strings.TrimSpace(mustRun(t, time.Minute, adminEnv, crane, "digest", "--insecure", ref))
-		var m struct {
-			Config struct{ Size int64 }   `json:"config"`
-			Layers []struct{ Size int64 } `json:"layers"`
-		}
 		body := mustRun(t, time.Minute, adminEnv, crane, "manifest", "--insecure", ref)
+		var m struct {
+			Config    *descriptor  `json:"config"`
+			Layers    []descriptor `json:"layers"`
+			Manifests []descriptor `json:"manifests"`
+		}
 		if err := json.Unmarshal([]byte(body), &m); err != nil {
 			t.Fatalf("crane manifest %s: %v\n%s", ref, err, body)
 		}
-		raw := body
+		raw = body
 		for _, cand := range []string{body, strings.TrimRight(body, "\n")} { // the exact bytes: their digest
 			if sum := sha256.Sum256([]byte(cand)); "sha256:"+hex.EncodeToString(sum[:]) == d {
 				raw = cand
 			}
 		}
-		total := int64(len(raw)) + m.Config.Size
-		for _, l := range m.Layers {
-			total += l.Size
+		return raw, m.Config, m.Layers, m.Manifests
+	}
+	// expect is what the tags page must show of ref: its digest, and the
+	// manifest's size with its config's and layers' (an index: its
+	// children's too), each distinct blob once; an index's platforms.
+	expect := func(ref string) want {
+		d := strings.TrimSpace(mustRun(t, time.Minute, adminEnv, crane, "digest", "--insecure", ref))
+		raw, cfg, layers, children := manifest(ref)
+		seen := map[string]bool{}
+		total := int64(len(raw))
+		add := func(ds ...descriptor) {
+			for _, x := range ds {
+				if !seen[x.Digest] {
+					seen[x.Digest] = true
+					total += x.Size
+				}
+			}
 		}
-		return want{digest: d, tag: ref[strings.LastIndex(ref, ":")+1:], total: total}
+		if cfg != nil {
+			add(*cfg)
+		}
+		add(layers...)
+		var platforms []string
+		for _, c := range children {
+			_, ccfg, clayers, _ := manifest(ref[:strings.LastIndex(ref, ":")] + "@" + c.Digest)
+			add(c, *ccfg)
+			add(clayers...)
+			platforms = append(platforms, strings.TrimSuffix(c.Platform.OS+"/"+c.Platform.Architecture+"/"+c.Platform.Variant, "/"))
+		}
+		return want{digest: d, tag: ref[strings.LastIndex(ref, ":")+1:], total: total, platforms: strings.Join(platforms, ", ")}
 	}
 	alpha1, alphaMarkup := expect(reg.Host+"/pub/demo/alpha:1"), expect(reg.Host+"/pub/demo/alpha:markup")
+	alphaArm, alphaMulti := expect(reg.Host+"/pub/demo/alpha:arm64"), expect(reg.Host+"/pub/demo/alpha:multi")
+	if alphaMulti.platforms != "linux/amd64, linux/arm64/v8" {
+		t.Fatalf("the index pub/demo/alpha:multi has platforms %q, want linux/amd64, linux/arm64/v8", alphaMulti.platforms)
+	}
 	beta := expect(reg.Host + "/local/team/beta:2")
 
 	b := startBrowser(t, chrome)
@@ -162,12 +207,14 @@ func TestUI(t *testing.T) {
 		Bytes  int64  `json:"bytes"`
 		Text   string `json:"text"`
 		Pull   string `json:"pull"`
+		Plat   string `json:"platforms"`
 	}
 	tagRows := func() []row {
 		var rows []row
 		b.evalInto(`[...document.querySelectorAll('#tags tbody tr')].map(r => ({tag: r.dataset.tag,
 			digest: r.querySelector('td.digest').dataset.digest, bytes: Number(r.querySelector('td.size').dataset.bytes),
-			text: r.querySelector('td.size').textContent, pull: r.querySelector('.cmd input').value}))`, &rows)
+			text: r.querySelector('td.size').textContent, pull: r.querySelector('.cmd input').value,
+			platforms: r.querySelector('td.platforms').textContent}))`, &rows)
 		return rows
 	}
 	check := func(what string, rows []row, repoImage string, ws ...want) {
@@ -177,8 +224,8 @@ func TestUI(t *testing.T) {
 		}
 		for i, w := range ws {
 			r := rows[i]
-			if r.Tag != w.tag || r.Digest != w.digest || r.Bytes != w.total || !strings.HasSuffix(r.Text, "B") {
-				t.Errorf("%s: row %+v, want tag %s digest %s total %d bytes", what, r, w.tag, w.digest, w.total)
+			if r.Tag != w.tag || r.Digest != w.digest || r.Bytes != w.total || !strings.HasSuffix(r.Text, "B") || r.Plat != w.platforms {
+				t.Errorf("%s: row %+v, want tag %s digest %s total %d bytes, platforms %q", what, r, w.tag, w.digest, w.total, w.platforms)
 			}
 			if wantPull := "docker pull " + reg.Host + "/" + repoImage + ":" + w.tag; r.Pull != wantPull {
 				t.Errorf("%s: pull command %q, want %q", what, r.Pull, wantPull)
@@ -186,7 +233,7 @@ func TestUI(t *testing.T) {
 		}
 	}
 	b.show(base + "#/tags?repo=pub&image=demo/alpha")
-	check("tags of pub/demo/alpha", tagRows(), "pub/demo/alpha", alpha1, alphaMarkup)
+	check("tags of pub/demo/alpha", tagRows(), "pub/demo/alpha", alpha1, alphaArm, alphaMarkup, alphaMulti)
 	shot := b.screenshot(filepath.Join(rootDir, "dist", "ui-tags.png"))
 	t.Logf("screenshot of the tags page: %s (%d bytes)", shot.path, shot.size)
 	b.show(base + "#/tags?repo=local&image=team/beta")

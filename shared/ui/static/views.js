@@ -97,7 +97,7 @@ export async function tags(p, me) {
       cell(media(t.artifactType || t.mediaType)),
       sizeCell(t.totalSize, t.incomplete ? '≥ ' : ''),
       h('td', { title: t.created ? `created ${t.created}` : '' }, when(t.pushed)),
-      cell((t.platforms || []).map(platform).join(', ')),
+      h('td', { class: 'platforms' }, (t.platforms || []).map(platform).join(', ')),
     ];
     if (group) cells.push(cell(t.member));
     cells.push(cell(command(`docker pull ${pullRef(res.repository, res.image, t.tag)}`, `docker pull ${t.tag}`)));
