@@ -64,9 +64,10 @@ $(NPM_STAMP): $(ROOT)/localdev/package-lock.json
 # Debian packages the tests use, as <package>=<command>: a package counts as
 # installed when dpkg knows it or its command is on PATH. iproute2 (ip) and
 # util-linux (unshare): the private network namespace; skopeo, docker.io: e2e
-# clients (their tests skip without them); zip: make build; a JRE: DynamoDB
-# Local (only when no java is installed).
-SYSTEM_PKGS := iproute2=ip util-linux=unshare skopeo=skopeo docker.io=dockerd zip=zip
+# clients (their tests skip without them); chromium: the web UI's browser test
+# (tests/e2e TestUI); zip: make build; a JRE: DynamoDB Local (only when no java
+# is installed).
+SYSTEM_PKGS := iproute2=ip util-linux=unshare skopeo=skopeo docker.io=dockerd chromium=chromium zip=zip
 JAVA_PKG    := openjdk-17-jre-headless
 
 .PHONY: tools system-packages

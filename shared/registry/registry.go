@@ -2,6 +2,13 @@
 // used unchanged by the Lambda function (through the API Gateway adapter) and
 // by localdev.
 //
+// The same handler serves Airlock's own API under /airlock/api/: the admin
+// API (admin.go) and, for the web UI of package ui (served under /ui/, the
+// root redirecting there), the browse endpoints (browse.go): GET
+// /airlock/api/browse/me, repositories, images?repo=, tags?repo=&image=,
+// manifest?repo=&image=&ref= and search?q=, JSON, paged, authorized like the
+// catalog (what the caller may browse or read), reading stored content only.
+//
 // Spec: https://github.com/opencontainers/distribution-spec/blob/main/spec.md
 package registry
 
@@ -169,6 +176,9 @@ func (rg *Registry) serve(w http.ResponseWriter, r *http.Request) error {
 			_, _ = io.WriteString(w, "{}")
 		}
 		return nil
+	}
+	if handled, err := rg.serveWeb(w, r); handled { // the web UI and its browse endpoints (browse.go)
+		return err
 	}
 	if strings.HasPrefix(p, adminPrefix) {
 		return rg.admin(w, r)
