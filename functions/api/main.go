@@ -36,6 +36,10 @@ func main() {
 	// Behind a function URL a proxy fill may take the request's whole
 	// deadline (the function's timeout) instead of its fill budget.
 	env.Proxy.FillUntilDeadline = door == frontDoorFunctionURL
+	direct, err := directOptions(env, door)
+	if err != nil {
+		log.Fatal(err)
+	}
 	h, err := registry.New(registry.Deps{
 		Meta:                 env.Meta,
 		Blobs:                env.Blobs,
@@ -44,7 +48,7 @@ func main() {
 		ManifestRedirectSize: responseBodyLimit,
 		Logger:               env.Logger,
 		Proxy:                env.Proxy,
-		Direct:               directOptions(env, door),
+		Direct:               direct,
 		IngressURL:           ingressURL(),
 	})
 	if err != nil {
@@ -57,18 +61,21 @@ func main() {
 }
 
 // directOptions: a direct-to-S3 upload too large to verify within the
-// request is verified by the proxyfetch function (15 minutes; its event
-// {"verify": job}); behind a function URL the request itself has up to 15
-// minutes, so more is verified inline.
-func directOptions(env *cloud.Env, door string) registry.DirectOptions {
+// request (AIRLOCK_VERIFY_INLINE, verifyInline) is verified by the
+// proxyfetch function (15 minutes; its event {"verify": job}); behind a
+// function URL the request itself has up to 15 minutes, so more is verified
+// inline.
+func directOptions(env *cloud.Env, door string) (registry.DirectOptions, error) {
 	o := registry.DirectOptions{}
-	if door == frontDoorFunctionURL {
-		o.VerifyInline = 1 << 30
+	limit, err := verifyInline(door, env.Fetch != nil)
+	if err != nil {
+		return o, err
 	}
+	o.VerifyInline = limit
 	if env.Fetch != nil {
 		o.Handoff = func(ctx context.Context, job registry.VerifyJob) error {
 			return env.Fetch(ctx, map[string]any{"verify": job})
 		}
 	}
-	return o
+	return o, nil
 }

@@ -126,18 +126,27 @@ func ensureRIE(ctx context.Context, root string) (string, error) {
 // -trimpath (which only changes file names in the binary, and would miss the
 // build cache every other package's test compiled: a cold build costs a minute).
 func buildBootstrap(ctx context.Context, root, dir string) (string, error) {
-	out := filepath.Join(dir, "task", "bootstrap")
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "lambda.norpc", "-ldflags=-s -w", "-o", out, "./functions/api")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build functions/api: %v\n%s", err, b)
+	out, err := buildFunction(ctx, root, filepath.Join(dir, "task"), "api")
+	if err != nil {
+		return "", err
 	}
 	fi, err := os.Stat(out)
 	if err != nil {
 		return "", err
 	}
 	suite.bootstrapSize = fi.Size()
+	return out, nil
+}
+
+// buildFunction builds functions/<name> as dir/bootstrap, as buildBootstrap does.
+func buildFunction(ctx context.Context, root, dir, name string) (string, error) {
+	out := filepath.Join(dir, "bootstrap")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "lambda.norpc", "-ldflags=-s -w", "-o", out, "./functions/"+name)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build functions/%s: %v\n%s", name, err, b)
+	}
 	return out, nil
 }
 
