@@ -3,7 +3,10 @@
 // interface emulator and drives it with API Gateway HTTP API v2 events and
 // Lambda function URL events (template.yaml's two front doors; the same
 // payload 2.0), over dynalite and versitygw (what `sam local` runs; README,
-// Lambda: SAM local).
+// Lambda: SAM local). The other functions run the same way when a test
+// needs them (functionBootstrap, startNamed): proxyfetch as the verifier an
+// api function hands direct uploads to (handoff_test.go), purge with its
+// reports and embedded metrics (purge_test.go).
 package lambda_test
 
 import (
