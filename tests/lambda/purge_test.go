@@ -48,9 +48,10 @@ func emfLines(out string) []emfLine {
 }
 
 // invokePurge sends event to the purge function and returns its reports
-// and the EMF lines it printed meanwhile (the emulator copies the
-// function's stdout as it comes: waited for, at most 10 s, until there is
-// one per report).
+// and the EMF lines it printed meanwhile. The emulator copies the
+// function's stdout and stderr (the JSON log) as they come, both onto its
+// own stdout, as Lambda sends both to CloudWatch Logs: the lines are waited
+// for, at most 10 s, until there is one per report.
 func invokePurge(t *testing.T, fn *function, event string) ([]purge.Report, []emfLine) {
 	t.Helper()
 	from := len(fn.out.String())
