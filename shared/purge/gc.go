@@ -10,6 +10,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -393,38 +394,43 @@ func parseImage(s string) storage.Image {
 // untouched for the grace period.
 func (g *gc) links(ctx context.Context) (bool, error) {
 	st := g.st
-	for ; st.Index < len(st.LinkCands); st.Index++ {
+	for st.Index < len(st.LinkCands) {
 		if !g.budget(ctx) {
 			return false, nil
 		}
-		g.work++
-		c := st.LinkCands[st.Index]
-		im := st.Images[c.Image]
-		l := im.Links[c.Digest]
-		if !l.Age.Before(st.Cut) {
-			g.r.skip(skipGCYoung)
-			continue
-		}
-		it := Item{Kind: kindLink, ID: c.Digest.String(), Image: c.Image, Keys: []string{l.Key}, Created: l.Age}
-		if g.dry {
-			delete(im.Links, c.Digest)
-			g.r.Deleted = append(g.r.Deleted, it)
-			continue
-		}
-		err := g.col.DeleteLinkIf(ctx, parseImage(c.Image), c.Digest, st.Cut)
-		switch {
-		case err == nil, errors.Is(err, storage.ErrNotFound):
-			delete(im.Links, c.Digest)
-			if err == nil {
-				g.r.Deleted = append(g.r.Deleted, it)
+		chunk := st.LinkCands[st.Index:min(len(st.LinkCands), st.Index+g.chunk())]
+		errs := g.parallel(len(chunk), func(i int) error {
+			c := chunk[i]
+			if !st.Images[c.Image].Links[c.Digest].Age.Before(st.Cut) {
+				return errYoung
 			}
-		case errors.Is(err, storage.ErrConflict):
-			g.r.skip(skipBusy) // a manifest PUT touched it meanwhile
-			st.Kept[c.Digest] = true
-		default:
-			g.r.fail("delete link %s in %s: %v", c.Digest, c.Image, err)
-			st.Kept[c.Digest] = true
+			if g.dry {
+				return nil
+			}
+			return g.col.DeleteLinkIf(ctx, parseImage(c.Image), c.Digest, st.Cut)
+		})
+		for i, c := range chunk { // in order: a dry run reports what a real run does
+			im := st.Images[c.Image]
+			l := im.Links[c.Digest]
+			err := errs[i]
+			switch {
+			case errors.Is(err, errYoung):
+				g.r.skip(skipGCYoung)
+			case err == nil, errors.Is(err, storage.ErrNotFound):
+				delete(im.Links, c.Digest)
+				if err == nil {
+					g.r.Deleted = append(g.r.Deleted, Item{Kind: kindLink, ID: c.Digest.String(), Image: c.Image, Keys: []string{l.Key}, Created: l.Age})
+				}
+			case errors.Is(err, storage.ErrConflict):
+				g.r.skip(skipBusy) // a manifest PUT touched it meanwhile
+				st.Kept[c.Digest] = true
+			default:
+				g.r.fail("delete link %s in %s: %v", c.Digest, c.Image, err)
+				st.Kept[c.Digest] = true
+			}
 		}
+		g.work += len(chunk)
+		st.Index += len(chunk)
 	}
 	// Records no remaining link names are the next candidates.
 	linked := map[digest.Digest]bool{}
@@ -447,44 +453,75 @@ func (g *gc) links(ctx context.Context) (bool, error) {
 // before its object (package doc: why in that order).
 func (g *gc) records(ctx context.Context) (bool, error) {
 	st := g.st
-	for ; st.Index < len(st.RecCands); st.Index++ {
+	for st.Index < len(st.RecCands) {
 		if !g.budget(ctx) {
 			return false, nil
 		}
-		g.work++
-		d := st.RecCands[st.Index]
-		rec := st.Records[d]
-		if !rec.Age.Before(st.Cut) {
-			g.r.skip(skipGCYoung)
-			continue
-		}
-		it := Item{Kind: kindBlob, ID: d.String(), Keys: []string{rec.Key}, Bytes: rec.Size, Created: rec.Age}
-		if g.dry {
+		chunk := st.RecCands[st.Index:min(len(st.RecCands), st.Index+g.chunk())]
+		errs := g.parallel(len(chunk), func(i int) error {
+			if !st.Records[chunk[i]].Age.Before(st.Cut) {
+				return errYoung
+			}
+			if g.dry {
+				return nil
+			}
+			return g.col.DeleteBlobIf(ctx, chunk[i], st.Cut)
+		})
+		for i, d := range chunk {
+			rec := st.Records[d]
+			switch err := errs[i]; {
+			case errors.Is(err, errYoung):
+				g.r.skip(skipGCYoung)
+				continue
+			case err == nil:
+			case errors.Is(err, storage.ErrNotFound):
+				continue // deleted by a concurrent pass: its object is its job
+			case errors.Is(err, storage.ErrConflict):
+				g.r.skip(skipBusy) // linked or re-uploaded meanwhile
+				continue
+			default:
+				g.r.fail("delete blob record %s: %v", d, err)
+				continue
+			}
 			st.Gone[rec.Key] = true
-			g.r.Deleted = append(g.r.Deleted, it)
-			continue
+			g.r.Deleted = append(g.r.Deleted, Item{Kind: kindBlob, ID: d.String(), Keys: []string{rec.Key}, Bytes: rec.Size, Created: rec.Age})
+			if g.dead = append(g.dead, rec.Key); len(g.dead) >= 1000 {
+				g.flush(ctx)
+			}
 		}
-		err := g.col.DeleteBlobIf(ctx, d, st.Cut)
-		switch {
-		case err == nil:
-		case errors.Is(err, storage.ErrNotFound):
-			continue // deleted by a concurrent pass: its object is its job
-		case errors.Is(err, storage.ErrConflict):
-			g.r.skip(skipBusy) // linked or re-uploaded meanwhile
-			continue
-		default:
-			g.r.fail("delete blob record %s: %v", d, err)
-			continue
-		}
-		st.Gone[rec.Key] = true
-		g.r.Deleted = append(g.r.Deleted, it)
-		if g.dead = append(g.dead, rec.Key); len(g.dead) >= 1000 {
-			g.flush(ctx)
-		}
+		g.work += len(chunk)
+		st.Index += len(chunk)
 	}
 	g.flush(ctx)
 	g.planMarkers()
 	return true, nil
+}
+
+// gcWorkers bounds the conditional deletes a run has in flight at once.
+const gcWorkers = 16
+
+// errYoung marks a candidate touched after the cut (no call made).
+var errYoung = errors.New("young")
+
+// chunk is how many candidates the next parallel step takes: gcWorkers,
+// within what is left of the run's bound.
+func (g *gc) chunk() int {
+	if g.dry {
+		return gcWorkers
+	}
+	return max(1, min(gcWorkers, g.p.d.MaxPerRun-g.work))
+}
+
+// parallel runs call(0..n-1) with at most gcWorkers at once and returns
+// their errors by index.
+func (g *gc) parallel(n int, call func(i int) error) []error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = call(i) })
+	}
+	wg.Wait()
+	return errs
 }
 
 // flush deletes the objects of the records deleted so far (one
