@@ -233,21 +233,6 @@ func (s *Store) listPrefix(ctx context.Context, id string) ([]string, error) {
 // deleteKeys deletes the objects at keys, up to 1,000 per DeleteObjects call
 // (missing objects are not an error).
 func (s *Store) deleteKeys(ctx context.Context, keys []string) error {
-	for batch := range slices.Chunk(keys, 1000) {
-		objs := make([]types.ObjectIdentifier, len(batch))
-		for i, k := range batch {
-			objs[i] = types.ObjectIdentifier{Key: aws.String(k)}
-		}
-		out, err := s.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
-			Bucket: &s.bucket, Delete: &types.Delete{Objects: objs, Quiet: aws.Bool(true)},
-		})
-		if err != nil {
-			return fmt.Errorf("delete %d objects: %w", len(batch), err)
-		}
-		if len(out.Errors) > 0 {
-			e := out.Errors[0]
-			return fmt.Errorf("delete %s: %s %s (and %d more)", aws.ToString(e.Key), aws.ToString(e.Code), aws.ToString(e.Message), len(out.Errors)-1)
-		}
-	}
-	return nil
+	_, err := s.DeleteObjects(ctx, keys)
+	return err
 }
