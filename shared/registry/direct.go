@@ -619,6 +619,17 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // blobUnknownInManifest is the MANIFEST_BLOB_UNKNOWN of a manifest PUT
 // referencing blob d, saying when its direct upload's verification is
 // pending or failed (one marker read, only on this failure path).
+// directVerifying tells whether a direct upload of d into the image is
+// pending or failed verification (its marker exists: one read).
+func (rg *Registry) directVerifying(ctx context.Context, t target, d digest.Digest) bool {
+	pm, ok := rg.Meta.(storage.ProxyMetadata)
+	if !ok {
+		return false
+	}
+	_, err := pm.GetMarker(ctx, verifyGroup, verifyKey(t.img, d))
+	return err == nil
+}
+
 func (rg *Registry) blobUnknownInManifest(ctx context.Context, t target, d digest.Digest) error {
 	e := apiErr(http.StatusBadRequest, CodeManifestBlobUnknown, "blob %s referenced by the manifest is not in %s: push it first", d, t.full)
 	pm, ok := rg.Meta.(storage.ProxyMetadata)

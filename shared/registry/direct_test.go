@@ -390,3 +390,34 @@ func TestDirectBadInput(t *testing.T) {
 		wantStatus(t, "cancel a direct upload", e.do("DELETE", big, nil), http.StatusNoContent)
 	})
 }
+
+// TestDirectPendingThroughGroup: a manifest pushed through a group whose
+// proxy member's remote is down, referencing a blob whose direct upload is
+// still being verified, gets the "verification is pending" answer (400
+// MANIFEST_BLOB_UNKNOWN), not the proxy's 503: the pending blob is not
+// asked of the other members.
+func TestDirectPendingThroughGroup(t *testing.T) {
+	onBoth(t, func(t *testing.T, e *env) {
+		e = e.sub(t)
+		e.deps.Config = mustConfig(t, `
+default: docker
+repositories:
+- {name: local, kind: hosted}
+- {name: hub, kind: proxy, remote: "http://127.0.0.1:1"}
+- {name: docker, kind: group, members: [local, hub], writeMember: local}
+`)
+		e.deps.Direct.VerifyInline = 1
+		e.deps.Direct.Handoff = func(context.Context, registry.VerifyJob) error { return nil } // never verified here
+		e.serve()
+		data := randBytes(6 * mib)
+		d := digest.FromBytes(data)
+		_, r := e.directPush(t, "docker/direct/g", data, d, 0)
+		wantStatus(t, "complete", r, http.StatusAccepted)
+		m := e.layerManifest("docker/direct/g", data)
+		r = e.putManifest("docker/direct/g", "v1", ocispec.MediaTypeImageManifest, m)
+		wantErr(t, "manifest through the group while pending", r, http.StatusBadRequest, registry.CodeManifestBlobUnknown)
+		if !strings.Contains(errMessage(r), "pending") {
+			t.Errorf("message %q does not say verification is pending", errMessage(r))
+		}
+	})
+}

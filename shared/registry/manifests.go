@@ -144,7 +144,10 @@ const refWorkers = 8
 // from the member that has it when the writable member does not).
 func (rg *Registry) touchBlob(ctx context.Context, t target, d digest.Digest, viaGroup bool) error {
 	_, err := rg.col.TouchLink(ctx, t.img, d)
-	if errors.Is(err, storage.ErrNotFound) && viaGroup {
+	if errors.Is(err, storage.ErrNotFound) && viaGroup && !rg.directVerifying(ctx, t, d) {
+		// (a blob whose direct upload is being verified is not asked of
+		// the other members: its verification decides, and the answer
+		// says so rather than a proxy member's remote trouble)
 		var b storage.Blob
 		if b, err = t.repo.Blob(ctx, t.name, d); err == nil {
 			err = rg.Meta.LinkBlob(ctx, t.img, b) // writes a touched link
