@@ -121,7 +121,7 @@ func retention(ctx context.Context, p *Purger, r *Report) error {
 				continue
 			}
 			if !r.DryRun {
-				err = col.DeleteTagIf(ctx, img, v.tag.Tag, v.tag.Digest)
+				err = col.DeleteTagIf(ctx, img, v.tag)
 			}
 			switch {
 			case err == nil:

@@ -230,7 +230,7 @@ func dropDanglingTags(ctx context.Context, col storage.Collector, r *Report, img
 		}
 		var err error
 		if !r.DryRun {
-			err = col.DeleteTagIf(ctx, img, t.Tag, t.Digest)
+			err = col.DeleteTagIf(ctx, img, t)
 		}
 		switch {
 		case err == nil:

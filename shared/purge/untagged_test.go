@@ -294,11 +294,11 @@ type racer struct {
 	onManifest func(img storage.Image, d digest.Digest)
 }
 
-func (r racer) DeleteTagIf(ctx context.Context, img storage.Image, tag string, d digest.Digest) error {
+func (r racer) DeleteTagIf(ctx context.Context, img storage.Image, want storage.TagItem) error {
 	if r.onTag != nil {
-		r.onTag(img, tag, d)
+		r.onTag(img, want.Tag, want.Digest)
 	}
-	return r.store.DeleteTagIf(ctx, img, tag, d)
+	return r.store.DeleteTagIf(ctx, img, want)
 }
 
 func (r racer) DeleteManifestIf(ctx context.Context, img storage.Image, d digest.Digest, cut time.Time) error {

@@ -132,9 +132,12 @@ type Collector interface {
 	// touched (nor written) at or after cut; ErrConflict when it was, and
 	// then nothing is deleted.
 	DeleteManifestIf(ctx context.Context, img Image, d digest.Digest, cut time.Time) error
-	// DeleteTagIf removes the tag when it still points at d; ErrConflict
-	// when it points elsewhere, ErrNotFound when there is none.
-	DeleteTagIf(ctx context.Context, img Image, tag string, d digest.Digest) error
+	// DeleteTagIf removes the tag when it is still as listed: it points at
+	// want.Digest and was last written at want.Updated (zero: a tag written
+	// before stores recorded it, never written since). ErrConflict when it
+	// was written again (even to the same digest), ErrNotFound when there
+	// is none.
+	DeleteTagIf(ctx context.Context, img Image, want TagItem) error
 }
 
 // Object is one S3 object as ObjectLister lists it.

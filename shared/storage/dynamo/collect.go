@@ -445,10 +445,14 @@ func (s *Store) DeleteManifestIf(ctx context.Context, img storage.Image, d diges
 // DeleteTagIf deletes tag from img with one DeleteItem on condition that
 // it points at d; storage.ErrConflict when it points elsewhere,
 // storage.ErrNotFound when there is none.
-func (s *Store) DeleteTagIf(ctx context.Context, img storage.Image, tag string, d digest.Digest) error {
-	cond := expression.Name(attrDigest).Equal(expression.Value(d.String()))
-	if err := s.deleteIf(ctx, tagKey(img, tag), cond, nil); err != nil {
-		return fmt.Errorf("delete tag %s:%s of %s: %w", img, tag, d, err)
+func (s *Store) DeleteTagIf(ctx context.Context, img storage.Image, want storage.TagItem) error {
+	at := expression.AttributeNotExists(expression.Name(attrAt))
+	if !want.Updated.IsZero() {
+		at = expression.Name(attrAt).Equal(expression.Value(want.Updated.UnixMilli()))
+	}
+	cond := expression.Name(attrDigest).Equal(expression.Value(want.Digest.String())).And(at)
+	if err := s.deleteIf(ctx, tagKey(img, want.Tag), cond, nil); err != nil {
+		return fmt.Errorf("delete tag %s:%s of %s: %w", img, want.Tag, want.Digest, err)
 	}
 	return nil
 }

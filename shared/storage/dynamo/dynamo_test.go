@@ -119,6 +119,7 @@ func TestCallCounts(t *testing.T) {
 	d := digest.FromString("layer")
 	m := storage.Manifest{Digest: digest.FromString("m"), MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 1, Body: []byte("{}")}
 	u := storage.Upload{ID: "u", Image: img, ExpiresAt: time.Now().Add(time.Hour)}
+	var listed storage.TagItem // set by the ListImage case, used by DeleteTagIf
 
 	cases := []struct {
 		what string
@@ -137,9 +138,15 @@ func TestCallCounts(t *testing.T) {
 		{"TouchLink", 1, func() error { _, err := s.TouchLink(ctx, img, d); return err }},
 		{"TouchManifest", 1, func() error { return s.TouchManifest(ctx, img, m.Digest) }},
 		{"MarkPulled", 1, func() error { return s.MarkPulled(ctx, img, m.Digest) }},
-		{"ListImage", 1, func() error { _, err := s.ListImage(ctx, img); return err }},
+		{"ListImage", 1, func() error {
+			items, err := s.ListImage(ctx, img)
+			if err == nil && len(items.Tags) > 0 {
+				listed = items.Tags[0]
+			}
+			return err
+		}},
 		{"Scan page", 1, func() error { _, _, err := s.Scan(ctx, "", 0); return err }},
-		{"DeleteTagIf", 1, func() error { return s.DeleteTagIf(ctx, img, "t", m.Digest) }},
+		{"DeleteTagIf", 1, func() error { return s.DeleteTagIf(ctx, img, listed) }},
 		{"CreateUpload (session + index entry, in parallel)", 2, func() error { return s.CreateUpload(ctx, u) }},
 		{"AcquireUpload", 1, func() error {
 			held, err := s.AcquireUpload(ctx, u.ID, 0, "l", time.Now().Add(time.Minute))

@@ -290,15 +290,19 @@ func (s *Store) DeleteManifestIf(_ context.Context, img storage.Image, d digest.
 
 // DeleteTagIf removes tag from img when it points at d; storage.ErrConflict
 // when it points elsewhere, storage.ErrNotFound when there is none.
-func (s *Store) DeleteTagIf(_ context.Context, img storage.Image, tag string, d digest.Digest) error {
+func (s *Store) DeleteTagIf(_ context.Context, img storage.Image, want storage.TagItem) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	tag := want.Tag
 	t, ok := s.tag(img, tag)
 	if !ok {
 		return fmt.Errorf("delete tag %.80s:%.80s: %w", img, tag, storage.ErrNotFound)
 	}
-	if t.digest != d {
-		return fmt.Errorf("delete tag %s:%s of %s: it points at %s: %w", img, tag, d, t.digest, storage.ErrConflict)
+	if t.digest != want.Digest {
+		return fmt.Errorf("delete tag %s:%s of %s: it points at %s: %w", img, tag, want.Digest, t.digest, storage.ErrConflict)
+	}
+	if t.at != want.Updated.UnixMilli() && !(want.Updated.IsZero() && t.at == 0) {
+		return fmt.Errorf("delete tag %s:%s: written again at %d ms: %w", img, tag, t.at, storage.ErrConflict)
 	}
 	delete(s.image(img, false).tags, tag)
 	return nil

@@ -253,14 +253,37 @@ func testCollectDeleteIf(t *testing.T, s storage.Metadata) {
 	m := manifest("deleteif", "")
 	other := manifest("deleteif other", "")
 	must(t, "PutTag", s.PutTag(ctx, imgA, "x", m.Digest, storage.TagOverwrite))
-	wantErr(t, "DeleteTagIf of another digest", c.DeleteTagIf(ctx, imgA, "x", other.Digest), storage.ErrConflict)
+	listedTag := func() storage.TagItem {
+		t.Helper()
+		items, err := c.ListImage(ctx, imgA)
+		must(t, "ListImage", err)
+		for _, ti := range items.Tags {
+			if ti.Tag == "x" {
+				return ti
+			}
+		}
+		t.Fatal("ListImage does not list tag x")
+		return storage.TagItem{}
+	}
+	listed := listedTag()
+	wrong := listed
+	wrong.Digest = other.Digest
+	wantErr(t, "DeleteTagIf of another digest", c.DeleteTagIf(ctx, imgA, wrong), storage.ErrConflict)
 	if d, err := s.ResolveTag(ctx, imgA, "x"); err != nil || d != m.Digest {
 		t.Fatalf("after a refused DeleteTagIf: ResolveTag = %s, %v; want %s", d, err, m.Digest)
 	}
-	must(t, "DeleteTagIf", c.DeleteTagIf(ctx, imgA, "x", m.Digest))
+	// Pushed again to the same digest after the listing: the tag is new, it stays.
+	time.Sleep(3 * time.Millisecond)
+	must(t, "PutTag again", s.PutTag(ctx, imgA, "x", m.Digest, storage.TagOverwrite))
+	wantErr(t, "DeleteTagIf of a tag written again", c.DeleteTagIf(ctx, imgA, listed), storage.ErrConflict)
+	if d, err := s.ResolveTag(ctx, imgA, "x"); err != nil || d != m.Digest {
+		t.Fatalf("after a refused DeleteTagIf (written again): ResolveTag = %s, %v; want %s", d, err, m.Digest)
+	}
+	listed = listedTag()
+	must(t, "DeleteTagIf", c.DeleteTagIf(ctx, imgA, listed))
 	_, err = s.ResolveTag(ctx, imgA, "x")
 	wantErr(t, "ResolveTag after DeleteTagIf", err, storage.ErrNotFound)
-	wantErr(t, "DeleteTagIf twice", c.DeleteTagIf(ctx, imgA, "x", m.Digest), storage.ErrNotFound)
+	wantErr(t, "DeleteTagIf twice", c.DeleteTagIf(ctx, imgA, listed), storage.ErrNotFound)
 }
 
 // testCollectDeleteManifestIf: DeleteManifestIf is DeleteManifest (tags
