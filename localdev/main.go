@@ -7,6 +7,7 @@
 //	go run ./localdev [-addr 127.0.0.1:5000] [-data .localdev] [-config localdev/airlock.yaml]
 //	                  [-max-body BYTES] [-ingress-addr 127.0.0.1:5001 [-ingress-url URL]] [-dynamo dynalite|ddblocal] [-s3 versitygw|minio] [-emulators-only]
 //	                  [-dynamo-addr 127.0.0.1:8000] [-s3-addr 127.0.0.1:9000] [-fill-retry 5m] [-purge-every 1h]
+//	                  [-purge-clock-ahead 0]
 //	go run ./localdev refresh [-addr 127.0.0.1:5000] <proxy>/<image>:<tag>
 //
 // Proxy fills that outlive their budget are handed to the proxyfetch code
@@ -65,6 +66,8 @@ type options struct {
 	fillRetry time.Duration
 	// purgeEvery is the period of the purge (the purge function's schedule; 0: off).
 	purgeEvery time.Duration
+	// purgeClockAhead moves the purge's clock ahead of the real one (tests only).
+	purgeClockAhead time.Duration
 	// users is a YAML file of users to create at start (auth on).
 	users string
 	// ingressAddr, when set, is the listen address of the upload ingress;
@@ -92,8 +95,13 @@ func main() {
 	flag.StringVar(&o.ingressURL, "ingress-url", "", "base URL that upload Locations name for the ingress (default http://<-ingress-addr's address>; set it when a proxy fronts that listener)")
 	flag.DurationVar(&o.fillRetry, "fill-retry", 5*time.Minute, "period of the retry of parked proxy fills (the proxyfetch function's schedule on AWS)")
 	flag.DurationVar(&o.purgeEvery, "purge-every", time.Hour, "period of the purge, every task for real (the purge function's schedule on AWS; 0: off; POST /airlock/api/purge runs one now)")
+	flag.DurationVar(&o.purgeClockAhead, "purge-clock-ahead", 0, "FOR TESTS ONLY: the purge's clock (the -purge-every timer and POST /airlock/api/purge) runs this far ahead of the real one, so the purge treats everything as that much older than it is and grace periods pass at once; unsafe with concurrent pushes (0: the real clock)")
 	flag.Parse()
 
+	if o.purgeClockAhead < 0 {
+		fmt.Fprintf(os.Stderr, "localdev: -purge-clock-ahead %s: want a duration >= 0\n", o.purgeClockAhead)
+		os.Exit(2)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		fmt.Fprintf(os.Stderr, "localdev: -log-level: %v\n", err)
@@ -212,6 +220,12 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return errors.New("-ingress-url needs -ingress-addr")
 	}
 
+	purgeNow := time.Now
+	if ahead := o.purgeClockAhead; ahead > 0 {
+		purgeNow = func() time.Time { return time.Now().Add(ahead) }
+		log.Warn("the purge's clock runs ahead of the real one (-purge-clock-ahead, tests only): it deletes what is younger than its grace periods, also items of pushes in progress", "ahead", ahead)
+	}
+
 	// Fills handed off run here, in the background, as the proxyfetch
 	// function would (async invoke); parked fills are retried on a timer.
 	var h *registry.Registry
@@ -237,6 +251,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		Proxy:   repo.ProxyOptions{Handoff: handoff},
 
 		IngressURL: o.ingressURL, // -ingress-addr
+		PurgeNow:   purgeNow,     // -purge-clock-ahead
 	})
 	if err != nil {
 		return err
@@ -246,7 +261,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			log.Info("parked proxy fills retried", "count", n, "err", err)
 		}
 	})
-	pg, err := purge.New(purge.Deps{Meta: h.Meta, Blobs: h.Blobs, Config: cfg, Logger: log})
+	pg, err := purge.New(purge.Deps{Meta: h.Meta, Blobs: h.Blobs, Config: cfg, Logger: log, Now: purgeNow})
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func (rg *Registry) adminPurge(w http.ResponseWriter, r *http.Request) error {
 		}
 		dry = b
 	}
-	p, err := purge.New(purge.Deps{Meta: rg.Meta, Blobs: rg.Blobs, Config: rg.Config, Logger: rg.Logger, Now: rg.Now})
+	p, err := purge.New(purge.Deps{Meta: rg.Meta, Blobs: rg.Blobs, Config: rg.Config, Logger: rg.Logger, Now: rg.PurgeNow})
 	if err != nil {
 		return err
 	}

@@ -61,6 +61,9 @@ type Deps struct {
 	// upload POST that opens a session answers with an absolute Location on
 	// it, so the PATCH and PUT bodies go there. "": relative Locations.
 	IngressURL string
+	// PurgeNow is the clock of the purge runs of the admin API (default
+	// Now); localdev's -purge-clock-ahead sets it ahead for tests.
+	PurgeNow func() time.Time
 }
 
 // Registry is the handler; build it with New.
@@ -95,6 +98,9 @@ func New(d Deps) (*Registry, error) {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.PurgeNow == nil {
+		d.PurgeNow = d.Now
 	}
 	repos, err := repo.New(context.Background(), d.Config, repo.Deps{Meta: d.Meta, Blobs: d.Blobs, Logger: d.Logger, Now: d.Now, Proxy: d.Proxy})
 	if err != nil {
