@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"archive/tar"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -11,11 +13,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // lambdaMaxBody is the api function's body limit on AWS (functions/api).
@@ -170,11 +178,13 @@ func checkIngressPush(t *testing.T, who string, onMain, onIngress []bodyHit, lay
 }
 
 // TestIngress: localdev with the AWS body limit (4706379 bytes) and an
-// upload ingress, auth on. docker push (dockerd 20.10), crane and skopeo
-// push an image with a 20 MiB layer through the limited listener: its upload
-// POST hands the upload to the ingress, which takes the layer without a
-// token (docker and crane send none to another host). Without the ingress
-// docker's push fails and prints the 413 naming both ways out.
+// upload ingress, auth on. docker push (dockerd 20.10), crane, skopeo,
+// containerd 1.6's ctr and podman 4.3 push an image with a 20 MiB layer
+// through the limited listener: its upload POST hands the upload to the
+// ingress, which takes the layer without a token (docker, crane and ctr send
+// none to another host). ctr sends each blob as one PUT, podman as one PATCH
+// and an empty PUT. Without the ingress docker's push fails and prints the
+// 413 naming both ways out.
 func TestIngress(t *testing.T) {
 	t.Parallel()
 	const layer = 20 * mib
@@ -226,6 +236,91 @@ func TestIngress(t *testing.T) {
 		}
 	})
 
+	t.Run("containerd", func(t *testing.T) {
+		c := startContainerd(t) // skips without containerd, ctr or root
+		// An OCI archive of the same image (manifest bytes kept, so the same
+		// digest), imported under the push's name without unpacking.
+		dir := filepath.Join(t.TempDir(), "layout")
+		writeLayout(t, dir, img, "1")
+		archive := filepath.Join(t.TempDir(), "oci.tar")
+		tarDir(t, dir, archive)
+		ref := host + "/local/ingress/ctr:1"
+		c.mustRun(t, "ingress", "images", "import", "--no-unpack", "--base-name", host+"/local/ingress/ctr", archive)
+		if ls := c.mustRun(t, "ingress", "images", "ls"); !strings.Contains(ls, ref) || !strings.Contains(ls, want.String()) {
+			t.Fatalf("ctr images import: %s with digest %s not listed:\n%s", ref, want, ls)
+		}
+		m, mi := front.mark(), ingress.mark()
+		start := time.Now()
+		out, err := c.run(t, 5*time.Minute, "ingress", "images", "push", "--plain-http", "--user", "admin:"+authAdminPW, ref)
+		t.Logf("ctr push of a 20 MiB layer via the ingress in %s", time.Since(start).Round(time.Millisecond))
+		if err != nil {
+			t.Fatalf("ctr images push %s: %v\n%s", ref, err, out)
+		}
+		onMain, onIngress := front.since(m), ingress.since(mi)
+		checkIngressPush(t, "ctr", onMain, onIngress, layer)
+		// containerd 1.6 sends each blob as one PUT with the whole body
+		// (?digest=) to the POST's Location: no PATCH.
+		mf, err := img.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkUploadShape(t, "ctr", onIngress, mf, func(n int64) string { return "PUT " + strconv.FormatInt(n, 10) })
+		checkPulled(t, "ctr", ref, img, want)
+	})
+
+	t.Run("podman", func(t *testing.T) {
+		p := podmanIn(t) // skips without podman or root
+		// podman load stores the layers uncompressed and its push compresses
+		// them again (new layer and manifest digests): the config and its
+		// diff IDs stay.
+		p.must(t, 2*time.Minute, "load", "-i", tarPath)
+		ref := host + "/local/ingress/podman:1"
+		digestFile := filepath.Join(t.TempDir(), "digest")
+		m, mi := front.mark(), ingress.mark()
+		start := time.Now()
+		p.must(t, 5*time.Minute, "push", "--tls-verify=false", "--creds", "admin:"+authAdminPW,
+			"--digestfile", digestFile, "e2e/ingress:1", "docker://"+ref)
+		t.Logf("podman push of a 20 MiB layer via the ingress in %s", time.Since(start).Round(time.Millisecond))
+		onMain, onIngress := front.since(m), ingress.since(mi)
+		checkIngressPush(t, "podman", onMain, onIngress, layer)
+		b, err := os.ReadFile(digestFile)
+		if err != nil {
+			t.Fatalf("podman push --digestfile: %v", err)
+		}
+		pushed, err := v1.NewHash(strings.TrimSpace(string(b)))
+		if err != nil {
+			t.Fatalf("podman push --digestfile %q: %v", b, err)
+		}
+		got := pullAs(t, ref)
+		if d := digestOf(t, got); d != pushed {
+			t.Fatalf("pulled %s: manifest digest %s, podman pushed %s", ref, d, pushed)
+		}
+		// podman (containers/image) sends each blob as one PATCH with the
+		// whole body, then a PUT ?digest= without one.
+		mf, err := got.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkUploadShape(t, "podman", onIngress, mf, func(n int64) string { return "PATCH " + strconv.FormatInt(n, 10) + ", PUT 0" })
+		wc, _ := img.ConfigName()
+		gc, _ := got.ConfigName()
+		if wc != gc {
+			t.Errorf("pulled %s: config %s, want the loaded image's %s", ref, gc, wc)
+		}
+		wl, _ := img.Layers()
+		gl, _ := got.Layers()
+		if len(gl) != len(wl) {
+			t.Fatalf("pulled %s: %d layers, want %d", ref, len(gl), len(wl))
+		}
+		for i := range wl {
+			a, _ := wl[i].DiffID()
+			b, _ := gl[i].DiffID()
+			if a != b {
+				t.Errorf("pulled %s: layer %d diff ID %s, want %s", ref, i, b, a)
+			}
+		}
+	})
+
 	t.Run("docker", func(t *testing.T) {
 		d := startDockerd(t, "") // skips without dockerd or root
 		d.env = append(d.env, "DOCKER_CONFIG="+t.TempDir())
@@ -271,4 +366,167 @@ func TestIngress(t *testing.T) {
 			}
 		}
 	})
+}
+
+// checkUploadShape checks how the ingress got the blobs of manifest mf:
+// each upload session (one Location) carries one blob, its requests in
+// order as shape(blob size) says, e.g. "PUT 352" or "PATCH 352, PUT 0".
+func checkUploadShape(t *testing.T, who string, onIngress []bodyHit, mf *v1.Manifest, shape func(size int64) string) {
+	t.Helper()
+	var order []string
+	seq := map[string][]string{}
+	for _, h := range onIngress {
+		if _, ok := seq[h.Path]; !ok {
+			order = append(order, h.Path)
+		}
+		seq[h.Path] = append(seq[h.Path], h.Method+" "+strconv.FormatInt(h.Body, 10))
+	}
+	var got, want []string
+	for _, p := range order {
+		got = append(got, strings.Join(seq[p], ", "))
+	}
+	want = append(want, shape(mf.Config.Size))
+	for _, l := range mf.Layers {
+		want = append(want, shape(l.Size))
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("%s: upload sessions on the ingress %q, want one per blob %q", who, got, want)
+	}
+}
+
+// checkPulled pulls ref as admin, re-hashing every layer, and checks it is
+// img (manifest digest want, same config and layers).
+func checkPulled(t *testing.T, who, ref string, img v1.Image, want v1.Hash) {
+	t.Helper()
+	got := pullAs(t, ref)
+	if d := digestOf(t, got); d != want {
+		t.Fatalf("%s: pulled %s: manifest digest %s, want %s", who, ref, d, want)
+	}
+	assertSameImage(t, who+": pulled "+ref, img, got)
+}
+
+// pullAs pulls ref from the plain-HTTP registry as admin and re-hashes
+// every layer's bytes against its digest.
+func pullAs(t testing.TB, ref string) v1.Image {
+	t.Helper()
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(r, remote.WithAuth(&authn.Basic{Username: "admin", Password: authAdminPW}))
+	if err != nil {
+		t.Fatalf("pull %s: %v", ref, err)
+	}
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range ls {
+		d, _ := l.Digest()
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatalf("pull %s: layer %d: %v", ref, i, err)
+		}
+		got, _, err := v1.SHA256(rc)
+		rc.Close()
+		if err != nil || got != d {
+			t.Fatalf("pull %s: layer %d: bytes hash to %s (%v), want %s", ref, i, got, err, d)
+		}
+	}
+	return img
+}
+
+// tarDir writes the files under dir into a tar archive at path (names
+// relative to dir), as `ctr images import` reads an OCI layout.
+func tarDir(t testing.TB, dir, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(f)
+	err = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		h, err := tar.FileInfoHeader(info, "")
+		if err != nil {
+			return err
+		}
+		h.Name, _ = filepath.Rel(dir, p)
+		if e.IsDir() {
+			h.Name += "/"
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if e.IsDir() {
+			return nil
+		}
+		src, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		_, err = io.Copy(tw, src)
+		return err
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("tar %s: %v", dir, err)
+	}
+}
+
+// podman runs Debian's podman as root on its own storage (vfs, under a
+// temporary directory) with its own auth file and no systemd.
+type podman struct {
+	bin  string
+	args []string
+	env  []string
+}
+
+// podmanIn skips with a reason without podman or root.
+func podmanIn(t *testing.T) *podman {
+	t.Helper()
+	bin, err := exec.LookPath("podman")
+	if err != nil {
+		t.Skipf("podman not installed (apt-get install podman): %v", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skipf("podman on its own root storage needs root; running as uid %d", os.Geteuid())
+	}
+	dir, err := os.MkdirTemp("", "e2e-podman-") // short: runroot socket paths
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	for _, d := range []string{"root", "run", "tmp"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "auth.json"), []byte(`{"auths":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &podman{bin: bin,
+		args: []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"),
+			"--storage-driver", "vfs", "--tmpdir", filepath.Join(dir, "tmp"),
+			"--cgroup-manager", "cgroupfs", "--events-backend", "file"},
+		env: []string{"REGISTRY_AUTH_FILE=" + filepath.Join(dir, "auth.json"), "TMPDIR=" + filepath.Join(dir, "tmp")}}
+}
+
+func (p *podman) must(t testing.TB, timeout time.Duration, args ...string) string {
+	t.Helper()
+	return mustRun(t, timeout, p.env, p.bin, append(append([]string(nil), p.args...), args...)...)
 }
