@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -110,7 +111,8 @@ func (s *raceStats) add(o raceStats) {
 func raceRound(t *testing.T, b backend, rng *rand.Rand, round int) raceStats {
 	ctx := context.Background()
 	var st raceStats
-	rg, err := registry.New(registry.Deps{Meta: b.meta, Blobs: b.blobs, Config: raceCfg})
+	rg, err := registry.New(registry.Deps{Meta: b.meta, Blobs: b.blobs, Config: raceCfg,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,7 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -83,6 +84,12 @@ func NewClient(ctx context.Context, o Options) (*s3.Client, error) {
 			so.UsePathStyle = true
 			so.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 			so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+			// versitygw keeps keys as files: a write racing the delete of
+			// the last object of a "directory" (which removes the empty
+			// directory) can fail with 409 ExistingObjectIsDirectory. S3
+			// has no directories and never answers it; retry it like a
+			// throttle (found by the purge's race test).
+			so.Retryer = retry.AddWithErrorCodes(retry.NewStandard(), "ExistingObjectIsDirectory")
 		}
 	}), nil
 }
