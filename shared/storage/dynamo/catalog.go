@@ -8,10 +8,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/airlock-registry/airlock/shared/storage"
 )
@@ -124,51 +121,16 @@ func (s *Store) SearchImages(ctx context.Context, query string, n int) ([]string
 	if len(q) > maxSK {
 		return out, nil // no name is that long
 	}
-	b := expression.NewBuilder().
-		WithKeyCondition(expression.Key(attrPK).Equal(expression.Value(pkCatalog))).
-		WithProjection(expression.NamesList(expression.Name(attrSK)))
+	var filter *expression.ConditionBuilder
 	if q != "" {
-		b = b.WithFilter(expression.Contains(expression.Name(attrName), q).
-			Or(expression.AttributeNotExists(expression.Name(attrName))))
+		f := expression.Contains(expression.Name(attrName), q).Or(expression.AttributeNotExists(expression.Name(attrName)))
+		filter = &f
 	}
-	expr, err := b.Build()
+	names, err := s.queryKeys(ctx, pkCatalog, "", "", filter, n, func(sk string) bool { return strings.Contains(lowerASCII(sk), q) }, s.searchPage)
 	if err != nil {
-		return nil, fmt.Errorf("search images: build query: %w", err)
+		return nil, fmt.Errorf("search images for %q: %w", query, err)
 	}
-	in := &dynamodb.QueryInput{
-		TableName:                 aws.String(s.table),
-		KeyConditionExpression:    expr.KeyCondition(),
-		FilterExpression:          expr.Filter(),
-		ProjectionExpression:      expr.Projection(),
-		ExpressionAttributeNames:  expr.Names(),
-		ExpressionAttributeValues: expr.Values(),
-		ConsistentRead:            aws.Bool(true),
-	}
-	if n > 0 {
-		in.Limit = aws.Int32(s.searchPage)
-	}
-	for {
-		res, err := s.db.Query(ctx, in)
-		if err != nil {
-			return nil, fmt.Errorf("search images for %q: %w", query, err)
-		}
-		for _, item := range res.Items {
-			var k key
-			if err := attributevalue.UnmarshalMap(item, &k); err != nil {
-				return nil, fmt.Errorf("search images: decode key: %w", err)
-			}
-			if strings.Contains(lowerASCII(k.SK), q) {
-				out = append(out, k.SK)
-			}
-		}
-		if n > 0 && len(out) >= n {
-			return out[:n], nil
-		}
-		if len(res.LastEvaluatedKey) == 0 {
-			return out, nil
-		}
-		in.ExclusiveStartKey = res.LastEvaluatedKey
-	}
+	return append(out, names...), nil
 }
 
 // lowerASCII lower-cases the ASCII letters of s and keeps every other byte.

@@ -228,6 +228,14 @@ func mustNotExist() *expression.ConditionBuilder {
 // the first), up to limit of them (limit <= 0: all), following pages. filter,
 // when set, keeps only the items matching it.
 func (s *Store) query(ctx context.Context, pk, prefix, after string, filter *expression.ConditionBuilder, limit int) ([]string, error) {
+	return s.queryKeys(ctx, pk, prefix, after, filter, limit, nil, 0)
+}
+
+// queryKeys is query with two more knobs: keep, when set, drops the sort
+// keys it refuses after they are read (a check the filter cannot express),
+// and page, when set, is every page's Limit (else the number of keys still
+// missing, at most 1,000).
+func (s *Store) queryKeys(ctx context.Context, pk, prefix, after string, filter *expression.ConditionBuilder, limit int, keep func(sk string) bool, page int32) ([]string, error) {
 	if len(pk) > maxPK || len(prefix) > maxSK {
 		return nil, nil // no item can have such a key
 	}
@@ -258,7 +266,10 @@ func (s *Store) query(ctx context.Context, pk, prefix, after string, filter *exp
 	}
 	var out []string
 	for {
-		if limit > 0 {
+		switch {
+		case limit > 0 && page > 0:
+			in.Limit = aws.Int32(page)
+		case limit > 0:
 			// Limit counts items read before the filter; asking for the number
 			// still missing keeps pages small without ever stopping early.
 			in.Limit = aws.Int32(int32(min(limit-len(out), 1000)))
@@ -272,9 +283,14 @@ func (s *Store) query(ctx context.Context, pk, prefix, after string, filter *exp
 			if err := attributevalue.UnmarshalMap(item, &k); err != nil {
 				return nil, fmt.Errorf("decode key: %w", err)
 			}
-			out = append(out, k.SK)
+			if keep == nil || keep(k.SK) {
+				out = append(out, k.SK)
+			}
 		}
-		if len(res.LastEvaluatedKey) == 0 || (limit > 0 && len(out) >= limit) {
+		if limit > 0 && len(out) >= limit {
+			return out[:limit], nil
+		}
+		if len(res.LastEvaluatedKey) == 0 {
 			return out, nil
 		}
 		in.ExclusiveStartKey = res.LastEvaluatedKey
