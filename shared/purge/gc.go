@@ -26,11 +26,10 @@ const TaskBlobGC = "blob-gc"
 
 // Skip reasons and item kinds of blob-gc.
 const (
-	skipGCYoung    = "young"      // touched within the grace period
-	skipReferenced = "referenced" // a kept manifest references it
-	skipLinked     = "linked"     // a record some image still links
-	skipLocked     = "locked"     // another run holds the pass
-	skipInUse      = "in-use"     // an upload, a pending verification or a new record owns the object
+	skipGCYoung = "young"  // touched within the grace period
+	skipLinked  = "linked" // a record some image still links
+	skipLocked  = "locked" // another run holds the pass
+	skipInUse   = "in-use" // an upload, a pending verification or a new record owns the object
 
 	kindLink   = "link"
 	kindBlob   = "blob"
@@ -62,9 +61,6 @@ const (
 	// gcStopBefore: a run stops this long before its context's deadline
 	// (the Lambda's 15 minutes) and saves its checkpoint.
 	gcStopBefore = 90 * time.Second
-	// directVerifyGroup is shared/registry's marker group of direct uploads
-	// whose digest verification is pending (value JSON naming the upload).
-	directVerifyGroup = "direct-verify"
 )
 
 const (
@@ -355,7 +351,7 @@ func (g *gc) see(e storage.Entry) {
 	case storage.EntryUpload:
 		st.Uploads[e.Upload.ID] = true
 	case storage.EntryMarker:
-		if strings.HasPrefix(e.Marker.Group, "holds:") {
+		if strings.HasPrefix(e.Marker.Group, repo.HoldsGroupPrefix) {
 			st.Holds[e.Marker.Group] = append(st.Holds[e.Marker.Group], e.Marker.Key)
 		}
 	}
@@ -552,7 +548,7 @@ func (g *gc) planMarkers() {
 		}
 	}
 	for _, group := range sortedKeys(st.Holds) {
-		proxy := strings.TrimPrefix(group, "holds:")
+		proxy := strings.TrimPrefix(group, repo.HoldsGroupPrefix)
 		keys := slices.Clone(st.Holds[group])
 		slices.Sort(keys)
 		for _, k := range keys {
@@ -725,7 +721,7 @@ func (g *gc) uploadInUse(ctx context.Context, id, key string, pending map[string
 // pendingVerifications returns the upload ids of direct uploads whose
 // verification is pending (one Query of their marker group).
 func (g *gc) pendingVerifications(ctx context.Context) (map[string]bool, error) {
-	ms, err := g.pm.ListMarkers(ctx, directVerifyGroup, 0)
+	ms, err := g.pm.ListMarkers(ctx, repo.DirectVerifyGroup, 0)
 	if err != nil {
 		return nil, fmt.Errorf("list pending verifications: %w", err)
 	}

@@ -7,17 +7,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/airlock-registry/airlock/shared/repo"
 	"github.com/airlock-registry/airlock/shared/storage"
 )
 
 // TaskIncompleteUploads removes upload sessions idle past
 // purge.incompleteUploadsAfter (package doc).
 const TaskIncompleteUploads = "incomplete-uploads"
-
-// fillsGroup is the marker group of parked proxy fills (shared/repo's
-// groupPending): each marker's value is a repo.FillJob whose "upload" is
-// the session the fill writes.
-const fillsGroup = "fills"
 
 // claimTTL is how long the purge's claim (lease) on a session lasts: the
 // abort and delete take a few calls.
@@ -131,15 +127,13 @@ func parkedUploads(ctx context.Context, meta storage.Metadata) (map[string]bool,
 	if !ok {
 		return nil, fmt.Errorf("%T has no markers (storage.ProxyMetadata): cannot tell parked proxy fills", meta)
 	}
-	ms, err := pm.ListMarkers(ctx, fillsGroup, 0)
+	ms, err := pm.ListMarkers(ctx, repo.PendingFillsGroup, 0)
 	if err != nil {
 		return nil, fmt.Errorf("list parked proxy fills: %w", err)
 	}
 	out := map[string]bool{}
 	for _, m := range ms {
-		var job struct {
-			UploadID string `json:"upload"`
-		}
+		var job repo.FillJob
 		if err := json.Unmarshal([]byte(m.Value), &job); err != nil {
 			return nil, fmt.Errorf("parked proxy fill %s: decode: %w", m.Key, err)
 		}

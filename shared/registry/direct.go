@@ -13,6 +13,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/airlock-registry/airlock/shared/repo"
 	"github.com/airlock-registry/airlock/shared/storage"
 )
 
@@ -66,7 +67,7 @@ const (
 	// planGroup keys an upload id to its plan ("<size> <partSize> <count>").
 	planGroup = "direct-plan"
 	// verifyGroup keys "<repo>/<image>@<digest>" to a verifyState (JSON).
-	verifyGroup = "direct-verify"
+	verifyGroup = repo.DirectVerifyGroup
 )
 
 // VerifyJob is a completed direct upload whose digest is still to be

@@ -484,7 +484,7 @@ func (p *Proxy) open(ctx context.Context, image string, d digest.Digest, offset,
 // some image name (the repository-level view a group's HEAD needs: a push
 // of team/app whose layers were pulled as library/alpine).
 const (
-	groupHolds = "holds:"
+	groupHolds = HoldsGroupPrefix
 	holdsTTL   = 365 * 24 * time.Hour
 )
 

@@ -17,10 +17,23 @@ import (
 	"github.com/airlock-registry/airlock/shared/upstream"
 )
 
+// Marker groups other packages read (package purge keeps what they name).
+const (
+	// PendingFillsGroup, key <repo>/<digest>: a fill handed to proxyfetch
+	// (FillJob JSON; its UploadID is the session the fill writes).
+	PendingFillsGroup = "fills"
+	// HoldsGroupPrefix + <proxy>, key <digest>: the proxy caches the blob.
+	HoldsGroupPrefix = "holds:"
+	// DirectVerifyGroup, key <repo>/<image>@<digest>: a direct upload whose
+	// digest verification is pending or failed (shared/registry's
+	// verifyState JSON, naming the upload in Job.upload).
+	DirectVerifyGroup = "direct-verify"
+)
+
 // Marker groups of proxy state (storage.ProxyMetadata).
 const (
-	groupFill    = "fill"  // key <repo>/<digest>: the lease of the one fill of a blob
-	groupPending = "fills" // key <repo>/<digest>: a fill handed to proxyfetch (FillJob JSON)
+	groupFill    = "fill" // key <repo>/<digest>: the lease of the one fill of a blob
+	groupPending = PendingFillsGroup
 	groupBlock   = "block" // key <repo>: consecutive remote failures, blocked-until
 	groupNeg     = "neg:"  // + <repo>, key <image>@<ref>: not found upstream
 	pendingTTL   = 24 * time.Hour
