@@ -55,7 +55,7 @@ func startBodyFront(t testing.TB, target string) *bodyFront {
 	f := &bodyFront{}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cb := &countedBody{r: r.Body}
+		cb := &countingBody{ReadCloser: r.Body} // chunked_test.go
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = cb
 		}
@@ -69,19 +69,6 @@ func startBodyFront(t testing.TB, target string) *bodyFront {
 	f.URL, f.Host = srv.URL, strings.TrimPrefix(srv.URL, "http://")
 	return f
 }
-
-type countedBody struct {
-	r io.ReadCloser
-	n int64
-}
-
-func (c *countedBody) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-func (c *countedBody) Close() error { return c.r.Close() }
 
 func (f *bodyFront) mark() int {
 	f.mu.Lock()
