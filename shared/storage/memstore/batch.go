@@ -30,9 +30,7 @@ func (s *Store) StatBlobs(_ context.Context, imgs []storage.Image, d digest.Dige
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, img := range imgs {
-		if im := s.image(img, false); im != nil {
-			links[i], ok[i] = im.links[d]
-		}
+		_, links[i], ok[i] = entry(s, img, linksOf, d)
 	}
 	return links, ok, nil
 }
@@ -44,9 +42,7 @@ func (s *Store) HasManifests(_ context.Context, imgs []storage.Image, d digest.D
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, img := range imgs {
-		if im := s.image(img, false); im != nil {
-			_, out[i] = im.manifests[d]
-		}
+		_, _, out[i] = entry(s, img, manifestsOf, d)
 	}
 	return out, nil
 }

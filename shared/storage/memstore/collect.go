@@ -37,12 +37,10 @@ func (s *Store) TouchLink(_ context.Context, img storage.Image, d digest.Digest)
 	now := s.touchTime()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if im := s.image(img, false); im != nil {
-		if b, ok := im.links[d]; ok {
-			b.Touched = now
-			im.links[d] = b
-			return b, nil
-		}
+	if im, b, ok := entry(s, img, linksOf, d); ok {
+		b.Touched = now
+		im.links[d] = b
+		return b, nil
 	}
 	return storage.Blob{}, fmt.Errorf("touch link %.80s in %.80s: %w", d, img, storage.ErrNotFound)
 }
@@ -52,14 +50,12 @@ func (s *Store) TouchLink(_ context.Context, img storage.Image, d digest.Digest)
 func (s *Store) updateManifest(img storage.Image, d digest.Digest, fn func(*storage.Manifest)) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if im := s.image(img, false); im != nil {
-		if m, ok := im.manifests[d]; ok {
-			fn(&m)
-			im.manifests[d] = m
-			return true
-		}
+	im, m, ok := entry(s, img, manifestsOf, d)
+	if ok {
+		fn(&m)
+		im.manifests[d] = m
 	}
-	return false
+	return ok
 }
 
 // TouchManifest sets the touch time of manifest d of img to now;
@@ -232,12 +228,7 @@ func (s *Store) Scan(_ context.Context, cursor string, n int) ([]storage.Entry, 
 func (s *Store) DeleteLinkIf(_ context.Context, img storage.Image, d digest.Digest, cut time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	im := s.image(img, false)
-	var b storage.Blob
-	ok := false
-	if im != nil {
-		b, ok = im.links[d]
-	}
+	im, b, ok := entry(s, img, linksOf, d)
 	if !ok {
 		return fmt.Errorf("delete link %.80s from %.80s: %w", d, img, storage.ErrNotFound)
 	}
@@ -272,12 +263,7 @@ func (s *Store) DeleteBlobIf(_ context.Context, d digest.Digest, cut time.Time) 
 func (s *Store) DeleteManifestIf(_ context.Context, img storage.Image, d digest.Digest, cut time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	im := s.image(img, false)
-	var m storage.Manifest
-	ok := false
-	if im != nil {
-		m, ok = im.manifests[d]
-	}
+	im, m, ok := entry(s, img, manifestsOf, d)
 	if !ok {
 		return fmt.Errorf("delete manifest %.80s in %.80s: %w", d, img, storage.ErrNotFound)
 	}

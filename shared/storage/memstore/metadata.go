@@ -82,10 +82,8 @@ func (s *Store) LinkBlob(_ context.Context, img storage.Image, b storage.Blob) e
 func (s *Store) StatBlob(_ context.Context, img storage.Image, d digest.Digest) (storage.Blob, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if im := s.image(img, false); im != nil {
-		if b, ok := im.links[d]; ok {
-			return b, nil
-		}
+	if _, b, ok := entry(s, img, linksOf, d); ok {
+		return b, nil
 	}
 	return storage.Blob{}, fmt.Errorf("stat blob %.80s in %.80s: %w", d, img, storage.ErrNotFound)
 }
@@ -94,11 +92,9 @@ func (s *Store) StatBlob(_ context.Context, img storage.Image, d digest.Digest) 
 func (s *Store) UnlinkBlob(_ context.Context, img storage.Image, d digest.Digest) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if im := s.image(img, false); im != nil {
-		if _, ok := im.links[d]; ok {
-			delete(im.links, d)
-			return nil
-		}
+	if im, _, ok := entry(s, img, linksOf, d); ok {
+		delete(im.links, d)
+		return nil
 	}
 	return fmt.Errorf("unlink blob %.80s from %.80s: %w", d, img, storage.ErrNotFound)
 }
@@ -143,10 +139,8 @@ func (s *Store) PutManifest(_ context.Context, img storage.Image, m storage.Mani
 func (s *Store) GetManifest(_ context.Context, img storage.Image, d digest.Digest) (storage.Manifest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if im := s.image(img, false); im != nil {
-		if m, ok := im.manifests[d]; ok {
-			return cloneManifest(m), nil
-		}
+	if _, m, ok := entry(s, img, manifestsOf, d); ok {
+		return cloneManifest(m), nil
 	}
 	return storage.Manifest{}, fmt.Errorf("get manifest %.80s in %.80s: %w", d, img, storage.ErrNotFound)
 }
@@ -158,12 +152,7 @@ func (s *Store) GetManifest(_ context.Context, img storage.Image, d digest.Diges
 func (s *Store) DeleteManifest(_ context.Context, img storage.Image, d digest.Digest) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	im := s.image(img, false)
-	var m storage.Manifest
-	ok := false
-	if im != nil {
-		m, ok = im.manifests[d]
-	}
+	im, m, ok := entry(s, img, manifestsOf, d)
 	if !ok {
 		return fmt.Errorf("delete manifest %.80s in %.80s: %w", d, img, storage.ErrNotFound)
 	}

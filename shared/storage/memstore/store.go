@@ -206,6 +206,19 @@ func (s *Store) image(img storage.Image, create bool) *image {
 	return im
 }
 
+// entry returns img's partition and item d of the map of it that items picks
+// (linksOf, manifestsOf); ok is false when either is missing (s.mu held).
+func entry[V any](s *Store, img storage.Image, items func(*image) map[digest.Digest]V, d digest.Digest) (im *image, v V, ok bool) {
+	if im = s.image(img, false); im != nil {
+		v, ok = items(im)[d]
+	}
+	return im, v, ok
+}
+
+// linksOf and manifestsOf pick a map of an image for entry.
+func linksOf(im *image) map[digest.Digest]storage.Blob         { return im.links }
+func manifestsOf(im *image) map[digest.Digest]storage.Manifest { return im.manifests }
+
 // millis returns t in epoch milliseconds, 0 for the zero time.
 func millis(t time.Time) int64 {
 	if t.IsZero() {
