@@ -104,12 +104,7 @@ func (s *Store) touch(ctx context.Context, k key, attr string, now time.Time, ou
 	if err != nil {
 		return err
 	}
-	if out != nil {
-		if err := attributevalue.UnmarshalMap(res.Attributes, out); err != nil {
-			return fmt.Errorf("decode item %s %s: %w", k.PK, k.SK, err)
-		}
-	}
-	return nil
+	return decodeItem(res.Attributes, k, out)
 }
 
 // TouchLink sets the touch time of the link of d in img to now with one
@@ -358,12 +353,7 @@ func (s *Store) deleteIf(ctx context.Context, k key, cond expression.ConditionBu
 	if err != nil {
 		return err
 	}
-	if old != nil {
-		if err := attributevalue.UnmarshalMap(res.Attributes, old); err != nil {
-			return fmt.Errorf("decode deleted item %s %s: %w", k.PK, k.SK, err)
-		}
-	}
-	return nil
+	return decodeItem(res.Attributes, k, old)
 }
 
 // DeleteLinkIf deletes the link of d from img with one conditional

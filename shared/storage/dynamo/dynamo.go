@@ -136,7 +136,16 @@ func (s *Store) getItem(ctx context.Context, k key, out any) error {
 	if res.Item == nil {
 		return storage.ErrNotFound
 	}
-	if err := attributevalue.UnmarshalMap(res.Item, out); err != nil {
+	return decodeItem(res.Item, k, out)
+}
+
+// decodeItem decodes av, the item at k as a request read or returned it,
+// into out; nothing when out is nil (no item asked for).
+func decodeItem(av map[string]types.AttributeValue, k key, out any) error {
+	if out == nil {
+		return nil
+	}
+	if err := attributevalue.UnmarshalMap(av, out); err != nil {
 		return fmt.Errorf("decode item %s %s: %w", k.PK, k.SK, err)
 	}
 	return nil
