@@ -17,10 +17,7 @@ import (
 // prefix, in key order, with sizes and modification times; DeleteObjects
 // removes exactly the keys given (missing ones are fine).
 func testObjectLister(t *testing.T, s storage.Blobs) {
-	ol, ok := s.(storage.ObjectLister)
-	if !ok {
-		t.Fatalf("%T does not implement storage.ObjectLister (every Blobs store of this module must)", s)
-	}
+	ol := implements[storage.ObjectLister](t, s, "every Blobs store of this module must")
 	ctx := context.Background()
 	before := time.Now().Add(-time.Minute)
 	var want []string

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"testing"
 	"time"
@@ -119,6 +120,17 @@ func must(t *testing.T, what string, err error) {
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
+}
+
+// implements returns s as the capability T, or fails the test saying why
+// the store must have it.
+func implements[T any](t *testing.T, s any, why string) T {
+	t.Helper()
+	c, ok := s.(T)
+	if !ok {
+		t.Fatalf("%T does not implement %v: %s", s, reflect.TypeFor[T](), why)
+	}
+	return c
 }
 
 func testBlobRecord(t *testing.T, s storage.Metadata) {

@@ -16,21 +16,13 @@ import (
 // batchReader returns s as a storage.BatchReader, or fails the test.
 func batchReader(t *testing.T, s storage.Metadata) storage.BatchReader {
 	t.Helper()
-	br, ok := s.(storage.BatchReader)
-	if !ok {
-		t.Fatalf("%T does not implement storage.BatchReader: group repositories read their hosted members with it, and every Metadata store of this module must implement it", s)
-	}
-	return br
+	return implements[storage.BatchReader](t, s, "group repositories read their hosted members with it, and every Metadata store of this module must implement it")
 }
 
 // searcher returns s as a storage.Searcher, or fails the test.
 func searcher(t *testing.T, s storage.Metadata) storage.Searcher {
 	t.Helper()
-	se, ok := s.(storage.Searcher)
-	if !ok {
-		t.Fatalf("%T does not implement storage.Searcher: docker search uses it, and every Metadata store of this module must implement it", s)
-	}
-	return se
+	return implements[storage.Searcher](t, s, "docker search uses it, and every Metadata store of this module must implement it")
 }
 
 // checkBatch compares the three batch reads of imgs with the one-by-one

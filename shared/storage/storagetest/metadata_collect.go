@@ -24,11 +24,7 @@ import (
 
 func collector(t *testing.T, s storage.Metadata) storage.Collector {
 	t.Helper()
-	c, ok := s.(storage.Collector)
-	if !ok {
-		t.Fatalf("%T does not implement storage.Collector (every store of this module must)", s)
-	}
-	return c
+	return implements[storage.Collector](t, s, "every store of this module must")
 }
 
 // tick returns once the clock has moved past the current millisecond by at
@@ -189,10 +185,7 @@ func testCollectTouch(t *testing.T, s storage.Metadata) {
 	t1 := tagTime("v1")
 	between(t, "PutTag: Updated", t1, before, time.Now())
 	tick()
-	pm, ok := s.(storage.ProxyMetadata)
-	if !ok {
-		t.Fatalf("%T does not implement storage.ProxyMetadata", s)
-	}
+	pm := proxyOf(t, s)
 	must(t, "PutTagCheck", pm.PutTagCheck(ctx, imgA, "v1", storage.TagCheck{Digest: m.Digest, Checked: created}))
 	later(t, "PutTagCheck: Updated", tagTime("v1"), t1)
 }
@@ -484,10 +477,7 @@ func entryKey(e storage.Entry) string {
 func testCollectScan(t *testing.T, s storage.Metadata) {
 	ctx := t.Context()
 	c := collector(t, s)
-	pm, ok := s.(storage.ProxyMetadata)
-	if !ok {
-		t.Fatalf("%T does not implement storage.ProxyMetadata", s)
-	}
+	pm := proxyOf(t, s)
 	imgX := storage.Image{Repo: "local", Name: "scan/x"}
 	imgY := storage.Image{Repo: "hub", Name: "library/y"}
 	subject := manifest("scan subject", "")

@@ -15,11 +15,7 @@ import (
 // proxyOf returns s as a storage.ProxyMetadata, failing the test when it is not one.
 func proxyOf(t *testing.T, s storage.Metadata) storage.ProxyMetadata {
 	t.Helper()
-	p, ok := s.(storage.ProxyMetadata)
-	if !ok {
-		t.Fatalf("%T does not implement storage.ProxyMetadata: every Metadata store must (proxy repositories need tag checks and markers)", s)
-	}
-	return p
+	return implements[storage.ProxyMetadata](t, s, "every Metadata store must (proxy repositories need tag checks and markers)")
 }
 
 // msNow returns the current time to the millisecond, in UTC (markers and

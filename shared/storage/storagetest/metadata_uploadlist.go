@@ -15,10 +15,7 @@ import (
 // across days, with the time of the store's last write of each.
 func testUploadLister(t *testing.T, s storage.Metadata) {
 	ctx := t.Context()
-	ul, ok := s.(storage.UploadLister)
-	if !ok {
-		t.Fatalf("%T does not implement storage.UploadLister (every store of this module must)", s)
-	}
+	ul := implements[storage.UploadLister](t, s, "every store of this module must")
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	base := now.Add(-48 * time.Hour)
 	mk := func(id string, created time.Time, ttl time.Duration) storage.Upload {
