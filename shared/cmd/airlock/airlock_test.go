@@ -488,11 +488,11 @@ auth:
       actions: [read, browse, add, edit]
 `
 
-// TestPushWithDockerLogin: credentials come from the Docker config (as
-// docker login writes them); the registry's direct-upload requests carry
-// the token, the presigned S3 PUTs carry no credentials.
-func TestPushWithDockerLogin(t *testing.T) {
-	reg := newRegistryConfig(t, authConfig, true, registry.DirectOptions{}, func(r *registry.Registry) {
+// authRegistry is a registry with direct uploads under authConfig, with an
+// admin and the user alice (password alice-password-1234) of team-a.
+func authRegistry(t *testing.T) *testRegistry {
+	t.Helper()
+	return newRegistryConfig(t, authConfig, true, registry.DirectOptions{}, func(r *registry.Registry) {
 		ctx := context.Background()
 		if _, err := r.Auth().Users.Bootstrap(ctx, "admin", "admin-password-1234"); err != nil {
 			t.Fatal(err)
@@ -501,6 +501,27 @@ func TestPushWithDockerLogin(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// aliceLogin is a Docker config with alice's credentials for host, as
+// docker login writes it.
+func aliceLogin(host string) string {
+	return `{"auths":{"` + host + `":{"auth":"` + base64.StdEncoding.EncodeToString([]byte("alice:alice-password-1234")) + `"}}}`
+}
+
+// writeDockerConfig writes doc as the config.json of $DOCKER_CONFIG.
+func writeDockerConfig(t *testing.T, doc string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(os.Getenv("DOCKER_CONFIG"), "config.json"), []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPushWithDockerLogin: credentials come from the Docker config (as
+// docker login writes them); the registry's direct-upload requests carry
+// the token, the presigned S3 PUTs carry no credentials.
+func TestPushWithDockerLogin(t *testing.T) {
+	reg := authRegistry(t)
 	s3 := countS3(t)
 	dir := ociLayout(t, testImage(t), "1")
 	dst := reg.host + "/team-a/app:1"
@@ -513,12 +534,8 @@ func TestPushWithDockerLogin(t *testing.T) {
 		t.Fatalf("anonymous push: %v", err)
 	}
 
-	cfg := t.TempDir()
-	t.Setenv("DOCKER_CONFIG", cfg)
-	doc := `{"auths":{"` + reg.host + `":{"auth":"` + base64.StdEncoding.EncodeToString([]byte("alice:alice-password-1234")) + `"}}}`
-	if err := os.WriteFile(filepath.Join(cfg, "config.json"), []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	writeDockerConfig(t, aliceLogin(reg.host))
 	cli(t, "push", "--part-size", "5", "oci:"+dir, dst)
 	c := reg.count.get()
 	if c.partAsks != 1 || c.completions != 1 || c.directAuthed != 2 {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -56,23 +55,52 @@ func stateFiles(t *testing.T) []uploadState {
 	return out
 }
 
-// interruptedPush runs a push of a 30 MiB layer in 5 MiB parts (6 parts, 2
-// at a time) and stops it, as a kill would, once S3 has taken 3 parts.
-func interruptedPush(t *testing.T, reg *testRegistry, s3 *s3Counter, dir, dst string) uploadState {
+// resumeCase is an isolated test's registry with direct uploads, its S3
+// counter, and an OCI layout (dir) of an image of one 30 MiB layer to push
+// to dst.
+type resumeCase struct {
+	reg      *testRegistry
+	s3       *s3Counter
+	img      v1.Image
+	dir, dst string
+}
+
+// newResumeCase sets up a resumeCase pushing to repository path (name:tag)
+// of the hosted "local".
+func newResumeCase(t *testing.T, path string) resumeCase {
+	t.Helper()
+	isolate(t)
+	c := resumeCase{reg: newRegistry(t, true, registry.DirectOptions{}), s3: countS3(t), img: oneLayerImage(t, 30*mib)}
+	c.dir = ociLayout(t, c.img, "1")
+	c.dst = c.reg.host + "/local/" + path
+	return c
+}
+
+// pushCanceled runs push with args and stops it, as a kill would, once S3
+// has taken parts parts; the push must end canceled.
+func (c resumeCase) pushCanceled(t *testing.T, parts int, args ...string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s3.after = func(n int) {
-		if n >= 3 {
+	c.s3.after = func(n int) {
+		if n >= parts {
 			cancel()
 		}
 	}
 	var out bytes.Buffer
-	err := run(ctx, []string{"push", "--part-size", "5", "--parts", "2", "oci:" + dir, dst}, &out)
-	s3.after = nil
+	err := run(ctx, append([]string{"push"}, args...), &out)
+	c.s3.after = nil
 	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("interrupted push: %v, want canceled\n%s", err, out.String())
+		t.Fatalf("interrupted push %s: %v, want canceled\n%s", strings.Join(args, " "), err, out.String())
 	}
+}
+
+// interruptedPush runs a push of the layer in 5 MiB parts (6 parts, 2 at a
+// time) and stops it once S3 has taken 3 parts; it returns the resume state
+// left.
+func (c resumeCase) interruptedPush(t *testing.T) uploadState {
+	t.Helper()
+	c.pushCanceled(t, 3, "--part-size", "5", "--parts", "2", "oci:"+c.dir, c.dst)
 	sts := stateFiles(t)
 	if len(sts) != 1 || len(sts[0].ETags) < 3 || len(sts[0].ETags) >= 6 || sts[0].PartSize != 5*mib {
 		t.Fatalf("resume states after the interruption: %+v", sts)
@@ -81,20 +109,15 @@ func interruptedPush(t *testing.T, reg *testRegistry, s3 *s3Counter, dir, dst st
 }
 
 func TestResumeInterruptedPush(t *testing.T) {
-	isolate(t)
-	reg := newRegistry(t, true, registry.DirectOptions{})
-	s3 := countS3(t)
-	img := oneLayerImage(t, 30*mib)
-	dir := ociLayout(t, img, "1")
-	dst := reg.host + "/local/resume/app:1"
+	c := newResumeCase(t, "resume/app:1")
 
-	st := interruptedPush(t, reg, s3, dir, dst)
-	first := reg.count.get()
-	sentBefore := s3.sentBytes()
+	st := c.interruptedPush(t)
+	first := c.reg.count.get()
+	sentBefore := c.s3.sentBytes()
 
-	out := cli(t, "push", "--part-size", "7", "--parts", "2", "oci:"+dir, dst) // the recorded plan wins over --part-size
-	again := reg.count.get()
-	resent := s3.sentBytes() - sentBefore
+	out := cli(t, "push", "--part-size", "7", "--parts", "2", "oci:"+c.dir, c.dst) // the recorded plan wins over --part-size
+	again := c.reg.count.get()
+	resent := c.s3.sentBytes() - sentBefore
 	layer := int64(30 * mib)
 	recorded := int64(len(st.ETags)) * 5 * mib
 	if resent != layer-recorded {
@@ -111,70 +134,43 @@ func TestResumeInterruptedPush(t *testing.T) {
 	if sts := stateFiles(t); len(sts) != 0 {
 		t.Errorf("resume state left after the push: %+v", sts)
 	}
-	checkPulled(t, dst, img)
+	checkPulled(t, c.dst, c.img)
 }
 
 // TestResumeSessionGone: the recorded session was cancelled meanwhile; the
 // push says so and starts over.
 func TestResumeSessionGone(t *testing.T) {
-	isolate(t)
-	reg := newRegistry(t, true, registry.DirectOptions{})
-	s3 := countS3(t)
-	img := oneLayerImage(t, 30*mib)
-	dir := ociLayout(t, img, "1")
-	dst := reg.host + "/local/resume/gone:1"
-	st := interruptedPush(t, reg, s3, dir, dst)
+	c := newResumeCase(t, "resume/gone:1")
+	st := c.interruptedPush(t)
 	req, _ := http.NewRequest(http.MethodDelete, st.Location, nil)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil || res.StatusCode != http.StatusNoContent {
 		t.Fatalf("cancel the session: %v %v", res, err)
 	}
 	res.Body.Close()
-	before := s3.sentBytes()
-	out := cli(t, "push", "--part-size", "5", "oci:"+dir, dst)
-	if got := s3.sentBytes() - before; got != 30*mib {
+	before := c.s3.sentBytes()
+	out := cli(t, "push", "--part-size", "5", "oci:"+c.dir, c.dst)
+	if got := c.s3.sentBytes() - before; got != 30*mib {
 		t.Errorf("sent %d bytes after the session was gone, want all %d", got, 30*mib)
 	}
 	if !strings.Contains(out, "cannot be resumed") || !strings.Contains(out, "BLOB_UPLOAD_UNKNOWN") {
 		t.Errorf("the output does not say why it started over:\n%s", out)
 	}
-	checkPulled(t, dst, img)
+	checkPulled(t, c.dst, c.img)
 }
 
 func TestNoResume(t *testing.T) {
-	isolate(t)
-	reg := newRegistry(t, true, registry.DirectOptions{})
-	s3 := countS3(t)
-	dir := ociLayout(t, oneLayerImage(t, 30*mib), "1")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s3.after = func(n int) { cancel() }
-	var out bytes.Buffer
-	err := run(ctx, []string{"push", "--no-resume", "--part-size", "5", "oci:" + dir, reg.host + "/local/x:1"}, &out)
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("push: %v", err)
-	}
+	c := newResumeCase(t, "x:1")
+	c.pushCanceled(t, 1, "--no-resume", "--part-size", "5", "oci:"+c.dir, c.dst)
 	if sts := stateFiles(t); len(sts) != 0 {
 		t.Errorf("--no-resume wrote states: %+v", sts)
 	}
 }
 
 func TestMountFrom(t *testing.T) {
-	reg := newRegistryConfig(t, authConfig, true, registry.DirectOptions{}, func(r *registry.Registry) {
-		ctx := context.Background()
-		if _, err := r.Auth().Users.Bootstrap(ctx, "admin", "admin-password-1234"); err != nil {
-			t.Fatal(err)
-		}
-		if err := r.Auth().Users.CreateUser(ctx, "alice", "alice-password-1234", []string{"team-a"}); err != nil {
-			t.Fatal(err)
-		}
-	})
+	reg := authRegistry(t)
 	isolate(t)
-	cfg := os.Getenv("DOCKER_CONFIG")
-	doc := `{"auths":{"` + reg.host + `":{"auth":"` + base64.StdEncoding.EncodeToString([]byte("alice:alice-password-1234")) + `"}}}`
-	if err := os.WriteFile(filepath.Join(cfg, "config.json"), []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeDockerConfig(t, aliceLogin(reg.host))
 	s3 := countS3(t)
 	img := testImage(t)
 	dir := ociLayout(t, img, "1")
@@ -220,15 +216,7 @@ func TestCopyWithinRegistryMounts(t *testing.T) {
 // by the Docker config's credHelpers (and credsStore), as docker login with
 // a helper leaves them.
 func TestCredentialHelper(t *testing.T) {
-	reg := newRegistryConfig(t, authConfig, true, registry.DirectOptions{}, func(r *registry.Registry) {
-		ctx := context.Background()
-		if _, err := r.Auth().Users.Bootstrap(ctx, "admin", "admin-password-1234"); err != nil {
-			t.Fatal(err)
-		}
-		if err := r.Auth().Users.CreateUser(ctx, "alice", "alice-password-1234", []string{"team-a"}); err != nil {
-			t.Fatal(err)
-		}
-	})
+	reg := authRegistry(t)
 	bin := t.TempDir()
 	// The helper protocol: "get" reads the server URL on stdin, prints JSON.
 	helper := "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread url\necho \"$url\" >> " + filepath.Join(bin, "asked") +
@@ -243,9 +231,7 @@ func TestCredentialHelper(t *testing.T) {
 		`{"credsStore":"airlocktest"}`,
 	} {
 		isolate(t)
-		if err := os.WriteFile(filepath.Join(os.Getenv("DOCKER_CONFIG"), "config.json"), []byte(doc), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeDockerConfig(t, doc)
 		_ = os.Remove(filepath.Join(bin, "asked"))
 		cli(t, "push", "--quiet", "oci:"+dir, reg.host+"/team-a/helper:"+string(rune('1'+i)))
 		asked, _ := os.ReadFile(filepath.Join(bin, "asked"))
