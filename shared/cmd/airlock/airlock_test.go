@@ -310,10 +310,17 @@ func isolate(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // resume states of this test only
 }
 
-func TestPushOCILayoutDirect(t *testing.T) {
+// isolatedRegistry isolates the test and returns newRegistry's registry and
+// the counter of the CLI's S3 requests.
+func isolatedRegistry(t *testing.T, direct bool, opts registry.DirectOptions) (*testRegistry, *s3Counter) {
+	t.Helper()
 	isolate(t)
-	reg := newRegistry(t, true, registry.DirectOptions{})
-	s3 := countS3(t)
+	reg := newRegistry(t, direct, opts)
+	return reg, countS3(t)
+}
+
+func TestPushOCILayoutDirect(t *testing.T) {
+	reg, s3 := isolatedRegistry(t, true, registry.DirectOptions{})
 	img := testImage(t)
 	dir := ociLayout(t, img, "1")
 	dst := reg.host + "/local/team/app:1"
@@ -348,9 +355,7 @@ func TestPushOCILayoutDirect(t *testing.T) {
 }
 
 func TestPushDockerArchiveStandard(t *testing.T) {
-	isolate(t)
-	reg := newRegistry(t, false, registry.DirectOptions{})
-	s3 := countS3(t)
+	reg, s3 := isolatedRegistry(t, false, registry.DirectOptions{})
 	img := testImage(t)
 	file := filepath.Join(t.TempDir(), "img.tar")
 	tag, _ := name.NewTag("example.com/app:1")

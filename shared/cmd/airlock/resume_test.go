@@ -69,8 +69,8 @@ type resumeCase struct {
 // of the hosted "local".
 func newResumeCase(t *testing.T, path string) resumeCase {
 	t.Helper()
-	isolate(t)
-	c := resumeCase{reg: newRegistry(t, true, registry.DirectOptions{}), s3: countS3(t), img: oneLayerImage(t, 30*mib)}
+	c := resumeCase{img: oneLayerImage(t, 30*mib)}
+	c.reg, c.s3 = isolatedRegistry(t, true, registry.DirectOptions{})
 	c.dir = ociLayout(t, c.img, "1")
 	c.dst = c.reg.host + "/local/" + path
 	return c
@@ -192,9 +192,7 @@ func TestMountFrom(t *testing.T) {
 // TestCopyWithinRegistryMounts: a copy between repositories of one registry
 // mounts every blob, no bytes move.
 func TestCopyWithinRegistryMounts(t *testing.T) {
-	isolate(t)
-	reg := newRegistry(t, true, registry.DirectOptions{})
-	s3 := countS3(t)
+	reg, s3 := isolatedRegistry(t, true, registry.DirectOptions{})
 	img := testImage(t)
 	r, _ := name.ParseReference(reg.host + "/local/src/app:1")
 	if err := remote.Write(r, img); err != nil {
@@ -289,9 +287,7 @@ func TestProgressBars(t *testing.T) {
 // without that check the registry's asynchronous verification refuses it
 // and the push fails saying so, without waiting out verifyWait.
 func TestVerificationFailed(t *testing.T) {
-	isolate(t)
-	reg := newRegistry(t, true, registry.DirectOptions{VerifyInline: -1})
-	countS3(t)
+	reg, _ := isolatedRegistry(t, true, registry.DirectOptions{VerifyInline: -1})
 	img := oneLayerImage(t, 12*mib)
 	dir := ociLayout(t, img, "1")
 	ls, _ := img.Layers()
