@@ -18,18 +18,21 @@ import (
 // defaultScanPage is the number of entries of a Scan page when n <= 0.
 const defaultScanPage = 1000
 
-// touchedBy is when an item was last touched: Touched, or Created for one
-// without a touch time (package dynamo's items written before touch times).
-func touchedBy(touched, created time.Time) time.Time {
-	if touched.IsZero() {
-		return created
+// touchedSince is the condition of the conditional deletes: storage.ErrConflict
+// when an item was last touched at or after cut, nil when before. Its last
+// touch is touched, or created for one without a touch time (package
+// dynamo's items written before touch times); the times compare to the
+// millisecond (as package dynamo compares them).
+func touchedSince(touched, created, cut time.Time) error {
+	t := touched
+	if t.IsZero() {
+		t = created
 	}
-	return touched
+	if t.UnixMilli() >= cut.UnixMilli() {
+		return fmt.Errorf("touched %v, not before %v: %w", t, cut, storage.ErrConflict)
+	}
+	return nil
 }
-
-// before reports whether t is before cut, both to the millisecond (as
-// package dynamo compares them).
-func before(t, cut time.Time) bool { return t.UnixMilli() < cut.UnixMilli() }
 
 // TouchLink sets the touch time of the link of d in img to now and returns
 // the link; storage.ErrNotFound when there is none.
@@ -232,8 +235,8 @@ func (s *Store) DeleteLinkIf(_ context.Context, img storage.Image, d digest.Dige
 	if !ok {
 		return fmt.Errorf("delete link %.80s from %.80s: %w", d, img, storage.ErrNotFound)
 	}
-	if t := touchedBy(b.Touched, b.Created); !before(t, cut) {
-		return fmt.Errorf("delete link %s from %s: touched %v, not before %v: %w", d, img, t, cut, storage.ErrConflict)
+	if err := touchedSince(b.Touched, b.Created, cut); err != nil {
+		return fmt.Errorf("delete link %s from %s: %w", d, img, err)
 	}
 	delete(im.links, d)
 	return nil
@@ -248,8 +251,8 @@ func (s *Store) DeleteBlobIf(_ context.Context, d digest.Digest, cut time.Time) 
 	if !ok {
 		return fmt.Errorf("delete blob record %.80s: %w", d, storage.ErrNotFound)
 	}
-	if t := touchedBy(b.Touched, b.Created); !before(t, cut) {
-		return fmt.Errorf("delete blob record %s: touched %v, not before %v: %w", d, t, cut, storage.ErrConflict)
+	if err := touchedSince(b.Touched, b.Created, cut); err != nil {
+		return fmt.Errorf("delete blob record %s: %w", d, err)
 	}
 	delete(s.blobs, d)
 	return nil
@@ -267,8 +270,8 @@ func (s *Store) DeleteManifestIf(_ context.Context, img storage.Image, d digest.
 	if !ok {
 		return fmt.Errorf("delete manifest %.80s in %.80s: %w", d, img, storage.ErrNotFound)
 	}
-	if t := touchedBy(m.Touched, m.Created); !before(t, cut) {
-		return fmt.Errorf("delete manifest %s in %s: touched %v, not before %v: %w", d, img, t, cut, storage.ErrConflict)
+	if err := touchedSince(m.Touched, m.Created, cut); err != nil {
+		return fmt.Errorf("delete manifest %s in %s: %w", d, img, err)
 	}
 	s.removeManifest(img, im, m, cut)
 	return nil
