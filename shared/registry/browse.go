@@ -145,19 +145,23 @@ func (rg *Registry) browseRepo(r *http.Request, id auth.Identity) (repo.Reposito
 	return rp, nil
 }
 
-// browseImage reads ?image= and checks that id may see it in rp.
-func (rg *Registry) browseImage(r *http.Request, id auth.Identity, rp repo.Repository) (string, error) {
+// browseImage reads ?repo= (browseRepo) and ?image=, and checks that id may see the image in it.
+func (rg *Registry) browseImage(r *http.Request, id auth.Identity) (repo.Repository, string, error) {
+	rp, err := rg.browseRepo(r, id)
+	if err != nil {
+		return nil, "", err
+	}
 	image := r.URL.Query().Get("image")
 	if image == "" {
-		return "", apiErr(http.StatusBadRequest, CodeNameInvalid, "?image= is required: an image name inside repository %s", rp.Name())
+		return nil, "", apiErr(http.StatusBadRequest, CodeNameInvalid, "?image= is required: an image name inside repository %s", rp.Name())
 	}
 	if err := checkName(image); err != nil {
-		return "", err
+		return nil, "", err
 	}
 	if !rg.seesImage(id, rp.Name(), image) {
-		return "", rg.hidden(r, id, CodeNameUnknown, "no image %s/%s", rp.Name(), image)
+		return nil, "", rg.hidden(r, id, CodeNameUnknown, "no image %s/%s", rp.Name(), image)
 	}
-	return image, nil
+	return rp, image, nil
 }
 
 // leaves are the repositories whose stored content rp shows: itself, or a

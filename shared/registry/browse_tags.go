@@ -244,11 +244,7 @@ type tagInfo struct {
 // GetItem of the tag (a BatchGetItem over the members for a group) and one
 // of the manifest, plus one per child manifest of an index.
 func (rg *Registry) browseTags(w http.ResponseWriter, r *http.Request, id auth.Identity) error {
-	rp, err := rg.browseRepo(r, id)
-	if err != nil {
-		return err
-	}
-	image, err := rg.browseImage(r, id, rp)
+	rp, image, err := rg.browseImage(r, id)
 	if err != nil {
 		return err
 	}
@@ -338,11 +334,7 @@ type configInfo struct {
 // layers, an index's manifests, annotations, subject and referrers (one
 // Query per member).
 func (rg *Registry) browseManifest(w http.ResponseWriter, r *http.Request, id auth.Identity) error {
-	rp, err := rg.browseRepo(r, id)
-	if err != nil {
-		return err
-	}
-	image, err := rg.browseImage(r, id, rp)
+	rp, image, err := rg.browseImage(r, id)
 	if err != nil {
 		return err
 	}
