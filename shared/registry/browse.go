@@ -27,9 +27,10 @@ const browsePrefix = adminPrefix + "browse/"
 //	GET /airlock/api/browse/tags?repo=&image=&n=&last=
 //	                                                tags with digest, media type, size, total size,
 //	                                                push and creation time, an index's platforms; paged
-//	GET /airlock/api/browse/manifest?repo=&image=&ref=
-//	                                                one manifest by tag or digest: config, layers, an index's
-//	                                                manifests, annotations, subject and referrers
+//	GET /airlock/api/browse/manifest?repo=&image=&ref=&index=
+//	                                                one manifest by tag or digest: its platform, config, layers,
+//	                                                an index's manifests, annotations, subject and referrers;
+//	                                                index (a digest): ref is that index's manifest for one platform
 //	GET /airlock/api/browse/search?q=&n=&page=      images whose name contains q (the catalog; no remote index)
 //
 // They read what Airlock stores (hosted images and proxy caches), never a
