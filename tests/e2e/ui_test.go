@@ -47,7 +47,8 @@ const markup = `<img src=x id=pwn onerror=document.title=/pwned/.source><b id=bo
 
 // TestUI drives the web UI in headless Chromium against localdev (auth on):
 // the repositories page, images, tags (digests and total sizes checked
-// against what crane reads from the registry), search, what a user without
+// against what crane reads from the registry), an index's platforms each
+// opened from its page (and back), search, what a user without
 // browse on a repository sees (nothing of it), markup in an annotation and
 // in a URL rendered as text, the admin's proxy status and "refresh this
 // tag". A screenshot of the tags page goes to dist/ui-tags.png.
