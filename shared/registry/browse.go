@@ -27,9 +27,10 @@ const browsePrefix = adminPrefix + "browse/"
 //	GET /airlock/api/browse/tags?repo=&image=&n=&last=
 //	                                                tags with digest, media type, size, total size,
 //	                                                push and creation time, an index's platforms; paged
-//	GET /airlock/api/browse/manifest?repo=&image=&ref=
-//	                                                one manifest by tag or digest: config, layers, an index's
-//	                                                manifests, annotations, subject and referrers
+//	GET /airlock/api/browse/manifest?repo=&image=&ref=&index=
+//	                                                one manifest by tag or digest: its platform, config, layers,
+//	                                                an index's manifests, annotations, subject and referrers;
+//	                                                index (a digest): ref is that index's manifest for one platform
 //	GET /airlock/api/browse/search?q=&n=&page=      images whose name contains q (the catalog; no remote index)
 //
 // They read what Airlock stores (hosted images and proxy caches), never a
@@ -145,19 +146,23 @@ func (rg *Registry) browseRepo(r *http.Request, id auth.Identity) (repo.Reposito
 	return rp, nil
 }
 
-// browseImage reads ?image= and checks that id may see it in rp.
-func (rg *Registry) browseImage(r *http.Request, id auth.Identity, rp repo.Repository) (string, error) {
+// browseImage reads ?repo= (browseRepo) and ?image=, and checks that id may see the image in it.
+func (rg *Registry) browseImage(r *http.Request, id auth.Identity) (repo.Repository, string, error) {
+	rp, err := rg.browseRepo(r, id)
+	if err != nil {
+		return nil, "", err
+	}
 	image := r.URL.Query().Get("image")
 	if image == "" {
-		return "", apiErr(http.StatusBadRequest, CodeNameInvalid, "?image= is required: an image name inside repository %s", rp.Name())
+		return nil, "", apiErr(http.StatusBadRequest, CodeNameInvalid, "?image= is required: an image name inside repository %s", rp.Name())
 	}
 	if err := checkName(image); err != nil {
-		return "", err
+		return nil, "", err
 	}
 	if !rg.seesImage(id, rp.Name(), image) {
-		return "", rg.hidden(r, id, CodeNameUnknown, "no image %s/%s", rp.Name(), image)
+		return nil, "", rg.hidden(r, id, CodeNameUnknown, "no image %s/%s", rp.Name(), image)
 	}
-	return image, nil
+	return rp, image, nil
 }
 
 // leaves are the repositories whose stored content rp shows: itself, or a

@@ -41,7 +41,9 @@ repositories:
 	wantStatus(t, "child", e.putManifest("local/team/multi", digest.FromBytes(child).String(), ocispec.MediaTypeImageManifest, child), http.StatusCreated)
 	d1, d2 := desc(ocispec.MediaTypeImageManifest, child), desc(ocispec.MediaTypeImageManifest, child)
 	d1.Platform, d2.Platform = &ocispec.Platform{OS: "linux", Architecture: "amd64"}, &ocispec.Platform{OS: "linux", Architecture: "arm64"}
-	wantStatus(t, "index", e.putManifest("local/team/multi", "latest", ocispec.MediaTypeImageIndex, indexJSON(ocispec.MediaTypeImageIndex, d1, d2)), http.StatusCreated)
+	index := indexJSON(ocispec.MediaTypeImageIndex, d1, d2)
+	wantStatus(t, "index", e.putManifest("local/team/multi", "latest", ocispec.MediaTypeImageIndex, index), http.StatusCreated)
+	platformOf := "&ref=" + digest.FromBytes(child).String() + "&index=" + digest.FromBytes(index).String()
 
 	for _, v := range []struct {
 		page, path string
@@ -58,6 +60,10 @@ repositories:
 		{"manifest by digest through a group", "manifest?repo=docker&image=team/multi&ref=" + digest.FromBytes(child).String(),
 			map[string]int{"DynamoDB.BatchGetItem": 1, "DynamoDB.GetItem": 2, "DynamoDB.Query": 3, "S3.GetObject": 1}},
 		{"index by tag", "manifest?repo=local&image=team/multi&ref=latest", map[string]int{"DynamoDB.GetItem": 4, "DynamoDB.Query": 1}},
+		{"one platform of an index", "manifest?repo=local&image=team/multi" + platformOf,
+			map[string]int{"DynamoDB.GetItem": 3, "DynamoDB.Query": 1, "S3.GetObject": 1}},
+		{"one platform of an index through a group", "manifest?repo=docker&image=team/multi" + platformOf,
+			map[string]int{"DynamoDB.BatchGetItem": 1, "DynamoDB.GetItem": 3, "DynamoDB.Query": 3, "S3.GetObject": 1}},
 		{"search", "search?q=app", map[string]int{"DynamoDB.Query": 1}},
 	} {
 		got := calls(c, func() {

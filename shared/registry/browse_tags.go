@@ -244,11 +244,7 @@ type tagInfo struct {
 // GetItem of the tag (a BatchGetItem over the members for a group) and one
 // of the manifest, plus one per child manifest of an index.
 func (rg *Registry) browseTags(w http.ResponseWriter, r *http.Request, id auth.Identity) error {
-	rp, err := rg.browseRepo(r, id)
-	if err != nil {
-		return err
-	}
-	image, err := rg.browseImage(r, id, rp)
+	rp, image, err := rg.browseImage(r, id)
 	if err != nil {
 		return err
 	}
@@ -336,22 +332,26 @@ type configInfo struct {
 // config (creation time and platform read from the config blob when it is
 // stored and at most 1 MiB: one GetItem of its link and one S3 GetObject),
 // layers, an index's manifests, annotations, subject and referrers (one
-// Query per member).
+// Query per member). With ?index=<digest> the manifest (ref, a digest) is
+// one platform of that index, read from the index's member: the answer's
+// platform is the index's for it (one GetItem more; a group: one BatchGetItem
+// more); without, the config's.
 func (rg *Registry) browseManifest(w http.ResponseWriter, r *http.Request, id auth.Identity) error {
-	rp, err := rg.browseRepo(r, id)
+	rp, image, err := rg.browseImage(r, id)
 	if err != nil {
 		return err
 	}
-	image, err := rg.browseImage(r, id, rp)
-	if err != nil {
-		return err
-	}
-	ref := r.URL.Query().Get("ref")
+	ref, index := r.URL.Query().Get("ref"), r.URL.Query().Get("index")
 	ctx := r.Context()
 	leaves := rg.leaves(rp)
 	var at int
 	var d digest.Digest
+	var in *ocispec.Descriptor // the index's descriptor of the manifest (?index=)
 	switch {
+	case index != "":
+		if at, d, in, err = rg.inIndex(ctx, rp.Name(), leaves, image, index, ref); err != nil {
+			return err
+		}
 	case tagRe.MatchString(ref):
 		at, d, err = rg.resolveIn(ctx, leaves, image, ref)
 	default:
@@ -375,8 +375,19 @@ func (rg *Registry) browseManifest(w http.ResponseWriter, r *http.Request, id au
 		sum.Member, sum.MemberKind = s.leaf, rg.kindOf(s.leaf)
 	}
 	var cfg *configInfo
+	var plat *ocispec.Platform
 	if s.doc.Config != nil {
 		cfg = rg.readConfig(ctx, s.img, *s.doc.Config)
+		if cfg.OS != "" || cfg.Architecture != "" {
+			plat = &ocispec.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}
+		}
+	}
+	var indexDigest digest.Digest
+	if in != nil {
+		indexDigest = digest.Digest(index)
+		if in.Platform != nil {
+			plat = in.Platform
+		}
 	}
 	layers := s.doc.Layers
 	more := len(layers) > maxListed
@@ -411,6 +422,9 @@ func (rg *Registry) browseManifest(w http.ResponseWriter, r *http.Request, id au
 		Image      string      `json:"image"`
 		Ref        string      `json:"ref"`
 		summary
+		// Platform is the index's platform of the manifest (with ?index=), else its config's.
+		Platform    *ocispec.Platform    `json:"platform,omitempty"`
+		Index       digest.Digest        `json:"index,omitempty"`
 		Annotations map[string]string    `json:"annotations,omitempty"`
 		Subject     digest.Digest        `json:"subject,omitempty"`
 		Config      *configInfo          `json:"config,omitempty"`
@@ -418,9 +432,40 @@ func (rg *Registry) browseManifest(w http.ResponseWriter, r *http.Request, id au
 		Manifests   []childInfo          `json:"manifests,omitempty"`
 		Referrers   []ocispec.Descriptor `json:"referrers"`
 		Truncated   bool                 `json:"truncated,omitempty"`
-	}{rp.Name(), rp.Kind(), image, ref, sum, cut(s.doc.Annotations), subject, cfg, nonNil(layers), children, refs,
+	}{rp.Name(), rp.Kind(), image, ref, sum, plat, indexDigest, cut(s.doc.Annotations), subject, cfg, nonNil(layers), children, refs,
 		more || len(s.doc.Manifests) > maxListed || len(refs) == maxListed})
 	return nil
+}
+
+// inIndex finds the index (a digest) of image in the leaves and, in it,
+// the descriptor of the manifest ref (a digest): the leaf to read the
+// manifest from (the index's), its digest and the descriptor.
+func (rg *Registry) inIndex(ctx context.Context, repoName string, leaves []string, image, index, ref string) (int, digest.Digest, *ocispec.Descriptor, error) {
+	id, err := parseDigest(index)
+	if err != nil {
+		return 0, "", nil, apiErr(http.StatusBadRequest, CodeDigestInvalid, "?index= %q is not a digest: give the digest of the index (its manifest page's Digest)", index)
+	}
+	d, err := parseDigest(ref)
+	if err != nil {
+		return 0, "", nil, apiErr(http.StatusBadRequest, CodeDigestInvalid, "?ref= %q: with ?index= the ref is the digest of one of the index's manifests", ref)
+	}
+	at, err := rg.locate(ctx, leaves, image, id)
+	var ix stored
+	if err == nil {
+		ix, err = rg.readManifest(ctx, storage.Image{Repo: leaves[at], Name: image}, id)
+	}
+	if errors.Is(err, storage.ErrNotFound) {
+		return 0, "", nil, apiErr(http.StatusNotFound, CodeManifestUnknown, "%s/%s has no stored index %s", repoName, image, id)
+	}
+	if err != nil {
+		return 0, "", nil, err
+	}
+	for i, c := range ix.doc.Manifests {
+		if c.Digest == d {
+			return at, d, &ix.doc.Manifests[i], nil
+		}
+	}
+	return 0, "", nil, apiErr(http.StatusNotFound, CodeManifestUnknown, "the index %s/%s@%s does not list manifest %s (open the index's page for its manifests)", repoName, image, id, d)
 }
 
 // readConfig reads an image config's creation time and platform when its

@@ -411,6 +411,8 @@ func TestBrowseTagsAndManifest(t *testing.T) {
 			TotalSize int64             `json:"totalSize"`
 		} `json:"manifests"`
 		Referrers []ocispec.Descriptor `json:"referrers"`
+		Platform  *ocispec.Platform    `json:"platform"`
+		Index     string               `json:"index"`
 	}
 	var mv manifestView
 	if r := b.get("alice", "manifest?repo=local&image=team-a/multi&ref=latest", &mv); r.Status != http.StatusOK {
@@ -432,6 +434,52 @@ func TestBrowseTagsAndManifest(t *testing.T) {
 	}
 	if r := b.get("alice", "manifest?repo=local&image=team-a/multi&ref="+digest.FromBytes(sig).String(), &mv); r.Status != http.StatusOK || mv.Subject != dA.Digest.String() {
 		t.Errorf("the signature's subject: %q (%s), want %s", mv.Subject, r, dA.Digest)
+	}
+
+	// One platform of the index (?index=): the index's platform for it
+	// (child B's config has no variant; the index says v8), else the config's.
+	idxDigest := digest.FromBytes(idx).String()
+	for _, c := range []struct {
+		path      string
+		wantPlat  ocispec.Platform
+		wantIndex string
+	}{
+		{"manifest?repo=local&image=team-a/multi&ref=" + dB.Digest.String() + "&index=" + idxDigest, *dB.Platform, idxDigest},
+		{"manifest?repo=docker&image=team-a/multi&ref=" + dB.Digest.String() + "&index=" + idxDigest, *dB.Platform, idxDigest},
+		{"manifest?repo=local&image=team-a/multi&ref=" + dB.Digest.String(), ocispec.Platform{OS: "linux", Architecture: "arm64"}, ""},
+		{"manifest?repo=local&image=team-a/multi&ref=" + dA.Digest.String(), ocispec.Platform{OS: "linux", Architecture: "amd64"}, ""},
+	} {
+		mv = manifestView{}
+		r := b.get("alice", c.path, &mv)
+		if r.Status != http.StatusOK || mv.Platform == nil || mv.Platform.OS != c.wantPlat.OS || mv.Platform.Architecture != c.wantPlat.Architecture ||
+			mv.Platform.Variant != c.wantPlat.Variant || mv.Index != c.wantIndex || mv.Digest != strings.Split(strings.Split(c.path, "ref=")[1], "&")[0] {
+			t.Errorf("GET %s: %s %+v, want platform %+v, index %q", c.path, r, mv, c.wantPlat, c.wantIndex)
+		}
+	}
+	mv = manifestView{}
+	if r := b.get("alice", "manifest?repo=local&image=team-a/multi&ref=latest", &mv); r.Status != http.StatusOK || mv.Platform != nil || mv.Index != "" {
+		t.Errorf("the index itself: %s, platform %+v, index %q; want neither", r, mv.Platform, mv.Index)
+	}
+	for _, c := range []struct {
+		query  string
+		status int
+		code   registry.Code
+		msg    string
+	}{
+		{"ref=" + dB.Digest.String() + "&index=latest", http.StatusBadRequest, registry.CodeDigestInvalid, "give the digest of the index"},
+		{"ref=latest&index=" + idxDigest, http.StatusBadRequest, registry.CodeDigestInvalid, "the ref is the digest of one of the index's manifests"},
+		{"ref=" + dB.Digest.String() + "&index=" + digest.FromString("no index").String(), http.StatusNotFound, registry.CodeManifestUnknown, "has no stored index"},
+		{"ref=" + digest.FromBytes(sig).String() + "&index=" + idxDigest, http.StatusNotFound, registry.CodeManifestUnknown, "does not list manifest"},
+		{"ref=" + dB.Digest.String() + "&index=" + dA.Digest.String(), http.StatusNotFound, registry.CodeManifestUnknown, "does not list manifest"},
+	} {
+		r := b.get("alice", "manifest?repo=local&image=team-a/multi&"+c.query, nil)
+		if r.Status != c.status || errCode(r) != c.code || !strings.Contains(errMessage(r), c.msg) {
+			t.Errorf("manifest with %s: %s, want %d %s %q", c.query, r, c.status, c.code, c.msg)
+		}
+	}
+	// ?index= reveals nothing of an image the caller may not see.
+	if r := b.get("alice", "manifest?repo=local&image=other/y&ref="+dB.Digest.String()+"&index="+idxDigest, nil); r.Status != http.StatusNotFound || errCode(r) != registry.CodeNameUnknown {
+		t.Errorf("?index= on an image alice may not browse: %s, want 404 NAME_UNKNOWN", r)
 	}
 
 	// A group merges its members' tags; the first member holding a tag serves it.

@@ -47,7 +47,8 @@ const markup = `<img src=x id=pwn onerror=document.title=/pwned/.source><b id=bo
 
 // TestUI drives the web UI in headless Chromium against localdev (auth on):
 // the repositories page, images, tags (digests and total sizes checked
-// against what crane reads from the registry), search, what a user without
+// against what crane reads from the registry), an index's platforms each
+// opened from its page (and back), search, what a user without
 // browse on a repository sees (nothing of it), markup in an annotation and
 // in a URL rendered as text, the admin's proxy status and "refresh this
 // tag". A screenshot of the tags page goes to dist/ui-tags.png.
@@ -257,6 +258,68 @@ func TestUI(t *testing.T) {
 	}
 	if got := b.eval(`document.getElementById('total').dataset.bytes`); got != fmt.Sprint(alpha1.total) {
 		t.Errorf("manifest page of pub/demo/alpha:1: total %s bytes, want %d", got, alpha1.total)
+	}
+
+	// An index's page lists each platform (digest, total size) linking to its
+	// own page, which names the platform in its header and links back.
+	_, _, _, children := manifest(alphaRef + ":multi")
+	type platformRow struct {
+		Platform string `json:"platform"`
+		Digest   string `json:"digest"`
+		Bytes    int64  `json:"bytes"`
+		Href     string `json:"href"`
+	}
+	var wantRows []platformRow
+	childLayers := map[string]int{}
+	for _, c := range children {
+		_, ccfg, clayers, _ := manifest(alphaRef + "@" + c.Digest)
+		total, seen := c.Size+ccfg.Size, map[string]bool{ccfg.Digest: true}
+		for _, l := range clayers {
+			if !seen[l.Digest] {
+				seen[l.Digest], total = true, total+l.Size
+			}
+		}
+		childLayers[c.Digest] = len(clayers)
+		wantRows = append(wantRows, platformRow{Platform: strings.TrimSuffix(c.Platform.OS+"/"+c.Platform.Architecture+"/"+c.Platform.Variant, "/"),
+			Digest: c.Digest, Bytes: total, Href: "#/manifest?" + "repo=pub&image=demo%2Falpha&ref=" + strings.ReplaceAll(c.Digest, ":", "%3A") + "&index=" + strings.ReplaceAll(alphaMulti.digest, ":", "%3A")})
+	}
+	b.show(base + "#/manifest?repo=pub&image=demo/alpha&ref=multi")
+	var gotRows []platformRow
+	b.evalInto(`[...document.querySelectorAll('#children tbody tr')].map(r => ({platform: r.querySelector('a.platform').textContent,
+		digest: r.dataset.digest, bytes: Number(r.querySelector('td.size').dataset.bytes), href: r.querySelector('a.platform').getAttribute('href')}))`, &gotRows)
+	if !slices.Equal(gotRows, wantRows) || len(wantRows) != 2 {
+		t.Errorf("platforms of the index pub/demo/alpha:multi:\n got %+v\nwant %+v", gotRows, wantRows)
+	} else {
+		arm := wantRows[1]
+		b.eval(`(document.getElementById('main').removeAttribute('data-ready'), '')`)
+		b.do(chromedp.Click(chromedp.CSS(`#children tbody tr[data-platform="linux/arm64/v8"] a.platform`)))
+		b.waitRender()
+		var page struct {
+			Hash     string `json:"hash"`
+			Digest   string `json:"digest"`
+			Platform string `json:"platform"`
+			Header   string `json:"header"`
+			Total    int64  `json:"total"`
+			Layers   int    `json:"layers"`
+			Config   int    `json:"config"`
+			Back     string `json:"back"`
+		}
+		b.evalInto(`({hash: location.hash, digest: document.getElementById('digest').textContent,
+			platform: document.getElementById('platform') ? document.getElementById('platform').textContent : '',
+			header: document.querySelector('main h1').textContent, total: Number(document.getElementById('total').dataset.bytes),
+			layers: document.querySelectorAll('#layers tbody tr[data-digest]').length, config: document.querySelectorAll('#layers tr.config').length,
+			back: document.querySelector('#in-index a') ? document.querySelector('#in-index a').textContent : ''})`, &page)
+		if page.Hash != arm.Href || page.Digest != arm.Digest || page.Platform != "linux/arm64/v8" || !strings.Contains(page.Header, "linux/arm64/v8") ||
+			page.Total != arm.Bytes || page.Layers != childLayers[arm.Digest] || page.Config != 1 || page.Back != alphaMulti.digest {
+			t.Errorf("the linux/arm64/v8 page of the index: %+v, want %s, digest %s, platform in the header, total %d, %d layers and a config, back to %s",
+				page, arm.Href, arm.Digest, arm.Bytes, childLayers[arm.Digest], alphaMulti.digest)
+		}
+		b.eval(`(document.getElementById('main').removeAttribute('data-ready'), '')`)
+		b.do(chromedp.Click(chromedp.CSS(`#in-index a`)))
+		b.waitRender()
+		if d, n := b.eval(`document.getElementById('digest').textContent`), b.eval(`String(document.querySelectorAll('#children tbody tr').length)`); d != alphaMulti.digest || n != "2" {
+			t.Errorf("back from the platform page: digest %s with %s platforms, want the index %s with 2", d, n, alphaMulti.digest)
+		}
 	}
 
 	// Search by substring.

@@ -267,7 +267,7 @@ const apiFunction = "ApiFunction"
 // checkFrontDoor checks the stack of t with FrontDoor=door (and
 // DomainName=domain): the resources of that front door exist, wired to
 // ApiFunction, and none of the other's; the function's timeout and
-// environment follow; RegistryUrl is the front door's.
+// environment follow; RegistryUrl is the front door's, UiUrl it + /ui/.
 func checkFrontDoor(t *tmpl, root, door, domain string, p *problems) {
 	what := "FrontDoor=" + door
 	if domain != "" {
@@ -294,6 +294,12 @@ func checkFrontDoor(t *tmpl, root, door, domain string, p *problems) {
 	url := dig(s.outputs["RegistryUrl"], "Value")
 	if url == nil {
 		p.add("%s: no RegistryUrl output", what)
+	}
+	// UiUrl is the front door's URL + /ui/ (the api function serves the web UI there).
+	if ui := dig(s.outputs["UiUrl"], "Value"); ui == nil {
+		p.add("%s: no UiUrl output (the web UI: RegistryUrl + /ui/)", what)
+	} else if reg, _ := dig(url, "Fn::Sub").(string); reg == "" || dig(ui, "Fn::Sub") != reg+"/ui/" {
+		p.add("%s: UiUrl %v is not RegistryUrl %v + /ui/", what, ui, url)
 	}
 	gateway := s.ofType("AWS::ApiGatewayV2::", "AWS::ApiGateway::", "AWS::Serverless::HttpApi", "AWS::Serverless::Api")
 	urls := s.ofType("AWS::Lambda::Url")
@@ -659,6 +665,11 @@ func TestBrokenFrontDoors(t *testing.T) {
 			want: []string{"is neither lambda:InvokeFunctionUrl", "want one AWS::Lambda::Permission with lambda:InvokeFunction, Principal *, InvokedViaFunctionUrl true"}},
 		{name: "URL permission for IAM", door: "FunctionUrl", urlOld: "      FunctionUrlAuthType: NONE\n", urlNew: "      FunctionUrlAuthType: AWS_IAM\n",
 			want: []string{"want one AWS::Lambda::Permission with lambda:InvokeFunctionUrl, Principal *, FunctionUrlAuthType NONE"}},
+		{name: "UI address without /ui/", door: "FunctionUrl",
+			old: `      - !Sub "https://${FunctionUrlFrontDoor.Outputs.Host}/ui/"` + "\n", new: `      - !Sub "https://${FunctionUrlFrontDoor.Outputs.Host}/"` + "\n",
+			want: []string{"FrontDoor=FunctionUrl: UiUrl map[Fn::Sub:https://${FunctionUrlFrontDoor.Outputs.Host}/] is not RegistryUrl"}},
+		{name: "no UI address", door: "HttpApi", old: "  UiUrl:\n", new: "  UiUrlOld:\n",
+			want: []string{"FrontDoor=HttpApi: no UiUrl output"}},
 		{name: "unknown property in the nested template", door: "FunctionUrl", urlOld: "      InvokeMode: BUFFERED\n", urlNew: "      InvokeMode: BUFFERED\n      Streaming: true\n",
 			want: []string{`Resources.Url.Properties: unknown property "Streaming"`}},
 	} {

@@ -1,5 +1,5 @@
 // Airlock's browse UI: a single page with hash routes (#/, #/images?repo=,
-// #/tags?repo=&image=, #/manifest?repo=&image=&ref=, #/search?q=, #/login).
+// #/tags?repo=&image=, #/manifest?repo=&image=&ref=[&index=], #/search?q=, #/login).
 import { get, login, logout, sessionEnded, ApiError } from './api.js';
 import { h, route } from './dom.js';
 import * as views from './views.js';

@@ -142,13 +142,16 @@ function annotations(id, a) {
   return [h('h2', null, 'Annotations'), table(id, ['Key', 'Value'], keys.map((k) => h('tr', null, h('td', { class: 'mono' }, k), h('td', { class: 'value' }, a[k]))))];
 }
 
-// manifest: one manifest with its config, layers, children and referrers.
+// manifest: one manifest with its config, layers, children and referrers;
+// with p.index (a digest) it is one platform of that index.
 export async function manifest(p) {
-  const m = await get('manifest', { repo: p.repo, image: p.image, ref: p.ref });
+  const m = await get('manifest', { repo: p.repo, image: p.image, ref: p.ref, ...(p.index ? { index: p.index } : {}) });
   const link = (d) => h('a', { href: route('manifest', { repo: m.repository, image: m.image, ref: d }), class: 'mono' }, d);
   const c = m.config;
   const out = [
-    h('h1', null, `${m.repository}/${m.image}${p.ref.includes(':') ? '@' : ':'}${p.ref}`),
+    h('h1', null, `${m.repository}/${m.image}${p.ref.includes(':') ? '@' : ':'}${p.ref}`,
+      m.platform ? [' ', h('span', { class: 'badge platform', id: 'platform', title: 'platform' }, platform(m.platform))] : ''),
+    m.index ? h('p', { id: 'in-index' }, 'One platform of the index ', link(m.index), '.') : '',
     facts([
       ['Digest', h('span', { class: 'mono', id: 'digest' }, m.digest)],
       ['Media type', m.mediaType],
@@ -157,7 +160,7 @@ export async function manifest(p) {
       ['Total size', h('span', { id: 'total', 'data-bytes': m.totalSize, title: `${m.totalSize} bytes` }, (m.incomplete ? '≥ ' : '') + size(m.totalSize))],
       ['Stored', when(m.pushed)],
       ['Created', c && c.created ? when(c.created) : m.created],
-      ['Platform', c ? platform(c) : ''],
+      ['Platform', platform(m.platform)],
       ['Member', m.member ? `${m.member} (${m.memberKind})` : ''],
       ['Subject', m.subject ? link(m.subject) : ''],
     ]),
@@ -172,9 +175,16 @@ export async function manifest(p) {
     out.push(h('h2', null, `Layers (${m.layers.length})`), table('layers', ['#', 'Digest', 'Type', h('th', { class: 'num' }, 'Size')], rows));
   }
   if (m.manifests && m.manifests.length) {
+    // Each stored platform links to its own page (config, layers, size), told which index it belongs to.
+    const child = (x, text, cls) => x.stored
+      ? h('a', { href: route('manifest', { repo: m.repository, image: m.image, ref: x.digest, index: m.digest }), class: cls }, text)
+      : h('span', { class: cls }, text);
     out.push(h('h2', null, `Manifests (${m.manifests.length})`), table('children', ['Platform', 'Digest', 'Type', h('th', { class: 'num' }, 'Total size'), 'Stored'],
-      m.manifests.map((x) => h('tr', { 'data-digest': x.digest }, cell(platform(x.platform) || x.artifactType || ''), h('td', { class: 'digest' }, link(x.digest)),
-        cell(media(x.mediaType)), x.stored ? sizeCell(x.totalSize) : h('td', { class: 'num muted' }, size(x.size) + ' (manifest)'), cell(x.stored ? 'yes' : 'no (not pulled through this proxy)')))));
+      m.manifests.map((x) => h('tr', { 'data-digest': x.digest, 'data-platform': platform(x.platform) },
+        cell(child(x, platform(x.platform) || x.artifactType || media(x.mediaType), 'platform')),
+        h('td', { class: 'digest', title: x.digest }, child(x, x.digest, 'mono')),
+        cell(media(x.mediaType)), x.stored ? sizeCell(x.totalSize) : h('td', { class: 'num size muted', 'data-bytes': x.size }, size(x.size) + ' (manifest)'),
+        cell(x.stored ? 'yes' : 'no (not pulled through this proxy)')))));
   }
   out.push(h('h2', null, `Referrers (${m.referrers.length})`));
   if (!m.referrers.length) out.push(h('p', { class: 'muted' }, 'No signature, SBOM or other artifact refers to this manifest.'));
