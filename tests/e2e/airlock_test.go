@@ -9,7 +9,6 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
@@ -25,16 +24,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/static"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
-
-// lambdaBody is the largest request body API Gateway + Lambda pass
-// (6 MB invoke payload, base64): localdev's -max-body in these tests.
-const lambdaBody = 4706379
 
 var (
 	cliOnce sync.Once
@@ -59,89 +50,9 @@ func airlockCLI(t testing.TB) string {
 	return cliBin
 }
 
-// hit is one request the registry got through the front.
-type cliHit struct {
-	method, path, query string
-	body                int64
-	status              int
-	location            string // the answer's Location
-}
-
-// front is a reverse proxy before localdev that records every request.
-type front struct {
-	mu   sync.Mutex
-	hits []cliHit
-	host string
-}
-
-func newFront(t testing.TB, target string) *front {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &front{}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cb := &countingBody{ReadCloser: r.Body}
-		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = cb
-		}
-		sw := &statusWriter{ResponseWriter: w, code: 200}
-		rp.ServeHTTP(sw, r)
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		f.hits = append(f.hits, cliHit{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, body: cb.n, status: sw.code, location: sw.Header().Get("Location")})
-	}))
-	t.Cleanup(srv.Close)
-	f.host = strings.TrimPrefix(srv.URL, "http://")
-	return f
-}
-
-// take returns the requests recorded since the last take.
-func (f *front) take() []cliHit {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	h := f.hits
-	f.hits = nil
-	return h
-}
-
 // uploadOpens counts upload POSTs (new sessions and mounts).
-func uploadOpens(hs []cliHit) (opens, mounts int) {
-	for _, h := range hs {
-		if h.method == http.MethodPost && strings.HasSuffix(h.path, "/blobs/uploads/") {
-			opens++
-			if strings.Contains(h.query, "mount=") {
-				mounts++
-			}
-		}
-	}
-	return opens, mounts
-}
-
-func bodies(hs []cliHit) (largest, total int64) {
-	for _, h := range hs {
-		largest = max(largest, h.body)
-		total += h.body
-	}
-	return largest, total
-}
-
-// cliImage is an OCI image of random tar layers of the given sizes.
-func cliImage(t testing.TB, sizes ...int64) v1.Image {
-	t.Helper()
-	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	var adds []mutate.Addendum
-	for i, n := range sizes {
-		adds = append(adds, mutate.Addendum{Layer: static.NewLayer(randomTar(t, fmt.Sprintf("l%d.bin", i), n), types.OCIUncompressedLayer)})
-	}
-	img, err := mutate.Append(img, adds...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return withPlatform(t, img)
+func uploadOpens(hs []hit) (opens, mounts int) {
+	return len(filterHits(hs, isUploadOpen)), len(filterHits(hs, isMountHit))
 }
 
 // cliEnv isolates the CLI: no Docker credentials, its own resume states.
@@ -167,49 +78,19 @@ func parseSummary(t testing.TB, out string) summary {
 	return summary{digest: m[1], uploaded: n(2), s3Bytes: n(3), parts: n(4), regBytes: n(5), present: n(6), mounted: n(7)}
 }
 
-// pullDigests pulls ref with ggcr and returns it (its blobs re-hashed).
-func pullImage(t testing.TB, ref string) v1.Image {
-	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(r)
-	if err != nil {
-		t.Fatalf("pull %s: %v", ref, err)
-	}
-	ls, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, l := range ls {
-		want, _ := l.Digest()
-		rc, err := l.Compressed()
-		if err != nil {
-			t.Fatalf("layer %d: %v", i, err)
-		}
-		got, _, err := v1.SHA256(rc)
-		rc.Close()
-		if err != nil || got != want {
-			t.Fatalf("pulled layer %d: digest %s (%v), want %s", i, got, err, want)
-		}
-	}
-	return img
-}
-
 // TestAirlockCLI drives bin/airlock against a localdev that takes no request
 // body above 4,706,379 bytes (API Gateway + Lambda), through a front that
 // records every request the registry gets.
 func TestAirlockCLI(t *testing.T) {
 	t.Parallel()
 	cli := airlockCLI(t)
-	reg := startRegistry(t, registryOpts{MaxBody: lambdaBody})
-	f := newFront(t, reg.URL)
+	reg := startRegistry(t, registryOpts{MaxBody: lambdaMaxBody})
+	f := startFront(t, reg.URL)
 	crane := tool(t, "crane")
 
 	// 3 layers, one of 60 MiB, from an OCI layout: the layers go to S3 by
 	// presigned part URLs, the registry never gets a body above the limit.
-	img := cliImage(t, 60*mib, 6*mib, 100<<10)
+	img := layeredImage(t, 60*mib, 6*mib, 100<<10)
 	dir := filepath.Join(t.TempDir(), "layout")
 	writeLayout(t, dir, img, "v1")
 	big := int64(0)
@@ -218,13 +99,13 @@ func TestAirlockCLI(t *testing.T) {
 	}
 
 	t.Run("direct-60MiB", func(t *testing.T) {
-		f.take()
-		ref := f.host + "/local/cli/app:v1"
+		m := f.mark()
+		ref := f.Host + "/local/cli/app:v1"
 		out := mustRun(t, 5*time.Minute, cliEnv(t), cli, "push", "oci:"+dir+":v1", ref)
-		hs := f.take()
+		hs := f.since(m)
 		largest, total := bodies(hs)
-		if largest > lambdaBody {
-			t.Errorf("the registry got a body of %d bytes, above the limit %d", largest, lambdaBody)
+		if largest > lambdaMaxBody {
+			t.Errorf("the registry got a body of %d bytes, above the limit %d", largest, lambdaMaxBody)
 		}
 		s := parseSummary(t, out)
 		layers := imageSize(t, img) - s.regBytes
@@ -235,8 +116,8 @@ func TestAirlockCLI(t *testing.T) {
 			t.Errorf("the registry got %d body bytes in all: layer bytes went through it", total)
 		}
 		for _, h := range hs {
-			if h.status == http.StatusRequestEntityTooLarge {
-				t.Errorf("413 for %s %s", h.method, h.path)
+			if h.Status == http.StatusRequestEntityTooLarge {
+				t.Errorf("413 for %s %s", h.Method, h.Path)
 			}
 		}
 		t.Logf("registry: %d requests, %d body bytes in all, largest %d; S3: %d bytes in %d parts", len(hs), total, largest, s.s3Bytes, s.parts)
@@ -249,9 +130,9 @@ func TestAirlockCLI(t *testing.T) {
 	})
 
 	t.Run("skip-existing", func(t *testing.T) {
-		f.take()
-		out := mustRun(t, 5*time.Minute, cliEnv(t), cli, "push", "oci:"+dir, f.host+"/local/cli/app:v2")
-		hs := f.take()
+		m := f.mark()
+		out := mustRun(t, 5*time.Minute, cliEnv(t), cli, "push", "oci:"+dir, f.Host+"/local/cli/app:v2")
+		hs := f.since(m)
 		if opens, _ := uploadOpens(hs); opens != 0 {
 			t.Errorf("the second push opened %d uploads, want none", opens)
 		}
@@ -259,18 +140,18 @@ func TestAirlockCLI(t *testing.T) {
 		if s.uploaded != 0 || s.present != 4 || s.s3Bytes != 0 || s.regBytes != 0 {
 			t.Errorf("second push: %+v, want 4 present, 0 bytes", s)
 		}
-		assertSameImage(t, "second push", img, pullImage(t, f.host+"/local/cli/app:v2"))
+		assertSameImage(t, "second push", img, pullImage(t, f.Host+"/local/cli/app:v2"))
 	})
 
 	t.Run("mount-from", func(t *testing.T) {
-		f.take()
-		out := mustRun(t, 5*time.Minute, cliEnv(t), cli, "push", "--mount-from", "local/cli/app", "oci:"+dir, f.host+"/local/cli/other:v1")
-		opens, mounts := uploadOpens(f.take())
+		m := f.mark()
+		out := mustRun(t, 5*time.Minute, cliEnv(t), cli, "push", "--mount-from", "local/cli/app", "oci:"+dir, f.Host+"/local/cli/other:v1")
+		opens, mounts := uploadOpens(f.since(m))
 		s := parseSummary(t, out)
 		if opens != 4 || mounts != 4 || s.mounted != 4 || s.s3Bytes != 0 || s.regBytes != 0 {
 			t.Errorf("push with --mount-from: %d opens, %d mounts, %+v; want 4 mounts, no bytes", opens, mounts, s)
 		}
-		assertSameImage(t, "mounted push", img, pullImage(t, f.host+"/local/cli/other:v1"))
+		assertSameImage(t, "mounted push", img, pullImage(t, f.Host+"/local/cli/other:v1"))
 	})
 
 	t.Run("copy", func(t *testing.T) {
@@ -278,19 +159,19 @@ func TestAirlockCLI(t *testing.T) {
 		t.Cleanup(up.Close)
 		src := strings.TrimPrefix(up.URL, "http://") + "/upstream/app:v1"
 		sr, _ := name.ParseReference(src)
-		cimg := cliImage(t, 12*mib, 50<<10)
+		cimg := layeredImage(t, 12*mib, 50<<10)
 		if err := remote.Write(sr, cimg); err != nil {
 			t.Fatal(err)
 		}
-		f.take()
-		out := mustRun(t, 5*time.Minute, cliEnv(t), cli, "copy", src, f.host+"/local/cli/copied:v1")
-		if largest, _ := bodies(f.take()); largest > lambdaBody {
+		m := f.mark()
+		out := mustRun(t, 5*time.Minute, cliEnv(t), cli, "copy", src, f.Host+"/local/cli/copied:v1")
+		if largest, _ := bodies(f.since(m)); largest > lambdaMaxBody {
 			t.Errorf("copy: a body of %d bytes reached the registry", largest)
 		}
 		if s := parseSummary(t, out); s.s3Bytes < 12*mib {
 			t.Errorf("copy: %+v, want the 12 MiB layer sent to S3", s)
 		}
-		assertSameImage(t, "copy from another registry", cimg, pullImage(t, f.host+"/local/cli/copied:v1"))
+		assertSameImage(t, "copy from another registry", cimg, pullImage(t, f.Host+"/local/cli/copied:v1"))
 	})
 
 	t.Run("resume", func(t *testing.T) { cliResume(t, cli, f, img, dir) })
@@ -300,15 +181,15 @@ func TestAirlockCLI(t *testing.T) {
 // cliResume kills `airlock push` (SIGKILL) once 3 parts of the 60 MiB layer
 // are sent, runs it again, and checks it completes the same session,
 // sending fewer bytes to S3 than a fresh push does.
-func cliResume(t *testing.T, cli string, f *front, img v1.Image, dir string) {
+func cliResume(t *testing.T, cli string, f *countingFront, img v1.Image, dir string) {
 	env := cliEnv(t)
-	ref := f.host + "/local/cli/resumed:v1"
+	ref := f.Host + "/local/cli/resumed:v1"
 	ls, _ := img.Layers()
 	bigDigest, _ := ls[0].Digest()
 	bigSize, _ := ls[0].Size()
 	partRE := regexp.MustCompile(`^` + regexp.QuoteMeta(bigDigest.String()[:7+12]) + ` (\d+)/` + strconv.FormatInt(bigSize, 10) + `$`)
 
-	f.take()
+	m := f.mark()
 	cmd := exec.Command(cli, "push", "--part-size", "5", "--parts", "1", "--jobs", "1", "oci:"+dir, ref)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -336,22 +217,23 @@ func cliResume(t *testing.T, cli string, f *front, img v1.Image, dir string) {
 		t.Fatalf("the push was not killed after 3 parts (parts seen %d, exit %v):\n%s", parts, werr, first.String())
 	}
 	t.Logf("killed after %d parts of the 60 MiB layer (exit %v)", parts, werr)
-	firstHits := f.take()
+	firstHits := f.since(m)
+	m += len(firstHits)
 	sessions := map[string]bool{}
 	for _, h := range firstHits {
-		if h.method == http.MethodPost && strings.HasSuffix(h.path, "/blobs/uploads/") && h.location != "" {
-			u, _ := url.Parse(h.location)
+		if loc := h.Header.Get("Location"); isUploadOpen(h) && loc != "" {
+			u, _ := url.Parse(loc)
 			sessions[u.Path] = true
 		}
 	}
 
 	out := mustRun(t, 5*time.Minute, env, cli, "push", "--part-size", "5", "--parts", "1", "oci:"+dir, ref)
 	s := parseSummary(t, out)
-	again := f.take()
+	again := f.since(m)
 	reused := false
 	for _, h := range again {
-		if h.method == http.MethodPut && strings.Contains(h.query, "airlock-complete=1") && strings.Contains(h.query, bigDigest.Hex) {
-			reused = sessions[h.path] && h.status == http.StatusCreated
+		if h.Method == http.MethodPut && strings.Contains(h.Query, "airlock-complete=1") && strings.Contains(h.Query, bigDigest.Hex) {
+			reused = sessions[h.Path] && h.Status == http.StatusCreated
 		}
 	}
 	if !reused {
@@ -361,53 +243,53 @@ func cliResume(t *testing.T, cli string, f *front, img v1.Image, dir string) {
 		t.Errorf("the rerun does not say it resumed ≥ 3 parts:\n%s", tail(out, 20))
 	}
 
-	fresh := parseSummary(t, mustRun(t, 5*time.Minute, cliEnv(t), cli, "push", "--part-size", "5", "oci:"+dir, f.host+"/local/cli/fresh:v1"))
+	fresh := parseSummary(t, mustRun(t, 5*time.Minute, cliEnv(t), cli, "push", "--part-size", "5", "oci:"+dir, f.Host+"/local/cli/fresh:v1"))
 	if s.s3Bytes >= fresh.s3Bytes || s.s3Bytes > bigSize-3*5*mib+imageSize(t, img)-bigSize {
 		t.Errorf("the resumed push sent %d bytes to S3, a fresh one %d: want at least the 3 parts (15 MiB) fewer", s.s3Bytes, fresh.s3Bytes)
 	}
 	t.Logf("resumed push: %d bytes to S3; fresh push: %d", s.s3Bytes, fresh.s3Bytes)
-	assertSameImage(t, "resumed push", img, pullImage(t, f.host+"/local/cli/resumed:v1"))
+	assertSameImage(t, "resumed push", img, pullImage(t, f.Host+"/local/cli/resumed:v1"))
 }
 
 // cliDocker pushes an image of the real Docker daemon: from its `docker
 // save` tarball and straight from the daemon (docker-daemon:), then pulls
 // it back with docker (same image ID).
-func cliDocker(t *testing.T, cli string, f *front) {
+func cliDocker(t *testing.T, cli string, f *countingFront) {
 	d := startDockerd(t, "")
 	d.load(t, "e2e/cli:1", 2, 8*mib)
 	id := strings.TrimSpace(d.mustDocker(t, time.Minute, "image", "inspect", "--format", "{{.Id}}", "e2e/cli:1"))
 	tarPath := filepath.Join(t.TempDir(), "saved.tar")
 	d.mustDocker(t, 2*time.Minute, "save", "-o", tarPath, "e2e/cli:1")
 
-	f.take()
-	archive := parseSummary(t, mustRun(t, 5*time.Minute, cliEnv(t), cli, "push", "docker-archive:"+tarPath, f.host+"/local/cli/docker:archive"))
-	if largest, _ := bodies(f.take()); largest > lambdaBody {
+	m := f.mark()
+	archive := parseSummary(t, mustRun(t, 5*time.Minute, cliEnv(t), cli, "push", "docker-archive:"+tarPath, f.Host+"/local/cli/docker:archive"))
+	if largest, _ := bodies(f.since(m)); largest > lambdaMaxBody {
 		t.Errorf("docker-archive push: a body of %d bytes reached the registry", largest)
 	}
 	if archive.s3Bytes < 8*mib {
 		t.Errorf("docker-archive push: %+v, want the 8 MiB layers sent to S3", archive)
 	}
-	daemon := parseSummary(t, mustRun(t, 5*time.Minute, cliEnv(t, d.env...), cli, "push", "docker-daemon:e2e/cli:1", f.host+"/local/cli/docker:daemon"))
+	daemon := parseSummary(t, mustRun(t, 5*time.Minute, cliEnv(t, d.env...), cli, "push", "docker-daemon:e2e/cli:1", f.Host+"/local/cli/docker:daemon"))
 	if daemon.digest != archive.digest {
 		t.Errorf("docker-daemon: pushed %s, docker-archive of the same image %s", daemon.digest, archive.digest)
 	}
 	if daemon.present != 3 {
 		t.Errorf("docker-daemon push: %+v, want the 3 blobs present (same repository's blobs)", daemon)
 	}
-	pulled := pullImage(t, f.host+"/local/cli/docker:daemon")
+	pulled := pullImage(t, f.Host+"/local/cli/docker:daemon")
 	if cfg, _ := pulled.ConfigName(); cfg.String() != id {
 		t.Errorf("pushed config %s, docker's image ID %s", cfg, id)
 	}
 	d.mustDocker(t, time.Minute, "rmi", "e2e/cli:1") // the pulls below download the layers
 	for _, tag := range []string{"archive", "daemon"} {
-		ref := f.host + "/local/cli/docker:" + tag
+		ref := f.Host + "/local/cli/docker:" + tag
 		d.mustDocker(t, 2*time.Minute, "pull", ref)
 		if got := strings.TrimSpace(d.mustDocker(t, time.Minute, "image", "inspect", "--format", "{{.Id}}", ref)); got != id {
 			t.Errorf("docker pull %s: image ID %s, want %s", ref, got, id)
 		}
 	}
 	// An image the daemon does not have: docker save's message.
-	out, err := run(t, time.Minute, cliEnv(t, d.env...), cli, "push", "docker-daemon:e2e/none:1", f.host+"/local/cli/none:1")
+	out, err := run(t, time.Minute, cliEnv(t, d.env...), cli, "push", "docker-daemon:e2e/none:1", f.Host+"/local/cli/none:1")
 	if err == nil || !strings.Contains(out, "docker save e2e/none:1") {
 		t.Errorf("push of a missing daemon image: %v\n%s", err, out)
 	}

@@ -3,17 +3,12 @@
 package e2e
 
 import (
-	"io"
 	"maps"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -25,95 +20,14 @@ const (
 	chunkSize  = 4 * mib
 )
 
-// wireLog records what went through the recording proxy.
-type wireLog struct {
-	mu        sync.Mutex
-	patches   int
-	patchMax  int64
-	putMax    int64
-	bodyTotal int64
-	statuses  map[int]int
-	chunkMin  string // OCI-Chunk-Min-Length of the upload POSTs
-	chunkMax  string // OCI-Chunk-Max-Length of the upload POSTs
-}
-
-// countingBody counts the bytes a request body yields.
-type countingBody struct {
-	io.ReadCloser
-	n int64
-}
-
-func (c *countingBody) Read(p []byte) (int, error) {
-	n, err := c.ReadCloser.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// recordingProxy starts a reverse proxy to target that measures every request
-// body (PATCH chunks, PUT bodies) and counts response statuses.
-func recordingProxy(t testing.TB, target string) (*httptest.Server, *wireLog) {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wl := &wireLog{statuses: map[int]int{}}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cb := &countingBody{ReadCloser: r.Body}
-		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = cb
-		}
-		sw := &statusWriter{ResponseWriter: w, code: 200}
-		rp.ServeHTTP(sw, r)
-		wl.mu.Lock()
-		defer wl.mu.Unlock()
-		wl.statuses[sw.code]++
-		wl.bodyTotal += cb.n
-		switch r.Method {
-		case http.MethodPatch:
-			wl.patches++
-			wl.patchMax = max(wl.patchMax, cb.n)
-		case http.MethodPut:
-			wl.putMax = max(wl.putMax, cb.n)
-		case http.MethodPost:
-			if v := sw.Header().Get("OCI-Chunk-Min-Length"); v != "" {
-				wl.chunkMin = v
-			}
-			if v := sw.Header().Get("OCI-Chunk-Max-Length"); v != "" {
-				wl.chunkMax = v
-			}
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv, wl
-}
-
-// statusWriter remembers the status code written.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	s.code = code
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
 // TestRegctlChunked pushes the ≥ 60 MiB image with regctl in chunks of 4 MiB
 // to a localdev that accepts no request body above 5,000,000 bytes, through a
-// proxy that measures each request, and pulls it back with the same digest.
+// front that measures each request, and pulls it back with the same digest.
 func TestRegctlChunked(t *testing.T) {
 	t.Parallel()
 	reg := startRegistry(t, registryOpts{MaxBody: chunkLimit})
-	proxy, wl := recordingProxy(t, reg.URL)
-	host := strings.TrimPrefix(proxy.URL, "http://")
+	f := startFront(t, reg.URL)
+	host := f.Host
 	work := t.TempDir()
 	img := bigImage(t, bigLayers, bigLayerSize)
 	size := imageSize(t, img)
@@ -124,15 +38,33 @@ func TestRegctlChunked(t *testing.T) {
 	regctl := tool(t, "regctl")
 	env := regctlEnv(t, host, "--blob-chunk", "4194304", "--blob-max", "4194304")
 	ref := host + "/local/regctl/chunked:v1"
+	m := f.mark()
 	start := time.Now()
 	mustRun(t, 5*time.Minute, env, regctl, "image", "copy", "ocidir://"+src+":v1", ref)
 	pushTime := time.Since(start)
 	t.Logf("regctl chunked push %s", mibps(size, pushTime))
 
-	wl.mu.Lock()
-	patches, patchMax, putMax, statuses := wl.patches, wl.patchMax, wl.putMax, fmtStatuses(wl.statuses)
-	chunkMin, chunkMax := wl.chunkMin, wl.chunkMax
-	wl.mu.Unlock()
+	patches, patchMax, putMax := 0, int64(0), int64(0)
+	codes := map[int]int{}
+	chunkMin, chunkMax := "", "" // of the upload POSTs
+	for _, h := range f.since(m) {
+		codes[h.Status]++
+		switch h.Method {
+		case http.MethodPatch:
+			patches++
+			patchMax = max(patchMax, h.Body)
+		case http.MethodPut:
+			putMax = max(putMax, h.Body)
+		case http.MethodPost:
+			if v := h.Header.Get("OCI-Chunk-Min-Length"); v != "" {
+				chunkMin = v
+			}
+			if v := h.Header.Get("OCI-Chunk-Max-Length"); v != "" {
+				chunkMax = v
+			}
+		}
+	}
+	statuses := fmtStatuses(codes)
 	t.Logf("wire: %d PATCH requests, largest PATCH body %d bytes, largest PUT body %d bytes, statuses %s; "+
 		"upload POST said OCI-Chunk-Min-Length %q, OCI-Chunk-Max-Length %q",
 		patches, patchMax, putMax, statuses, chunkMin, chunkMax)

@@ -266,13 +266,7 @@ func TestDocker(t *testing.T) {
 		if !strings.Contains(out, "size invalid: ") || !strings.Contains(out, strconv.Itoa(limit)) {
 			t.Fatalf("docker push output lacks the registry's SIZE_INVALID error naming the %d-byte limit:\n%s", limit, out)
 		}
-		var lines []string
-		for _, l := range strings.Split(out, "\n") {
-			if !strings.Contains(l, "Retrying in") {
-				lines = append(lines, l)
-			}
-		}
-		t.Logf("docker push output (countdown lines cut):\n%s", strings.Join(lines, "\n"))
+		t.Logf("docker push output (countdown lines cut):\n%s", cutCountdown(out))
 		code, _ := headStatus(t, small.URL+"/v2/local/big/manifests/1", "application/vnd.docker.distribution.manifest.v2+json")
 		if code != http.StatusNotFound {
 			t.Fatalf("HEAD manifest after the failed push: %d, want 404", code)
@@ -280,6 +274,18 @@ func TestDocker(t *testing.T) {
 		// The blob docker streamed has a digest only docker knew (it gzips on
 		// the fly); TestBodyLimitRaw checks HEAD 404 for such a blob by digest.
 	})
+}
+
+// cutCountdown drops the "Retrying in N seconds" lines docker push prints
+// while it waits between attempts.
+func cutCountdown(out string) string {
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.Contains(l, "Retrying in") {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // assertManifestDigestStr is assertManifestDigest with a digest string.

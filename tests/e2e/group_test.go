@@ -28,18 +28,6 @@ repositories:
 `, hub)
 }
 
-// isUploadHit: a request of the blob upload API (POST, PATCH, PUT under
-// /blobs/uploads), a cross-repository mount included.
-func isUploadHit(h hit) bool {
-	return strings.Contains(h.Path, "/blobs/uploads") &&
-		(h.Method == http.MethodPost || h.Method == http.MethodPatch || h.Method == http.MethodPut)
-}
-
-// isMountHit: an upload POST that asks for a cross-repository mount.
-func isMountHit(h hit) bool {
-	return isUploadHit(h) && h.Method == http.MethodPost && strings.Contains(h.Query, "mount=")
-}
-
 // searchNames parses the table `docker search` prints (NAME DESCRIPTION
 // STARS OFFICIAL AUTOMATED) and returns the NAME column.
 func searchNames(t testing.TB, out string) []string {

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -187,6 +188,14 @@ func assertSameImage(t testing.TB, what string, want, got v1.Image) {
 	if wd != gd {
 		t.Fatalf("%s: manifest digest %s, want %s", what, gd, wd)
 	}
+	assertSameLayers(t, what, want, got, "digest", v1.Layer.Digest)
+}
+
+// assertSameLayers checks that got has as many layers as want and each
+// the same id (v1.Layer.Digest, or DiffID where the blobs were compressed
+// again); idName names it in the failure.
+func assertSameLayers(t testing.TB, what string, want, got v1.Image, idName string, id func(v1.Layer) (v1.Hash, error)) {
+	t.Helper()
 	wl, err := want.Layers()
 	if err != nil {
 		t.Fatal(err)
@@ -199,12 +208,44 @@ func assertSameImage(t testing.TB, what string, want, got v1.Image) {
 		t.Fatalf("%s: %d layers, want %d", what, len(gl), len(wl))
 	}
 	for i := range wl {
-		a, _ := wl[i].Digest()
-		b, _ := gl[i].Digest()
+		a, _ := id(wl[i])
+		b, _ := id(gl[i])
 		if a != b {
-			t.Fatalf("%s: layer %d digest %s, want %s", what, i, b, a)
+			t.Fatalf("%s: layer %d %s %s, want %s", what, i, idName, b, a)
 		}
 	}
+}
+
+// pullImage pulls ref from a plain-HTTP registry with ggcr (anonymously
+// unless opts say otherwise) and re-hashes every layer's bytes against its
+// digest.
+func pullImage(t testing.TB, ref string, opts ...remote.Option) v1.Image {
+	t.Helper()
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(r, opts...)
+	if err != nil {
+		t.Fatalf("pull %s: %v", ref, err)
+	}
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range ls {
+		d, _ := l.Digest()
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatalf("pull %s: layer %d: %v", ref, i, err)
+		}
+		got, _, err := v1.SHA256(rc)
+		rc.Close()
+		if err != nil || got != d {
+			t.Fatalf("pull %s: layer %d: bytes hash to %s (%v), want %s", ref, i, got, err, d)
+		}
+	}
+	return img
 }
 
 // writeDockerTarball writes img as a `docker save` tarball tagged ref.

@@ -7,96 +7,24 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// lambdaMaxBody is the api function's body limit on AWS (functions/api).
+// lambdaMaxBody is the api function's body limit on AWS (functions/api):
+// the largest request body API Gateway + Lambda pass (6 MB invoke payload,
+// base64), localdev's -max-body in the tests of that limit.
 const lambdaMaxBody = 4706379
-
-// bodyHit is one request through a bodyFront: what it carried and got.
-type bodyHit struct {
-	Method, Path string
-	Body         int64 // request body bytes read
-	Auth         bool  // an Authorization header came along
-	Status       int
-}
-
-// bodyFront is a reverse proxy that records every request's body size and
-// whether it carried an Authorization header (Host is kept: the registry
-// sees the front's host, as behind API Gateway or a load balancer).
-type bodyFront struct {
-	URL, Host string
-	mu        sync.Mutex
-	hits      []bodyHit
-}
-
-func startBodyFront(t testing.TB, target string) *bodyFront {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &bodyFront{}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cb := &countingBody{ReadCloser: r.Body} // chunked_test.go
-		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = cb
-		}
-		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		rp.ServeHTTP(sw, r)
-		f.mu.Lock()
-		f.hits = append(f.hits, bodyHit{Method: r.Method, Path: r.URL.Path, Body: cb.n, Auth: r.Header.Get("Authorization") != "", Status: sw.code})
-		f.mu.Unlock()
-	}))
-	t.Cleanup(srv.Close)
-	f.URL, f.Host = srv.URL, strings.TrimPrefix(srv.URL, "http://")
-	return f
-}
-
-func (f *bodyFront) mark() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.hits)
-}
-
-func (f *bodyFront) since(m int) []bodyHit {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]bodyHit(nil), f.hits[m:]...)
-}
-
-func fmtBodyHits(hs []bodyHit) string {
-	var b strings.Builder
-	for _, h := range hs {
-		b.WriteString("  " + h.Method + " " + h.Path + " body " + strconv.FormatInt(h.Body, 10) +
-			" auth " + strconv.FormatBool(h.Auth) + " -> " + strconv.Itoa(h.Status) + "\n")
-	}
-	if b.Len() == 0 {
-		return "  (none)"
-	}
-	return strings.TrimRight(b.String(), "\n")
-}
-
-func isUploadBody(h bodyHit) bool {
-	return strings.Contains(h.Path, "/blobs/uploads/") && (h.Method == http.MethodPatch || h.Method == http.MethodPut)
-}
 
 // ingressConfig: hosted "local", auth on (admin's password in $authAdminEnv).
 const ingressConfig = `default: local
@@ -109,14 +37,14 @@ auth:
 // ingressSetup starts localdev with the AWS body limit and an upload
 // ingress, each listener behind a body-counting front (the front door and
 // the load balancer).
-func ingressSetup(t *testing.T) (main, ingress *bodyFront, reg *registry) {
+func ingressSetup(t *testing.T) (main, ingress *countingFront, reg *registry) {
 	t.Helper()
 	port := strconv.Itoa(freePort(t))
-	ingress = startBodyFront(t, "http://127.0.0.1:"+port)
+	ingress = startFront(t, "http://127.0.0.1:"+port)
 	reg = startRegistry(t, registryOpts{MaxBody: lambdaMaxBody, Config: ingressConfig,
 		Env:  []string{authAdminEnv + "=" + authAdminPW},
 		Args: []string{"-ingress-addr", "127.0.0.1:" + port, "-ingress-url", ingress.URL}})
-	main = startBodyFront(t, reg.URL)
+	main = startFront(t, reg.URL)
 	if !strings.Contains(reg.log.String(), "upload ingress on http://127.0.0.1:"+port+" as "+ingress.URL) {
 		t.Errorf("localdev's ready line does not name the ingress:\n%s", tail(reg.log.String(), 5))
 	}
@@ -126,9 +54,9 @@ func ingressSetup(t *testing.T) (main, ingress *bodyFront, reg *registry) {
 // checkIngressPush checks what one client's push did: no body over the limit
 // on the front door, which saw the upload POSTs and none of their PATCH/PUT
 // bodies; the layer bytes (at least layer bytes) went to the ingress.
-func checkIngressPush(t *testing.T, who string, onMain, onIngress []bodyHit, layer int64) {
+func checkIngressPush(t *testing.T, who string, onMain, onIngress []hit, layer int64) {
 	t.Helper()
-	t.Logf("%s: front door saw:\n%s\ningress saw:\n%s", who, fmtBodyHits(onMain), fmtBodyHits(onIngress))
+	t.Logf("%s: front door saw:\n%s\ningress saw:\n%s", who, fmtHits(onMain), fmtHits(onIngress))
 	posts := 0
 	for _, h := range onMain {
 		if h.Body > lambdaMaxBody {
@@ -137,7 +65,7 @@ func checkIngressPush(t *testing.T, who string, onMain, onIngress []bodyHit, lay
 		if isUploadBody(h) {
 			t.Errorf("%s: %s %s went to the front door, not to the ingress", who, h.Method, h.Path)
 		}
-		if h.Method == http.MethodPost && strings.HasSuffix(h.Path, "/blobs/uploads/") && h.Status == http.StatusAccepted {
+		if isUploadOpen(h) && h.Status == http.StatusAccepted {
 			posts++
 		}
 	}
@@ -294,18 +222,7 @@ func TestIngress(t *testing.T) {
 		if wc != gc {
 			t.Errorf("pulled %s: config %s, want the loaded image's %s", ref, gc, wc)
 		}
-		wl, _ := img.Layers()
-		gl, _ := got.Layers()
-		if len(gl) != len(wl) {
-			t.Fatalf("pulled %s: %d layers, want %d", ref, len(gl), len(wl))
-		}
-		for i := range wl {
-			a, _ := wl[i].DiffID()
-			b, _ := gl[i].DiffID()
-			if a != b {
-				t.Errorf("pulled %s: layer %d diff ID %s, want %s", ref, i, b, a)
-			}
-		}
+		assertSameLayers(t, "pulled "+ref, img, got, "diff ID", v1.Layer.DiffID)
 	})
 
 	t.Run("docker", func(t *testing.T) {
@@ -340,13 +257,7 @@ func TestIngress(t *testing.T) {
 		if err == nil {
 			t.Fatalf("docker push of a 20 MiB layer without an ingress succeeded through the %d-byte limit:\n%s", lambdaMaxBody, out)
 		}
-		var lines []string
-		for _, l := range strings.Split(out, "\n") {
-			if !strings.Contains(l, "Retrying in") {
-				lines = append(lines, l)
-			}
-		}
-		t.Logf("docker push without the ingress (countdown lines cut):\n%s", strings.Join(lines, "\n"))
+		t.Logf("docker push without the ingress (countdown lines cut):\n%s", cutCountdown(out))
 		for _, w := range []string{"size invalid: ", strconv.Itoa(lambdaMaxBody), "airlock push", "upload ingress", "UploadIngress=fargate"} {
 			if !strings.Contains(out, w) {
 				t.Errorf("docker push without the ingress: the output lacks %q", w)
@@ -358,7 +269,7 @@ func TestIngress(t *testing.T) {
 // checkUploadShape checks how the ingress got the blobs of manifest mf:
 // each upload session (one Location) carries one blob, its requests in
 // order as shape(blob size) says, e.g. "PUT 352" or "PATCH 352, PUT 0".
-func checkUploadShape(t *testing.T, who string, onIngress []bodyHit, mf *v1.Manifest, shape func(size int64) string) {
+func checkUploadShape(t *testing.T, who string, onIngress []hit, mf *v1.Manifest, shape func(size int64) string) {
 	t.Helper()
 	var order []string
 	seq := map[string][]string{}
@@ -394,35 +305,10 @@ func checkPulled(t *testing.T, who, ref string, img v1.Image, want v1.Hash) {
 	assertSameImage(t, who+": pulled "+ref, img, got)
 }
 
-// pullAs pulls ref from the plain-HTTP registry as admin and re-hashes
-// every layer's bytes against its digest.
+// pullAs is pullImage as admin.
 func pullAs(t testing.TB, ref string) v1.Image {
 	t.Helper()
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(r, remote.WithAuth(&authn.Basic{Username: "admin", Password: authAdminPW}))
-	if err != nil {
-		t.Fatalf("pull %s: %v", ref, err)
-	}
-	ls, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, l := range ls {
-		d, _ := l.Digest()
-		rc, err := l.Compressed()
-		if err != nil {
-			t.Fatalf("pull %s: layer %d: %v", ref, i, err)
-		}
-		got, _, err := v1.SHA256(rc)
-		rc.Close()
-		if err != nil || got != d {
-			t.Fatalf("pull %s: layer %d: bytes hash to %s (%v), want %s", ref, i, got, err, d)
-		}
-	}
-	return img
+	return pullImage(t, ref, remote.WithAuth(&authn.Basic{Username: "admin", Password: authAdminPW}))
 }
 
 // tarDir writes the files under dir into a tar archive at path (names
