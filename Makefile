@@ -4,7 +4,7 @@
 #   make test    go vet + every test (unit, storage on DynamoDB Local/MinIO in a
 #                private network namespace, end to end), then what was skipped and why
 #   make bench   the benchmark (never part of make test)
-#   make build   dist/api/bootstrap + dist/api.zip for Lambda (linux/arm64)
+#   make build   dist/<function>/bootstrap + dist/<function>.zip for Lambda (linux/arm64)
 #   make image   the upload ingress's container image (docker; dist/ingress/image.tar)
 #   make tools   pinned emulators and clients into localdev/node_modules and bin/,
 #                and the Debian packages the tests use (as root on Debian)
@@ -99,7 +99,7 @@ system-packages: ## the Debian packages the tests use (apt-get as root on Debian
 RUN_FLAGS ?=
 
 .PHONY: run
-run: $(NPM_STAMP) $(BIN)/versitygw ## serve the registry on 127.0.0.1:5000 (RUN_FLAGS="-max-body 6000000 ...")
+run: $(NPM_STAMP) $(BIN)/versitygw ## serve the registry on 127.0.0.1:5000 (RUN_FLAGS="-max-body 4706379 ...")
 	$(GO) build -o $(BIN)/localdev ./localdev
 	exec $(BIN)/localdev $(RUN_FLAGS)
 

@@ -7,7 +7,7 @@
 //	go run ./localdev [-addr 127.0.0.1:5000] [-data .localdev] [-config localdev/airlock.yaml]
 //	                  [-max-body BYTES] [-ingress-addr 127.0.0.1:5001 [-ingress-url URL]] [-dynamo dynalite|ddblocal] [-s3 versitygw|minio] [-emulators-only]
 //	                  [-dynamo-addr 127.0.0.1:8000] [-s3-addr 127.0.0.1:9000] [-fill-retry 5m] [-purge-every 1h]
-//	                  [-purge-clock-ahead 0]
+//	                  [-purge-clock-ahead 0] [-log-level info] [-users users.yaml]
 //	go run ./localdev refresh [-addr 127.0.0.1:5000] <proxy>/<image>:<tag>
 //
 // Proxy fills that outlive their budget are handed to the proxyfetch code
@@ -83,7 +83,7 @@ func main() {
 	flag.StringVar(&o.addr, "addr", "127.0.0.1:5000", "listen address of the registry (port 0: any free port)")
 	flag.StringVar(&o.data, "data", ".localdev", "directory holding the emulators' data and logs")
 	flag.StringVar(&o.config, "config", "", "registry configuration file (default: localdev/airlock.yaml in the repository)")
-	flag.Int64Var(&o.maxBody, "max-body", 0, "largest request body accepted in bytes, emulating API Gateway/Lambda (0: no limit; AWS: 6000000)")
+	flag.Int64Var(&o.maxBody, "max-body", 0, "largest request body accepted in bytes, emulating API Gateway/Lambda (0: no limit; the api function on AWS: 4706379)")
 	flag.StringVar(&o.dynamo, "dynamo", "dynalite", "DynamoDB emulator: dynalite or ddblocal (ddblocal only inside `unshare -n`)")
 	flag.StringVar(&o.s3, "s3", "versitygw", "S3 emulator: versitygw or minio")
 	flag.BoolVar(&o.emulatorsOnly, "emulators-only", false, "start the emulators, create table and bucket, print their endpoints, and serve nothing")

@@ -1,7 +1,9 @@
 // Package cloud is the AWS glue of the Lambda functions that is not the
-// registry itself: handing a proxy fill to the proxyfetch function (an
-// asynchronous Lambda invoke) and resolving a proxy's passwordSecret
-// (Secrets Manager, or SSM Parameter Store for "ssm:<name>").
+// registry itself: building the configuration, stores and logger from the
+// environment at cold start (FromEnv, env.go), handing a proxy fill to the
+// proxyfetch function (an asynchronous Lambda invoke) and resolving a
+// proxy's passwordSecret or the admin password's parameter (Secrets
+// Manager, or SSM Parameter Store for "ssm:<name>").
 package cloud
 
 import (

@@ -1,6 +1,8 @@
 // Package config reads Airlock's repository configuration: a YAML document
-// listing named repositories (hosted, proxy and group) and the default
-// repository that takes names whose first component names none.
+// listing named repositories (hosted, proxy and group), the default
+// repository that takes names whose first component names none, and the
+// optional auth section (auth.go: users' roles and privileges) and purge
+// settings (purge.go: top-level and per repository).
 //
 // Parsing is strict: unknown fields, unknown kinds and policies, bad
 // durations and regexes are errors naming the repository and the field.

@@ -12,16 +12,19 @@ import (
 // adminPrefix is where Airlock's own API lives (outside /v2/).
 const adminPrefix = "/airlock/api/"
 
-// admin serves Airlock's admin API:
+// admin serves Airlock's admin API (the admin role when authentication is
+// on: requireAdmin):
 //
 //	GET  /airlock/api/proxies                          every proxy's remote state (failures, blocked until, parked fills)
 //	POST /airlock/api/proxies/<proxy>/refresh?name=<image>&tag=<tag>
 //	                                                   revalidate one cached tag now, whatever metadataMaxAge says
 //	POST /airlock/api/purge?task=<name>&dryRun=true|false
 //	                                                   run one purge task now; answers its report (admin_purge.go)
+//	POST /airlock/api/keys/rotate                      add a token signing key (rotateKeys)
+//	     /airlock/api/users...                         users and API tokens (admin_users.go)
 //
-// There is no authentication yet (the auth issue adds it): like the rest of
-// the API, deploy behind a private network until then.
+// The browse endpoints under /airlock/api/browse/ are not admin calls
+// (browse.go; served before this).
 func (rg *Registry) admin(w http.ResponseWriter, r *http.Request) error {
 	if err := rg.requireAdmin(r); err != nil {
 		return err
@@ -86,7 +89,7 @@ func (rg *Registry) admin(w http.ResponseWriter, r *http.Request) error {
 		}{name + "/" + image, tag, m.Digest.String(), m.Warning})
 		return nil
 	}
-	return apiErr(http.StatusNotFound, CodeNameUnknown, "no admin endpoint at %s (GET /airlock/api/proxies, POST /airlock/api/proxies/<proxy>/refresh?name=&tag=)", r.URL.Path)
+	return apiErr(http.StatusNotFound, CodeNameUnknown, "no admin endpoint at %s (GET /airlock/api/proxies, POST /airlock/api/proxies/<proxy>/refresh?name=&tag=, POST /airlock/api/purge?task=&dryRun=, POST /airlock/api/keys/rotate, /airlock/api/users)", r.URL.Path)
 }
 
 // rotateKeys (POST /airlock/api/keys/rotate) adds a token signing key; it

@@ -6,7 +6,7 @@
 // API (admin.go) and, for the web UI of package ui (served under /ui/, the
 // root redirecting there), the browse endpoints (browse.go): GET
 // /airlock/api/browse/me, repositories, images?repo=, tags?repo=&image=,
-// manifest?repo=&image=&ref= and search?q=, JSON, paged, authorized like the
+// manifest?repo=&image=&ref=[&index=] and search?q=, JSON, paged, authorized like the
 // catalog (what the caller may browse or read), reading stored content only.
 //
 // Spec: https://github.com/opencontainers/distribution-spec/blob/main/spec.md

@@ -1,5 +1,6 @@
 // Package dynamo implements storage.Metadata, storage.ProxyMetadata and the
-// optional storage.BatchReader and storage.Searcher on one DynamoDB table.
+// optional storage.BatchReader, storage.Searcher, storage.UploadLister and
+// storage.Collector on one DynamoDB table.
 //
 // The table has a string partition key "pk", a string sort key "sk" and the
 // TTL attribute "expiresAt" (epoch seconds). Items (see also README,

@@ -2,7 +2,9 @@
 // contract, for fast table tests of registry logic: one Store is a
 // storage.Metadata, storage.ProxyMetadata and storage.Blobs, with the
 // optional capabilities storage.BatchReader, storage.Searcher,
-// storage.StagedReader, storage.BlobReader and storage.ChunkStager, and the
+// storage.StagedReader, storage.BlobReader, storage.ChunkStager,
+// storage.PartPresigner, and the purge's storage.Collector,
+// storage.UploadLister and storage.ObjectLister, and the
 // test hooks storagetest.UploadInspector and
 // storagetest.RequestCounter. It passes the same conformance suite
 // (storagetest.TestMetadata and TestBlobs) as packages dynamo and s3store.

@@ -1,5 +1,7 @@
 // Package s3store implements storage.Blobs on Amazon S3 (or an S3-compatible
-// server: versitygw and MinIO locally).
+// server: versitygw and MinIO locally), with the optional storage.ChunkStager,
+// storage.StagedReader, storage.BlobReader, storage.PartPresigner (direct-to-S3
+// uploads) and storage.ObjectLister (the purge's reconciliation).
 //
 // Keys (every one a leaf; see README, Architecture: Where data lives):
 //
@@ -8,6 +10,7 @@
 //	manifests/<alg>/<2 hex>/<hex>        storage.ManifestKey: large manifest bodies
 //	uploads/<id>/stage-<start>           a short chunk staged until a part can be made
 //	uploads/<id>/stage-<start>-<end>     tiny chunks coalesced into one staged object
+//	purge/blob-gc/<pass>                 storage.PurgePrefix: the blob GC pass state between runs
 //
 // (offsets as 20 digits). A multipart upload is created before the blob's
 // digest is known, so it is created at the upload's own key and the blob
