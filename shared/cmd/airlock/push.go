@@ -281,6 +281,17 @@ func (p *pusher) exists(ctx context.Context, d v1.Hash) (bool, error) {
 	return false, statusError("blob "+d.String(), http.MethodHead, u, res, body)
 }
 
+// present tells whether the destination has blob d, counting and showing
+// it as skipped when it does.
+func (p *pusher) present(ctx context.Context, d v1.Hash, size int64) (bool, error) {
+	ok, err := p.exists(ctx, d)
+	if ok && err == nil {
+		p.stats.present.Add(1)
+		p.prog.state(d, size, "skipped (present)")
+	}
+	return ok, err
+}
+
 // blob uploads l unless the destination has it (HEAD) or can mount it
 // from another repository; an interrupted direct upload of it is resumed.
 func (p *pusher) blob(ctx context.Context, l v1.Layer) error {
@@ -292,12 +303,20 @@ func (p *pusher) blob(ctx context.Context, l v1.Layer) error {
 	if err != nil {
 		return fmt.Errorf("blob %s: size: %w", d, err)
 	}
-	if ok, err := p.exists(ctx, d); err != nil {
+	if ok, err := p.present(ctx, d, size); ok || err != nil {
 		return err
-	} else if ok {
-		p.stats.present.Add(1)
-		p.prog.state(d, size, "skipped (present)")
-		return nil
+	}
+	release, waited, err := lockBlob(ctx, p.o.stateDir, p.repo.RegistryStr(), p.repo.RepositoryStr(), d.String(), func() {
+		p.prog.state(d, size, "waiting (another airlock push of this blob to this repository)")
+	})
+	if err != nil {
+		return err
+	}
+	defer release()
+	if waited { // the other push may have sent it
+		if ok, err := p.present(ctx, d, size); ok || err != nil {
+			return err
+		}
 	}
 	st := openState(p.o.stateDir, p.repo.RegistryStr(), p.repo.RepositoryStr(), d.String(), size)
 	if st.resumable() {

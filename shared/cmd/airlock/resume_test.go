@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -332,4 +333,63 @@ func TestVerificationFailed(t *testing.T) {
 	if sts := stateFiles(t); len(sts) != 0 {
 		t.Errorf("resume state left: %+v", sts)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Two pushes of the same blob to the same repository at once: the second
+// waits for the first's lock instead of sharing its resume state, then
+// finds the blob present; the layer goes to S3 once.
+func TestConcurrentPushesOfOneBlob(t *testing.T) {
+	c := newResumeCase(t, "twice/app:1")
+	var second syncBuffer
+	secondDone := make(chan error, 1)
+	started := false
+	c.s3.after = func(n int) {
+		if started {
+			return
+		}
+		started = true // the first push has sent a part and holds the lock
+		go func() {
+			secondDone <- run(context.Background(), []string{"push", "oci:" + c.dir, c.dst}, &second)
+		}()
+		for i := 0; !strings.Contains(second.String(), "waiting (another airlock push"); i++ {
+			if i == 500 {
+				t.Errorf("the second push did not wait for the first:\n%s", second.String())
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	first := cli(t, "push", "--part-size", "5", "--parts", "2", "oci:"+c.dir, c.dst)
+	c.s3.after = nil
+	if err := <-secondDone; err != nil {
+		t.Fatalf("second push: %v\n%s", err, second.String())
+	}
+	if got, want := c.s3.sentBytes(), int64(30*mib); got != want {
+		t.Errorf("S3 took %d bytes from both pushes, want %d (the layer once)\nfirst:\n%s\nsecond:\n%s", got, want, first, second.String())
+	}
+	if !regexp.MustCompile(`0 blobs uploaded .*, [12] present`).MatchString(second.String()) {
+		t.Errorf("the second push should find every blob present:\n%s", second.String())
+	}
+	if sts := stateFiles(t); len(sts) != 0 {
+		t.Errorf("resume states left: %+v", sts)
+	}
+	checkPulled(t, c.dst, c.img)
 }

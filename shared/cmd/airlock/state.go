@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -20,7 +21,9 @@ import (
 // URLs of that session with the same plan (the registry answers them for as
 // long as the session lives, 24 hours idle) and sends only the parts
 // without an ETag. The file goes when the registry has answered the
-// completion; a session the registry no longer knows starts over.
+// completion; a session the registry no longer knows starts over. A lock
+// file beside it (lockBlob) is held for the whole upload of the blob, so
+// one process at a time owns a state file.
 
 // uploadState is one state file (JSON).
 type uploadState struct {
@@ -59,8 +62,7 @@ func openState(dir, registry, repository, digest string, size int64) *stateFile 
 	if dir == "" {
 		return s
 	}
-	sum := sha256.Sum256([]byte(registry + "/" + repository + "@" + digest))
-	s.path = filepath.Join(dir, hex.EncodeToString(sum[:16])+".json")
+	s.path = statePath(dir, registry, repository, digest) + ".json"
 	b, err := os.ReadFile(s.path)
 	if err != nil {
 		return s
@@ -71,6 +73,57 @@ func openState(dir, registry, repository, digest string, size int64) *stateFile 
 		s.st = st
 	}
 	return s
+}
+
+// statePath is the path, without extension, of the files of blob digest
+// pushed to registry/repository under dir.
+func statePath(dir, registry, repository, digest string) string {
+	sum := sha256.Sum256([]byte(registry + "/" + repository + "@" + digest))
+	return filepath.Join(dir, hex.EncodeToString(sum[:16]))
+}
+
+// lockPoll is how often a push waiting for another's lock tries again.
+const lockPoll = 200 * time.Millisecond
+
+// lockBlob takes the exclusive lock on blob digest of registry/repository
+// (a "<state>.lock" file under dir, locked with flock where the system has
+// it), so that two airlock processes (or two images of one push) that send
+// the same blob to the same repository at once never share its state file:
+// the second waits, calling waiting once, and then finds the blob present
+// or resumes what the first left. dir "" (resuming off): no lock. The
+// returned release drops the lock; waited tells whether it had to wait.
+func lockBlob(ctx context.Context, dir, registry, repository, digest string, waiting func()) (release func(), waited bool, err error) {
+	if dir == "" {
+		return func() {}, false, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, false, fmt.Errorf("resume state: %w (--state-dir names another place, --no-resume writes none)", err)
+	}
+	path := statePath(dir, registry, repository, digest) + ".lock"
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("resume state: %w (--state-dir names another place, --no-resume writes none)", err)
+	}
+	for {
+		ok, err := tryLock(f)
+		if err != nil {
+			f.Close()
+			return nil, false, fmt.Errorf("resume state: lock %s: %w (--no-resume takes no lock)", path, err)
+		}
+		if ok {
+			return func() { unlock(f); f.Close() }, waited, nil
+		}
+		if !waited {
+			waited = true
+			waiting()
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, true, ctx.Err()
+		case <-time.After(lockPoll):
+		}
+	}
 }
 
 // resumable tells whether a previous run left a session to resume.
