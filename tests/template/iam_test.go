@@ -1,7 +1,9 @@
 package template_test
 
 import (
+	"fmt"
 	"slices"
+	"sort"
 	"strings"
 )
 
@@ -118,5 +120,34 @@ func checkIAM(f fn, t *tmpl, cu codeUse, p *problems) {
 				}
 			}
 		}
+	}
+}
+
+// checkNoExtraGrants: every DynamoDB and S3 action f's statements allow is
+// one the code of pkg calls (sdkActions), at the level (the table or bucket
+// itself, or its objects) it calls it.
+func checkNoExtraGrants(f fn, cu codeUse, pkg string, p *problems) {
+	needed := map[string]bool{}
+	for level, calls := range map[string]map[string][]use{"resource": cu.resourceActions, "object": cu.objectActions} {
+		for svc, uses := range calls {
+			for _, u := range uses {
+				needed[svc+"/"+level+"/"+u.name] = true
+			}
+		}
+	}
+	var extra []string
+	for id, levels := range policyGrants(f, p) {
+		for level, actions := range levels {
+			for _, a := range actions {
+				svc, _, _ := strings.Cut(a, ":")
+				if _, known := sdkActions[svc]; known && !needed[svc+"/"+level+"/"+a] {
+					extra = append(extra, fmt.Sprintf("%s on %s (%s)", a, id, level))
+				}
+			}
+		}
+	}
+	sort.Strings(extra)
+	for _, e := range slices.Compact(extra) {
+		p.add("%s: grants %s, which the code of %s never calls (least privilege)", f.id, e, pkg)
 	}
 }

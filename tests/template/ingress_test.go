@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 )
@@ -201,36 +200,11 @@ func sgRules(sg map[string]any) []any {
 	return rules
 }
 
-// checkOnlyNeeded: every action f's statements allow is one its code calls,
-// at the level (table or bucket, objects) it calls it, and no statement
-// names a resource outside the table and bucket.
+// checkOnlyNeeded: every action f's statements allow is one its code calls
+// (checkNoExtraGrants), and no statement names a resource outside the
+// table, the bucket and the proxies' secrets.
 func checkOnlyNeeded(f fn, cu codeUse, p *problems) {
-	needed := map[string]bool{}
-	for svc, uses := range cu.resourceActions {
-		for _, u := range uses {
-			needed[svc+"/resource/"+u.name] = true
-		}
-	}
-	for svc, uses := range cu.objectActions {
-		for _, u := range uses {
-			needed[svc+"/object/"+u.name] = true
-		}
-	}
-	var extra []string
-	for id, levels := range policyGrants(f, p) {
-		for level, actions := range levels {
-			for _, a := range actions {
-				svc, _, _ := strings.Cut(a, ":")
-				if !needed[svc+"/"+level+"/"+a] {
-					extra = append(extra, fmt.Sprintf("%s on %s (%s)", a, id, level))
-				}
-			}
-		}
-	}
-	sort.Strings(extra)
-	for _, e := range slices.Compact(extra) {
-		p.add("%s: grants %s, which the code of %s never calls (least privilege)", f.id, e, ingressPkg)
-	}
+	checkNoExtraGrants(f, cu, ingressPkg, p)
 	for _, pol := range f.policies {
 		sts, _ := dig(pol, "Statement").([]any)
 		for _, st := range sts {

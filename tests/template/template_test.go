@@ -44,6 +44,7 @@ func check(t *testing.T, root, path, samEnv string, build bool) problems {
 		}
 		checkEnv(f, pkg, cu, &p)
 		checkIAM(f, tm, cu, &p)
+		checkNoExtraGrants(f, cu, pkg, &p)
 	}
 	checkSamEnv(samEnv, fns, tm, &p)
 	return p
@@ -103,6 +104,8 @@ func TestBrokenTemplates(t *testing.T) {
 			want: []string{"the code calls dynamodb:GetItem (shared/storage/dynamo/", "on table RegistryTable but no policy statement allows it on !GetAtt RegistryTable.Arn"}},
 		{name: "star action", old: "                - dynamodb:Query\n", new: "                - dynamodb:*\n",
 			want: []string{`allows "dynamodb:*": no "*" actions`, "the code calls dynamodb:Query"}},
+		{name: "a grant no code calls", old: "                - dynamodb:DeleteItem\n", new: "                - dynamodb:DeleteItem\n                - dynamodb:BatchWriteItem\n",
+			want: []string{"ApiFunction: grants dynamodb:BatchWriteItem on RegistryTable (resource), which the code of ./functions/api never calls"}},
 		{name: "Scan granted to the api function", old: "                - dynamodb:DeleteItem\n", new: "                - dynamodb:DeleteItem\n                - dynamodb:Scan\n",
 			want: []string{"ApiFunction: its policy allows dynamodb:Scan on RegistryTable, which only PurgeFunction may have"}},
 		{name: "Scan missing from the purge function", old: "                - dynamodb:Scan\n", new: "",
