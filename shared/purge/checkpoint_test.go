@@ -1,6 +1,7 @@
 package purge_test
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"sync"
@@ -40,19 +41,38 @@ func walkFixture(t *testing.T, s store) ([]storage.Image, time.Time, *config.Con
 	return append(imgs, more...), now, c
 }
 
-func checkpoint(t *testing.T, s store, task string) string {
+// checkpoint returns the last image of the task's checkpoint ("": none)
+// and the pass it names.
+func checkpoint(t *testing.T, s store, task string) (last, pass string) {
 	t.Helper()
 	m, err := s.GetMarker(t.Context(), "purge", task)
 	if err != nil {
-		return ""
+		return "", ""
 	}
-	return m.Value
+	var cp struct{ Last, Pass string }
+	if err := json.Unmarshal([]byte(m.Value), &cp); err != nil || cp.Last == "" || cp.Pass == "" {
+		t.Fatalf("%s checkpoint %q: want {\"pass\": ..., \"last\": ...} (%v)", task, m.Value, err)
+	}
+	return cp.Last, cp.Pass
+}
+
+// listedLines returns what the runs of rs deleted as "image id", read from
+// their full lists (fullList).
+func listedLines(t *testing.T, b backend, rs ...purge.Report) []string {
+	t.Helper()
+	out := []string{}
+	for _, it := range fullList(t, b.blobs, rs...) {
+		out = append(out, it.Image+" "+it.ID)
+	}
+	return out
 }
 
 // TestResumable: with MaxPerRun 1 every catalog task does one image per
-// run, continues after its checkpoint (a dry run reports from it without
-// moving it), ends with More false and no checkpoint, and leaves exactly
-// the state of one unbounded run.
+// run, continues after its checkpoint, ends with More false and no
+// checkpoint, and leaves exactly the state of one unbounded run. A dry
+// pass run alongside, one run before each real one, keeps a checkpoint of
+// its own (another pass) in step with the real one and reports exactly
+// what the real run then deletes.
 func TestResumable(t *testing.T) {
 	bounded, whole := backends(t), backends(t)
 	for i := range bounded {
@@ -67,7 +87,10 @@ func TestResumable(t *testing.T) {
 			}
 			want := state(t, ref, imgs...)
 
-			p := newPurger(t, s, c, 1, func() time.Time { return now })
+			p, err := purge.New(purge.Deps{Meta: s, Blobs: bounded[i].blobs, Config: c, MaxPerRun: 1, Now: func() time.Time { return now }})
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, task := range catalogTasks {
 				var runs int
 				var seen []string
@@ -75,20 +98,29 @@ func TestResumable(t *testing.T) {
 					if runs > 10 {
 						t.Fatalf("%s: still more after %d runs", task, runs)
 					}
+					cp, pass := checkpoint(t, s, task)
 					dry, err := p.Run(t.Context(), task, true)
 					if err != nil {
 						t.Fatal(err)
 					}
-					cp := checkpoint(t, s, task)
+					if dryCp, dryPass := checkpoint(t, s, task+"-dry"); dry.More != (dryCp != "") || dry.More && (dryPass != dry.Pass || !strings.HasPrefix(dryPass, "dry-")) {
+						t.Fatalf("%s dry run %d: more %v, pass %q, dry checkpoint %q of pass %q: want one of its own while more", task, runs, dry.More, dry.Pass, dryCp, dryPass)
+					}
+					if again, _ := checkpoint(t, s, task); again != cp {
+						t.Fatalf("%s dry run %d moved the real checkpoint %q to %q", task, runs, cp, again)
+					}
 					r, err := p.Run(t.Context(), task, false)
 					if err != nil || len(r.Errors) != 0 {
 						t.Fatalf("%s run %d: %v %v", task, runs, err, r.Errors)
 					}
-					if !slices.Equal(deleted(r), deleted(dry)) {
-						t.Fatalf("%s run %d (after checkpoint %q): deleted %v, the dry run before reported %v", task, runs, cp, deleted(r), deleted(dry))
+					if got, dryGot := listedLines(t, bounded[i], r), listedLines(t, bounded[i], dry); !slices.Equal(got, dryGot) {
+						t.Fatalf("%s run %d (after checkpoint %q): deleted %v, the dry run before reported %v", task, runs, cp, got, dryGot)
+					}
+					if cp != "" && r.Pass != pass || r.Pass == dry.Pass {
+						t.Fatalf("%s run %d: pass %q (checkpoint's %q, the dry pass %q): want the checkpoint's, never the dry one", task, runs, r.Pass, pass, dry.Pass)
 					}
 					more = r.More
-					next := checkpoint(t, s, task)
+					next, _ := checkpoint(t, s, task)
 					if more == (next == "") || more && next <= cp {
 						t.Fatalf("%s run %d: more %v, checkpoint %q -> %q: want it to move forward while more", task, runs, more, cp, next)
 					}

@@ -97,7 +97,7 @@ func evictForeign(ctx context.Context, col storage.Collector, pm storage.ProxyMe
 	}
 	if r.DryRun {
 		for _, m := range ms {
-			r.Deleted = append(r.Deleted, item(m))
+			r.add(item(m))
 		}
 		return nil
 	}
@@ -123,7 +123,7 @@ func evictForeign(ctx context.Context, col storage.Collector, pm storage.ProxyMe
 		return err
 	}
 	for _, m := range deleted {
-		r.Deleted = append(r.Deleted, item(m))
+		r.add(item(m))
 	}
 	return nil
 }

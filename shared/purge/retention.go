@@ -125,7 +125,7 @@ func retention(ctx context.Context, p *Purger, r *Report) error {
 			}
 			switch {
 			case err == nil:
-				r.Deleted = append(r.Deleted, Item{Kind: "tag", ID: v.tag.Tag, Image: img.String(), Created: v.created, Updated: v.at})
+				r.add(Item{Kind: "tag", ID: v.tag.Tag, Image: img.String(), Created: v.created, Updated: v.at})
 			case errors.Is(err, storage.ErrConflict):
 				r.skip(skipBusy) // pushed again since the listing
 			case errors.Is(err, storage.ErrNotFound):

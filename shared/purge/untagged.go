@@ -160,7 +160,7 @@ func (pl manifestPlan) run(ctx context.Context, col storage.Collector, r *Report
 		}
 		switch {
 		case err == nil:
-			r.Deleted = append(r.Deleted, Item{Kind: "manifest", ID: m.Digest.String(), Image: img.String(), Bytes: m.Size, Created: m.Created, Updated: lastWrite(m)})
+			r.add(Item{Kind: "manifest", ID: m.Digest.String(), Image: img.String(), Bytes: m.Size, Created: m.Created, Updated: lastWrite(m)})
 			n++
 			continue
 		case errors.Is(err, storage.ErrNotFound):
@@ -234,7 +234,7 @@ func dropDanglingTags(ctx context.Context, col storage.Collector, r *Report, img
 		}
 		switch {
 		case err == nil:
-			r.Deleted = append(r.Deleted, Item{Kind: "tag", ID: t.Tag, Image: img.String(), Updated: t.Updated})
+			r.add(Item{Kind: "tag", ID: t.Tag, Image: img.String(), Updated: t.Updated})
 		case errors.Is(err, storage.ErrNotFound):
 			r.skip(skipGone)
 		case errors.Is(err, storage.ErrConflict):
