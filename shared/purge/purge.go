@@ -105,7 +105,7 @@ func (r *Report) add(it Item) {
 		r.full = &itemList{}
 		r.full.zw = gzip.NewWriter(&r.full.buf)
 	}
-	b, _ := json.Marshal(it) // an Item always encodes
+	b, _ := json.Marshal(it)                // an Item always encodes
 	_, _ = r.full.zw.Write(append(b, '\n')) // into a bytes.Buffer: no error
 }
 
