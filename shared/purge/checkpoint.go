@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlock-registry/airlock/shared/config"
 	"github.com/airlock-registry/airlock/shared/storage"
 )
 
@@ -109,8 +110,9 @@ func checkpointKey(r *Report) string {
 	return r.Task
 }
 
-// walkImages calls visit for the catalog's images of the repositories
-// repos, in catalog order, from the checkpoint on (a dry pass's own), at
+// walkImages lists (storage.Collector.ListImage) and visits the catalog's
+// images of the configured repositories the task applies to (applies), in
+// catalog order, from the checkpoint on (a dry pass's own), at
 // most MaxPerRun per run (Report.More: stopped with images left; the
 // checkpoint is then the last image visited). Once it reaches the end the
 // checkpoint is cleared: the next run starts over. A visit's error is
@@ -122,11 +124,22 @@ func checkpointKey(r *Report) string {
 // repository is one listing from "repo/" that stops at the first name
 // without the prefix: images of repositories the task does not apply to are
 // never read.
-func walkImages(ctx context.Context, p *Purger, r *Report, repos []string, visit func(storage.Image) error) error {
+func walkImages(ctx context.Context, p *Purger, r *Report, applies func(*config.Repository) bool,
+	visit func(storage.Collector, storage.Image, *config.Repository, storage.ImageItems) error) error {
+	col, err := collector(p)
+	if err != nil {
+		return err
+	}
+	var repos []string
+	conf := map[string]*config.Repository{}
+	for i := range p.d.Config.Repositories {
+		if rc := &p.d.Config.Repositories[i]; applies(rc) {
+			repos, conf[rc.Name] = append(repos, rc.Name), rc
+		}
+	}
 	if len(repos) == 0 {
 		return nil
 	}
-	repos = slices.Clone(repos)
 	slices.SortFunc(repos, func(a, b string) int { return strings.Compare(a+"/", b+"/") })
 	cpKey := checkpointKey(r)
 	var cp walkCheckpoint
@@ -180,7 +193,12 @@ func walkImages(ctx context.Context, p *Purger, r *Report, repos []string, visit
 				if err := ctx.Err(); err != nil {
 					return stop(err)
 				}
-				if err := visit(storage.Image{Repo: repo, Name: name[len(prefix):]}); err != nil {
+				img := storage.Image{Repo: repo, Name: name[len(prefix):]}
+				items, err := col.ListImage(ctx, img)
+				if err == nil {
+					err = visit(col, img, conf[repo], items)
+				}
+				if err != nil {
 					r.fail("%s: %v", name, err)
 				}
 				done, last = done+1, name

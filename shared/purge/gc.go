@@ -400,43 +400,28 @@ func parseImage(s string) storage.Image {
 // untouched for the grace period.
 func (g *gc) links(ctx context.Context) (bool, error) {
 	st := g.st
-	for st.Index < len(st.LinkCands) {
-		if !g.budget(ctx) {
-			return false, nil
+	age := func(c linkCand) time.Time { return st.Images[c.Image].Links[c.Digest].Age }
+	del := func(c linkCand) error { return g.col.DeleteLinkIf(ctx, parseImage(c.Image), c.Digest, st.Cut) }
+	if !sweep(ctx, g, st.LinkCands, age, del, func(c linkCand, err error) {
+		im := st.Images[c.Image]
+		l := im.Links[c.Digest]
+		switch {
+		case errors.Is(err, errYoung):
+			g.r.skip(skipGCYoung)
+		case err == nil, errors.Is(err, storage.ErrNotFound):
+			delete(im.Links, c.Digest)
+			if err == nil {
+				g.r.add(Item{Kind: kindLink, ID: c.Digest.String(), Image: c.Image, Keys: []string{l.Key}, Created: l.Age})
+			}
+		case errors.Is(err, storage.ErrConflict):
+			g.r.skip(skipBusy) // a manifest PUT touched it meanwhile
+			st.Kept[c.Digest] = true
+		default:
+			g.r.fail("delete link %s in %s: %v", c.Digest, c.Image, err)
+			st.Kept[c.Digest] = true
 		}
-		chunk := st.LinkCands[st.Index:min(len(st.LinkCands), st.Index+g.chunk())]
-		errs := g.parallel(len(chunk), func(i int) error {
-			c := chunk[i]
-			if !st.Images[c.Image].Links[c.Digest].Age.Before(st.Cut) {
-				return errYoung
-			}
-			if g.dry {
-				return nil
-			}
-			return g.col.DeleteLinkIf(ctx, parseImage(c.Image), c.Digest, st.Cut)
-		})
-		for i, c := range chunk { // in order: a dry run reports what a real run does
-			im := st.Images[c.Image]
-			l := im.Links[c.Digest]
-			err := errs[i]
-			switch {
-			case errors.Is(err, errYoung):
-				g.r.skip(skipGCYoung)
-			case err == nil, errors.Is(err, storage.ErrNotFound):
-				delete(im.Links, c.Digest)
-				if err == nil {
-					g.r.add(Item{Kind: kindLink, ID: c.Digest.String(), Image: c.Image, Keys: []string{l.Key}, Created: l.Age})
-				}
-			case errors.Is(err, storage.ErrConflict):
-				g.r.skip(skipBusy) // a manifest PUT touched it meanwhile
-				st.Kept[c.Digest] = true
-			default:
-				g.r.fail("delete link %s in %s: %v", c.Digest, c.Image, err)
-				st.Kept[c.Digest] = true
-			}
-		}
-		g.work += len(chunk)
-		st.Index += len(chunk)
+	}) {
+		return false, nil
 	}
 	// Records no remaining link names are the next candidates.
 	linked := map[digest.Digest]bool{}
@@ -459,48 +444,66 @@ func (g *gc) links(ctx context.Context) (bool, error) {
 // before its object (package doc: why in that order).
 func (g *gc) records(ctx context.Context) (bool, error) {
 	st := g.st
-	for st.Index < len(st.RecCands) {
-		if !g.budget(ctx) {
-			return false, nil
+	age := func(d digest.Digest) time.Time { return st.Records[d].Age }
+	del := func(d digest.Digest) error { return g.col.DeleteBlobIf(ctx, d, st.Cut) }
+	if !sweep(ctx, g, st.RecCands, age, del, func(d digest.Digest, err error) {
+		rec := st.Records[d]
+		switch {
+		case errors.Is(err, errYoung):
+			g.r.skip(skipGCYoung)
+			return
+		case err == nil:
+		case errors.Is(err, storage.ErrNotFound):
+			return // deleted by a concurrent pass: its object is its job
+		case errors.Is(err, storage.ErrConflict):
+			g.r.skip(skipBusy) // linked or re-uploaded meanwhile
+			return
+		default:
+			g.r.fail("delete blob record %s: %v", d, err)
+			return
 		}
-		chunk := st.RecCands[st.Index:min(len(st.RecCands), st.Index+g.chunk())]
+		st.Gone[rec.Key] = true
+		g.r.add(Item{Kind: kindBlob, ID: d.String(), Keys: []string{rec.Key}, Bytes: rec.Size, Created: rec.Age})
+		if g.dead = append(g.dead, rec.Key); len(g.dead) >= 1000 {
+			g.flush(ctx)
+		}
+	}) {
+		return false, nil
+	}
+	g.flush(ctx)
+	g.planMarkers()
+	return true, nil
+}
+
+// sweep makes the conditional deletes (del) of the candidates from the
+// pass's Index on, gcWorkers at a time, within the run's bound (false: the
+// bound stopped it). A candidate whose age is not before the cut is not
+// deleted (errYoung), nor is any in a dry run (every delete "succeeds").
+// settle then takes each candidate's outcome, in candidate order: a dry run
+// reports what a real run does.
+func sweep[C any](ctx context.Context, g *gc, cands []C, age func(C) time.Time, del func(C) error, settle func(C, error)) bool {
+	st := g.st
+	for st.Index < len(cands) {
+		if !g.budget(ctx) {
+			return false
+		}
+		chunk := cands[st.Index:min(len(cands), st.Index+g.chunk())]
 		errs := g.parallel(len(chunk), func(i int) error {
-			if !st.Records[chunk[i]].Age.Before(st.Cut) {
+			if !age(chunk[i]).Before(st.Cut) {
 				return errYoung
 			}
 			if g.dry {
 				return nil
 			}
-			return g.col.DeleteBlobIf(ctx, chunk[i], st.Cut)
+			return del(chunk[i])
 		})
-		for i, d := range chunk {
-			rec := st.Records[d]
-			switch err := errs[i]; {
-			case errors.Is(err, errYoung):
-				g.r.skip(skipGCYoung)
-				continue
-			case err == nil:
-			case errors.Is(err, storage.ErrNotFound):
-				continue // deleted by a concurrent pass: its object is its job
-			case errors.Is(err, storage.ErrConflict):
-				g.r.skip(skipBusy) // linked or re-uploaded meanwhile
-				continue
-			default:
-				g.r.fail("delete blob record %s: %v", d, err)
-				continue
-			}
-			st.Gone[rec.Key] = true
-			g.r.add(Item{Kind: kindBlob, ID: d.String(), Keys: []string{rec.Key}, Bytes: rec.Size, Created: rec.Age})
-			if g.dead = append(g.dead, rec.Key); len(g.dead) >= 1000 {
-				g.flush(ctx)
-			}
+		for i, c := range chunk {
+			settle(c, errs[i])
 		}
 		g.work += len(chunk)
 		st.Index += len(chunk)
 	}
-	g.flush(ctx)
-	g.planMarkers()
-	return true, nil
+	return true
 }
 
 // gcWorkers bounds the conditional deletes a run has in flight at once.
