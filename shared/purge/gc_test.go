@@ -110,25 +110,7 @@ func newGCFixture(t *testing.T, b backend) *gcFixture {
 			t.Fatal(err)
 		}
 	}
-	// multipart makes the object of a completed multipart upload (6 MiB) at
-	// the upload's key, with or without a session.
-	multipart := func(id string, session bool) string {
-		u := storage.Upload{ID: id, Image: imgA, HashAlgorithm: "sha256", Created: time.Now(), ExpiresAt: time.Now().Add(48 * time.Hour)}
-		if session {
-			if err := m.CreateUpload(ctx, u); err != nil {
-				t.Fatal(err)
-			}
-		}
-		data := randBytes(6 << 20)
-		if _, err := b.blobs.Append(ctx, &u, strings.NewReader(string(data))); err != nil {
-			t.Fatal(err)
-		}
-		key, err := b.blobs.Complete(ctx, &u, digest.FromBytes(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return key
-	}
+	multipart := func(id string, session bool) string { return multipartObject(t, b, imgA, id, session) }
 
 	// --- old generation
 	cfgA, _ := blob("cfgA", true, imgA)
@@ -204,6 +186,28 @@ func newGCFixture(t *testing.T, b backend) *gcFixture {
 	}
 	slices.Sort(f.want)
 	return f
+}
+
+// multipartObject makes the object of a completed multipart upload (6 MiB)
+// of img at the upload's key, with or without a session.
+func multipartObject(t *testing.T, b backend, img storage.Image, id string, session bool) string {
+	t.Helper()
+	ctx := context.Background()
+	u := storage.Upload{ID: id, Image: img, HashAlgorithm: "sha256", Created: time.Now(), ExpiresAt: time.Now().Add(48 * time.Hour)}
+	if session {
+		if err := b.meta.CreateUpload(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := randBytes(6 << 20)
+	if _, err := b.blobs.Append(ctx, &u, strings.NewReader(string(data))); err != nil {
+		t.Fatal(err)
+	}
+	key, err := b.blobs.Complete(ctx, &u, digest.FromBytes(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
 }
 
 func randHex() string { return fmt.Sprintf("%x", randBytes(6)) }
@@ -364,20 +368,7 @@ func TestBlobGCResumable(t *testing.T) {
 			}
 			b2 := backends(t)[i]
 			steps := newGCFixture(t, b2)
-			var all []purge.Report
-			for run := 0; ; run++ {
-				if run > 500 {
-					t.Fatal("the pass does not end in 500 runs")
-				}
-				r, err := steps.purger(t, 1, 2).Run(context.Background(), purge.TaskBlobGC, false)
-				if err != nil {
-					t.Fatalf("run %d: %v", run, err)
-				}
-				all = append(all, r)
-				if !r.More {
-					break
-				}
-			}
+			all := steps.runsOfOneUnit(t, false)
 			if len(all) < 5 {
 				t.Errorf("a pass in runs of one unit took %d runs; want many", len(all))
 			}
@@ -417,6 +408,27 @@ func TestBlobGCResumable(t *testing.T) {
 	}
 }
 
+// runsOfOneUnit runs blob-gc (dry or not) in runs of one unit (one scan
+// page of two items, one candidate, one listing page) until a run reports
+// no more, and returns their reports.
+func (f *gcFixture) runsOfOneUnit(t *testing.T, dry bool) []purge.Report {
+	t.Helper()
+	var out []purge.Report
+	for run := 0; ; run++ {
+		if run > 500 {
+			t.Fatalf("the pass (dry run %v) does not end in 500 runs", dry)
+		}
+		r, err := f.purger(t, 1, 2).Run(context.Background(), purge.TaskBlobGC, dry)
+		if err != nil || len(r.Errors) > 0 {
+			t.Fatalf("run %d (dry run %v): %v %q", run, dry, err, r.Errors)
+		}
+		out = append(out, r)
+		if !r.More {
+			return out
+		}
+	}
+}
+
 // TestBlobGCDryRunBounded: a dry pass is cut into runs by the same bound
 // as a real one and continues from a checkpoint of its own: started while
 // a real pass stands at its checkpoint, it runs to its end without
@@ -431,21 +443,10 @@ func TestBlobGCDryRunBounded(t *testing.T) {
 				t.Fatalf("first real run: more %v, pass %q, %v; want a pass cut after one unit", first.More, first.Pass, err)
 			}
 			before := f.remaining(t) // with the real pass's saved state
-			var dry []purge.Report
-			for run := 0; ; run++ {
-				if run > 500 {
-					t.Fatal("the dry pass does not end in 500 runs")
-				}
-				r, err := f.purger(t, 1, 2).Run(context.Background(), purge.TaskBlobGC, true)
-				if err != nil || len(r.Errors) > 0 {
-					t.Fatalf("dry run %d: %v %q", run, err, r.Errors)
-				}
-				if !strings.HasPrefix(r.Pass, "dry-") || len(dry) > 0 && r.Pass != dry[0].Pass {
+			dry := f.runsOfOneUnit(t, true)
+			for run, r := range dry {
+				if !strings.HasPrefix(r.Pass, "dry-") || r.Pass != dry[0].Pass {
 					t.Fatalf("dry run %d: pass %q; want one dry pass (first %q)", run, r.Pass, dry[0].Pass)
-				}
-				dry = append(dry, r)
-				if !r.More {
-					break
 				}
 			}
 			if len(dry) < 5 {
@@ -457,19 +458,11 @@ func TestBlobGCDryRunBounded(t *testing.T) {
 			if after := f.remaining(t); !slices.Equal(after, before) {
 				t.Fatalf("the dry pass changed the store or the real pass's state:\n%s", diffLines(before, after))
 			}
-			real := []purge.Report{first}
-			for run := 0; real[len(real)-1].More; run++ {
-				if run > 500 {
-					t.Fatal("the real pass does not end in 500 runs")
-				}
-				r, err := f.purger(t, 1, 2).Run(context.Background(), purge.TaskBlobGC, false)
-				if err != nil || len(r.Errors) > 0 {
-					t.Fatalf("real run %d: %v %q", run, err, r.Errors)
-				}
+			real := append([]purge.Report{first}, f.runsOfOneUnit(t, false)...)
+			for run, r := range real {
 				if r.Pass != first.Pass {
 					t.Fatalf("real run %d: pass %q; want the pass it continues, %q", run, r.Pass, first.Pass)
 				}
-				real = append(real, r)
 			}
 			if got := f.deleted(t, real...); !slices.Equal(got, f.deleted(t, dry...)) {
 				t.Errorf("the real pass deleted\n  %s\nthe dry pass reported\n  %s", strings.Join(got, "\n  "), strings.Join(f.deleted(t, dry...), "\n  "))
@@ -631,18 +624,7 @@ func TestBlobGCCrashSafety(t *testing.T) {
 			// 4. a completed multipart upload, killed before the record: its
 			// session remains until incomplete-uploads removes it
 			id := "crash-" + randHex()
-			u := storage.Upload{ID: id, Image: img, HashAlgorithm: "sha256", Created: time.Now(), ExpiresAt: time.Now().Add(48 * time.Hour)}
-			if err := m.CreateUpload(ctx, u); err != nil {
-				t.Fatal(err)
-			}
-			data := randBytes(6 << 20)
-			if _, err := b.blobs.Append(ctx, &u, strings.NewReader(string(data))); err != nil {
-				t.Fatal(err)
-			}
-			k4, err := b.blobs.Complete(ctx, &u, digest.FromBytes(data))
-			if err != nil {
-				t.Fatal(err)
-			}
+			k4 := multipartObject(t, b, img, id, true)
 			// 5. a manifest body written, the manifest item not
 			mb := []byte(`{"crash":"` + randHex() + `"}`)
 			k5, err := b.blobs.PutManifestBody(ctx, digest.FromBytes(mb), mb)
