@@ -2,22 +2,26 @@ package purge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/airlock-registry/airlock/shared/config"
 	"github.com/airlock-registry/airlock/shared/storage"
 )
 
 // Checkpoints: a task that cannot finish in one run records where it
-// stopped in a marker (group checkpointGroup, key the task's name, value
-// the task's own cursor: the last image done, a Scan cursor) and the next
-// run continues after it. A checkpoint expires checkpointTTL after it was
-// last written (a task not run for that long starts over).
+// stopped in a marker (group checkpointGroup, key the task's name, with
+// drySuffix for a dry pass, which never continues a real one nor the other
+// way round) and the next run continues after it. A checkpoint expires
+// checkpointTTL after it was last written (a task not run for that long
+// starts over).
 const (
 	checkpointGroup = "purge"
+	drySuffix       = "-dry"
 	checkpointTTL   = 7 * 24 * time.Hour
 	// checkpointEvery: a real run rewrites its checkpoint after this many
 	// images, so a run killed by its deadline loses at most that much work.
@@ -91,32 +95,72 @@ func collector(p *Purger) (storage.Collector, error) {
 	return c, nil
 }
 
-// walkImages calls visit for the catalog's images of the repositories
-// repos, in catalog order, from the task's checkpoint on, at most MaxPerRun
-// per run (Report.More: stopped with images left; the checkpoint is then
-// the last image visited). Once it reaches the end the checkpoint is
-// cleared: the next run starts over. Dry runs read the checkpoint and never
-// write it. A visit's error is recorded in the report and the walk goes on
-// (the next cycle retries that image).
+// walkCheckpoint is the value of a catalog task's checkpoint marker: the
+// pass and the last image it visited ("repo/name"). A value that is not
+// JSON is a last image written before passes were named.
+type walkCheckpoint struct {
+	Pass string `json:"pass"`
+	Last string `json:"last"`
+}
+
+func checkpointKey(r *Report) string {
+	if r.DryRun {
+		return r.Task + drySuffix
+	}
+	return r.Task
+}
+
+// walkImages lists (storage.Collector.ListImage) and visits the catalog's
+// images of the configured repositories the task applies to (applies), in
+// catalog order, from the checkpoint on (a dry pass's own), at
+// most MaxPerRun per run (Report.More: stopped with images left; the
+// checkpoint is then the last image visited). Once it reaches the end the
+// checkpoint is cleared: the next run starts over. A visit's error is
+// recorded in the report and the walk goes on (the next cycle retries that
+// image).
 //
 // The catalog is sorted by full name ("repo/name"), and the names of one
 // repository are contiguous (they share the prefix "repo/"), so each
 // repository is one listing from "repo/" that stops at the first name
 // without the prefix: images of repositories the task does not apply to are
 // never read.
-func walkImages(ctx context.Context, p *Purger, r *Report, repos []string, visit func(storage.Image) error) error {
+func walkImages(ctx context.Context, p *Purger, r *Report, applies func(*config.Repository) bool,
+	visit func(storage.Collector, storage.Image, *config.Repository, storage.ImageItems) error) error {
+	col, err := collector(p)
+	if err != nil {
+		return err
+	}
+	var repos []string
+	conf := map[string]*config.Repository{}
+	for i := range p.d.Config.Repositories {
+		if rc := &p.d.Config.Repositories[i]; applies(rc) {
+			repos, conf[rc.Name] = append(repos, rc.Name), rc
+		}
+	}
 	if len(repos) == 0 {
 		return nil
 	}
-	repos = slices.Clone(repos)
 	slices.SortFunc(repos, func(a, b string) int { return strings.Compare(a+"/", b+"/") })
-	start := loadCheckpoint(ctx, p, r.Task)
+	cpKey := checkpointKey(r)
+	var cp walkCheckpoint
+	if v := loadCheckpoint(ctx, p, cpKey); v != "" && json.Unmarshal([]byte(v), &cp) != nil {
+		cp = walkCheckpoint{Last: v}
+	}
+	if cp.Pass == "" {
+		cp.Pass = newPass(p, r.DryRun)
+	}
+	r.Pass = cp.Pass
+	start := cp.Last
 	startRepo, _, _ := strings.Cut(start, "/")
 	done, last := 0, ""
+	save := func() error {
+		b, _ := json.Marshal(walkCheckpoint{Pass: cp.Pass, Last: last}) // two strings always encode
+		return saveCheckpoint(ctx, p, cpKey, string(b))
+	}
 	stop := func(err error) error {
 		r.More = true
-		if !r.DryRun && last != "" {
-			if serr := saveCheckpoint(ctx, p, r.Task, last); serr != nil {
+		if last != "" {
+			if serr := save(); serr != nil {
 				r.fail("%v", serr)
 			}
 		}
@@ -149,12 +193,17 @@ func walkImages(ctx context.Context, p *Purger, r *Report, repos []string, visit
 				if err := ctx.Err(); err != nil {
 					return stop(err)
 				}
-				if err := visit(storage.Image{Repo: repo, Name: name[len(prefix):]}); err != nil {
+				img := storage.Image{Repo: repo, Name: name[len(prefix):]}
+				items, err := col.ListImage(ctx, img)
+				if err == nil {
+					err = visit(col, img, conf[repo], items)
+				}
+				if err != nil {
 					r.fail("%s: %v", name, err)
 				}
 				done, last = done+1, name
-				if done%checkpointEvery == 0 && !r.DryRun {
-					if err := saveCheckpoint(ctx, p, r.Task, last); err != nil {
+				if done%checkpointEvery == 0 {
+					if err := save(); err != nil {
 						r.fail("%v", err)
 					}
 				}
@@ -165,8 +214,8 @@ func walkImages(ctx context.Context, p *Purger, r *Report, repos []string, visit
 			after = pg.Items[len(pg.Items)-1]
 		}
 	}
-	if !r.DryRun && (start != "" || done >= checkpointEvery) { // a checkpoint exists
-		if err := clearCheckpoint(ctx, p, r.Task); err != nil {
+	if start != "" || done >= checkpointEvery { // a checkpoint exists
+		if err := clearCheckpoint(ctx, p, cpKey); err != nil {
 			r.fail("%v", err)
 		}
 	}

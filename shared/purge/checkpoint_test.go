@@ -1,6 +1,7 @@
 package purge_test
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"sync"
@@ -40,71 +41,109 @@ func walkFixture(t *testing.T, s store) ([]storage.Image, time.Time, *config.Con
 	return append(imgs, more...), now, c
 }
 
-func checkpoint(t *testing.T, s store, task string) string {
+// checkpoint returns the last image of the task's checkpoint ("": none)
+// and the pass it names.
+func checkpoint(t *testing.T, s store, task string) (last, pass string) {
 	t.Helper()
 	m, err := s.GetMarker(t.Context(), "purge", task)
 	if err != nil {
-		return ""
+		return "", ""
 	}
-	return m.Value
+	var cp struct{ Last, Pass string }
+	if err := json.Unmarshal([]byte(m.Value), &cp); err != nil || cp.Last == "" || cp.Pass == "" {
+		t.Fatalf("%s checkpoint %q: want {\"pass\": ..., \"last\": ...} (%v)", task, m.Value, err)
+	}
+	return cp.Last, cp.Pass
+}
+
+// listedLines returns what the runs of rs deleted as "image id", read from
+// their full lists (fullList).
+func listedLines(t *testing.T, b backend, rs ...purge.Report) []string {
+	t.Helper()
+	out := []string{}
+	for _, it := range fullList(t, b.blobs, rs...) {
+		out = append(out, it.Image+" "+it.ID)
+	}
+	return out
 }
 
 // TestResumable: with MaxPerRun 1 every catalog task does one image per
-// run, continues after its checkpoint (a dry run reports from it without
-// moving it), ends with More false and no checkpoint, and leaves exactly
-// the state of one unbounded run.
+// run, continues after its checkpoint, ends with More false and no
+// checkpoint, and leaves exactly the state of one unbounded run. A dry
+// pass run alongside, one run before each real one, keeps a checkpoint of
+// its own (another pass) in step with the real one and reports exactly
+// what the real run then deletes.
 func TestResumable(t *testing.T) {
-	bounded, whole := backends(t), backends(t)
-	for i := range bounded {
-		t.Run(bounded[i].name, func(t *testing.T) {
-			s, ref := collectorOf(t, bounded[i]), collectorOf(t, whole[i])
+	againstOneRun(t, func(t *testing.T, b backend, s store, imgs []storage.Image, now time.Time, c *config.Config, want []string) {
+		p, err := purge.New(purge.Deps{Meta: s, Blobs: b.blobs, Config: c, MaxPerRun: 1, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range catalogTasks {
+			var runs int
+			var seen []string
+			for more := true; more; runs++ {
+				if runs > 10 {
+					t.Fatalf("%s: still more after %d runs", task, runs)
+				}
+				cp, pass := checkpoint(t, s, task)
+				dry, err := p.Run(t.Context(), task, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if dryCp, dryPass := checkpoint(t, s, task+"-dry"); dry.More != (dryCp != "") || dry.More && (dryPass != dry.Pass || !strings.HasPrefix(dryPass, "dry-")) {
+					t.Fatalf("%s dry run %d: more %v, pass %q, dry checkpoint %q of pass %q: want one of its own while more", task, runs, dry.More, dry.Pass, dryCp, dryPass)
+				}
+				if again, _ := checkpoint(t, s, task); again != cp {
+					t.Fatalf("%s dry run %d moved the real checkpoint %q to %q", task, runs, cp, again)
+				}
+				r, err := p.Run(t.Context(), task, false)
+				if err != nil || len(r.Errors) != 0 {
+					t.Fatalf("%s run %d: %v %v", task, runs, err, r.Errors)
+				}
+				if got, dryGot := listedLines(t, b, r), listedLines(t, b, dry); !slices.Equal(got, dryGot) {
+					t.Fatalf("%s run %d (after checkpoint %q): deleted %v, the dry run before reported %v", task, runs, cp, got, dryGot)
+				}
+				if cp != "" && r.Pass != pass || r.Pass == dry.Pass {
+					t.Fatalf("%s run %d: pass %q (checkpoint's %q, the dry pass %q): want the checkpoint's, never the dry one", task, runs, r.Pass, pass, dry.Pass)
+				}
+				more = r.More
+				next, _ := checkpoint(t, s, task)
+				if more == (next == "") || more && next <= cp {
+					t.Fatalf("%s run %d: more %v, checkpoint %q -> %q: want it to move forward while more", task, runs, more, cp, next)
+				}
+				seen = append(seen, next)
+			}
+			wantRuns := map[string]int{purge.TaskProxyEvict: 3}[task] // hub: alpine, half, old
+			if wantRuns == 0 {
+				wantRuns = 5 // apps: a, app (evictFixture's), b, c, d; apps-x and plain are not walked
+			}
+			if runs != wantRuns {
+				t.Errorf("%s: %d runs (checkpoints %q), want %d: one per image", task, runs, seen, wantRuns)
+			}
+		}
+		if got := state(t, s, imgs...); !slices.Equal(got, want) {
+			t.Errorf("bounded runs left\n%v\nan unbounded run\n%v", got, want)
+		}
+	})
+}
+
+// againstOneRun runs check on each backend with a store s holding
+// walkFixture, and want: the state that one unbounded real run of every
+// catalog task leaves on a second store holding the same.
+func againstOneRun(t *testing.T, check func(t *testing.T, b backend, s store, imgs []storage.Image, now time.Time, c *config.Config, want []string)) {
+	bs, refs := backends(t), backends(t)
+	for i := range bs {
+		t.Run(bs[i].name, func(t *testing.T) {
+			s, ref := collectorOf(t, bs[i]), collectorOf(t, refs[i])
 			imgs, now, c := walkFixture(t, s)
 			_, refNow, _ := walkFixture(t, ref)
 			for _, task := range catalogTasks {
-				if r, err := newPurger(t, ref, c, 0, func() time.Time { return refNow }).Run(t.Context(), task, false); err != nil || r.More || len(r.Deleted) == 0 {
+				if r, err := newPurger(t, ref, c, 0, func() time.Time { return refNow }).Run(t.Context(), task, false); err != nil || r.More || r.Count == 0 {
 					t.Fatalf("unbounded %s: %+v %v", task, r, err)
 				}
 			}
-			want := state(t, ref, imgs...)
-
-			p := newPurger(t, s, c, 1, func() time.Time { return now })
-			for _, task := range catalogTasks {
-				var runs int
-				var seen []string
-				for more := true; more; runs++ {
-					if runs > 10 {
-						t.Fatalf("%s: still more after %d runs", task, runs)
-					}
-					dry, err := p.Run(t.Context(), task, true)
-					if err != nil {
-						t.Fatal(err)
-					}
-					cp := checkpoint(t, s, task)
-					r, err := p.Run(t.Context(), task, false)
-					if err != nil || len(r.Errors) != 0 {
-						t.Fatalf("%s run %d: %v %v", task, runs, err, r.Errors)
-					}
-					if !slices.Equal(deleted(r), deleted(dry)) {
-						t.Fatalf("%s run %d (after checkpoint %q): deleted %v, the dry run before reported %v", task, runs, cp, deleted(r), deleted(dry))
-					}
-					more = r.More
-					next := checkpoint(t, s, task)
-					if more == (next == "") || more && next <= cp {
-						t.Fatalf("%s run %d: more %v, checkpoint %q -> %q: want it to move forward while more", task, runs, more, cp, next)
-					}
-					seen = append(seen, next)
-				}
-				wantRuns := map[string]int{purge.TaskProxyEvict: 3}[task] // hub: alpine, half, old
-				if wantRuns == 0 {
-					wantRuns = 5 // apps: a, app (evictFixture's), b, c, d; apps-x and plain are not walked
-				}
-				if runs != wantRuns {
-					t.Errorf("%s: %d runs (checkpoints %q), want %d: one per image", task, runs, seen, wantRuns)
-				}
-			}
-			if got := state(t, s, imgs...); !slices.Equal(got, want) {
-				t.Errorf("bounded runs left\n%v\nan unbounded run\n%v", got, want)
-			}
+			check(t, bs[i], s, imgs, now, c, state(t, ref, imgs...))
 		})
 	}
 }
@@ -112,53 +151,42 @@ func TestResumable(t *testing.T) {
 // TestConcurrentRuns: two real runs of every catalog task at once end in
 // the state one run leaves, without errors.
 func TestConcurrentRuns(t *testing.T) {
-	twice, once := backends(t), backends(t)
-	for i := range twice {
-		t.Run(twice[i].name, func(t *testing.T) {
-			s, ref := collectorOf(t, twice[i]), collectorOf(t, once[i])
-			imgs, now, c := walkFixture(t, s)
-			_, refNow, _ := walkFixture(t, ref)
-			for _, task := range catalogTasks {
-				if _, err := newPurger(t, ref, c, 0, func() time.Time { return refNow }).Run(t.Context(), task, false); err != nil {
-					t.Fatal(err)
+	againstOneRun(t, func(t *testing.T, b backend, s store, imgs []storage.Image, now time.Time, c *config.Config, want []string) {
+		var wg sync.WaitGroup
+		errs := make(chan string, 100)
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p, err := purge.New(purge.Deps{Meta: s, Blobs: b.blobs, Config: c, MaxPerRun: 2, Now: func() time.Time { return now }})
+				if err != nil {
+					errs <- err.Error()
+					return
 				}
-			}
-			var wg sync.WaitGroup
-			errs := make(chan string, 100)
-			for range 2 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					p, err := purge.New(purge.Deps{Meta: s, Blobs: twice[i].blobs, Config: c, MaxPerRun: 2, Now: func() time.Time { return now }})
-					if err != nil {
-						errs <- err.Error()
-						return
-					}
-					for _, task := range catalogTasks {
-						for more := true; more; {
-							r, err := p.Run(t.Context(), task, false)
-							if err != nil {
-								errs <- err.Error()
-								return
-							}
-							for _, e := range r.Errors {
-								errs <- e
-							}
-							more = r.More
+				for _, task := range catalogTasks {
+					for more := true; more; {
+						r, err := p.Run(t.Context(), task, false)
+						if err != nil {
+							errs <- err.Error()
+							return
 						}
+						for _, e := range r.Errors {
+							errs <- e
+						}
+						more = r.More
 					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for e := range errs {
-				t.Error(e)
-			}
-			if got, want := state(t, s, imgs...), state(t, ref, imgs...); !slices.Equal(got, want) {
-				t.Errorf("two concurrent runs left\n%v\none run\n%v", got, want)
-			}
-		})
-	}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Error(e)
+		}
+		if got := state(t, s, imgs...); !slices.Equal(got, want) {
+			t.Errorf("two concurrent runs left\n%v\none run\n%v", got, want)
+		}
+	})
 }
 
 // TestTaskList: the catalog tasks run after incomplete-uploads, retention

@@ -14,13 +14,29 @@
 //
 // # Reports
 //
-// A Report names the task, whether it was a dry run, how many items the
-// task considered, every item it deleted (or, dry, would delete) with its
-// id, image, S3 keys and bytes, why the others were skipped (counts by
-// reason), errors, and whether it stopped at its per-run bound (More: the
-// next run continues). A dry run takes exactly the decisions of a real run
-// on the same state; the two differ only when a writer races the real run,
-// which then skips the item (reason "busy").
+// A Report names the task, whether it was a dry run, its pass, how many
+// items the task considered, how many it deleted (or, dry, would delete)
+// with their bytes and counts by kind, why the others were skipped (counts
+// by reason), errors, and whether it stopped at its per-run bound (More:
+// the next run continues the pass). It lists the first ReportSample (100)
+// deleted items with their id, image, S3 keys and bytes ("listed": "100 of
+// 2345"), so the log line and the admin API's answer stay small however
+// much a run deletes; every item goes, as JSON lines gzip-compressed, to
+// the object purge/reports/<pass>/<task>-<run>.jsonl.gz in the blob bucket
+// (Report.List; none when nothing went; template.yaml expires them after
+// 30 days). A dry run takes exactly the decisions of a real run on the
+// same state; the two differ only when a writer races the real run, which
+// then skips the item (reason "busy").
+//
+// A pass is the runs that continue each other from one checkpoint, from
+// the first to the one that reports More false; a dry pass (its name
+// starts with "dry-") has its checkpoint of its own (the task's name with
+// "-dry" after it), so dry runs are bounded and resumable exactly like
+// real ones and never continue, move or end a real pass. A dry pass run
+// to its end lists what the real pass that follows deletes.
+// incomplete-uploads keeps no checkpoint (a real run's deletes are its
+// progress): each of its runs is a pass, and its dry runs list the first
+// MaxPerRun candidates every time.
 //
 // # Tasks
 //
@@ -126,11 +142,12 @@
 // about what is cached; holds: is blob-gc's.
 //
 // Bounded and resumable: a run handles at most MaxPerRun images and
-// records the last one in a checkpoint marker (group purge, key the
-// task's name, expiring after 7 days; rewritten every 100 images, so a run
-// killed at its deadline loses little); the next run continues after it,
-// and the run that reaches the end of the catalog deletes it (More false).
-// Dry runs start from the checkpoint and never move it. Two runs at once
+// records the pass and the last image in a checkpoint marker (group purge,
+// key the task's name, "-dry" after it for a dry pass; value
+// {"pass","last"}; expiring after 7 days; rewritten every 100 images, so a
+// run killed at its deadline loses little); the next run continues after
+// it, and the run that reaches the end of the catalog deletes it (More
+// false). Dry runs do the same with their own checkpoint. Two runs at once
 // do the same images: the second one's deletes find the items gone
 // ("gone") or fail their conditions; the end state is one run's.
 //
@@ -219,19 +236,22 @@
 // A pass is cut into runs: each run stops after MaxPerRun units (100
 // scanned items, one candidate, or 100 listed objects are a unit) or 90s
 // before its context's deadline (the Lambda's 15 minutes), saves its state
-// (what the scan saw and where each phase stands, gzip JSON under
-// storage.PurgePrefix) and a checkpoint marker (MARK#purge blob-gc) naming
-// it, and reports More. The next run continues from there; a pass older
-// than two days starts over. A lease marker (blob-gc-lease, 16 minutes)
-// makes concurrent runs skip ("locked") instead of working twice; every
-// delete is conditional and idempotent anyway. A dry run makes a whole
-// pass in memory: no lease, no checkpoint, no write, and reports the items
-// the following real pass deletes (the same order and decisions).
+// (what the scan saw and where each phase stands, gzip JSON at
+// purge/blob-gc/<pass>) and a checkpoint marker (MARK#purge blob-gc)
+// naming it, and reports More. The next run continues from there; a pass
+// older than two days starts over. A lease marker (blob-gc-lease, 16
+// minutes) makes concurrent runs skip ("locked") instead of working twice;
+// every delete is conditional and idempotent anyway. A dry pass is cut the
+// same way, under its own lease, checkpoint and state (blob-gc-dry-lease,
+// blob-gc-dry, purge/blob-gc-dry/<pass>), and deletes nothing; run to its
+// end, it reports the items the following real pass deletes (the same
+// order and decisions). A pass made in one run saves no state at all.
 //
 // # Metrics
 //
 // Besides the JSON report in the log, each run prints one CloudWatch
 // embedded-metric-format line (Deps.Metrics; the purge function's stdout):
-// namespace Airlock/Purge, dimensions Task and DryRun, metrics Deleted,
-// BytesFreed, Considered, Errors, More; no PutMetricData call.
+// namespace Airlock/Purge, dimensions Task and DryRun, metrics Deleted
+// (Report.Count), BytesFreed, Considered, Errors, More; no PutMetricData
+// call.
 package purge

@@ -13,9 +13,9 @@ const metricsNamespace = "Airlock/Purge"
 // metrics Deleted, BytesFreed, Considered, Errors and More (dimension Task,
 // plus DryRun), with no PutMetricData call and no extra permission.
 func writeEMF(w io.Writer, r Report) error {
-	kinds := map[string]int{}
-	for _, it := range r.Deleted {
-		kinds[it.Kind]++
+	kinds := r.Kinds
+	if kinds == nil {
+		kinds = map[string]int{}
 	}
 	dry := "false"
 	if r.DryRun {
@@ -42,7 +42,7 @@ func writeEMF(w io.Writer, r Report) error {
 		},
 		"Task":          r.Task,
 		"DryRun":        dry,
-		"Deleted":       len(r.Deleted),
+		"Deleted":       r.Count,
 		"BytesFreed":    r.Bytes,
 		"Considered":    r.Considered,
 		"Errors":        len(r.Errors),

@@ -21,29 +21,15 @@ const TaskProxyEvict = "proxy-evict"
 const foreignGroup = "foreign:"
 
 func proxyEvict(ctx context.Context, p *Purger, r *Report) error {
-	col, err := collector(p)
-	if err != nil {
-		return err
-	}
 	pm, err := markers(p)
 	if err != nil {
 		return err
 	}
-	var repos []string
-	for _, rc := range p.d.Config.Repositories {
-		if rc.Kind == config.KindProxy && rc.EvictAge() > 0 {
-			repos = append(repos, rc.Name)
-		}
-	}
 	now := p.d.Now()
 	foreign := map[string]map[string][]storage.Marker{} // proxy -> image name -> markers, listed once per run
-	return walkImages(ctx, p, r, repos, func(img storage.Image) error {
-		rc, _ := p.d.Config.Repository(img.Repo)
+	applies := func(rc *config.Repository) bool { return rc.Kind == config.KindProxy && rc.EvictAge() > 0 }
+	return walkImages(ctx, p, r, applies, func(col storage.Collector, img storage.Image, rc *config.Repository, items storage.ImageItems) error {
 		cut := now.Add(-rc.EvictAge())
-		items, err := col.ListImage(ctx, img)
-		if err != nil {
-			return err
-		}
 		roots := map[digest.Digest]string{}
 		for _, m := range items.Manifests {
 			if !older(lastUse(m), cut) {
@@ -97,7 +83,7 @@ func evictForeign(ctx context.Context, col storage.Collector, pm storage.ProxyMe
 	}
 	if r.DryRun {
 		for _, m := range ms {
-			r.Deleted = append(r.Deleted, item(m))
+			r.add(item(m))
 		}
 		return nil
 	}
@@ -123,7 +109,7 @@ func evictForeign(ctx context.Context, col storage.Collector, pm storage.ProxyMe
 		return err
 	}
 	for _, m := range deleted {
-		r.Deleted = append(r.Deleted, item(m))
+		r.add(item(m))
 	}
 	return nil
 }

@@ -63,10 +63,15 @@ const (
 	gcStopBefore = 90 * time.Second
 )
 
+// The pass's markers (group gcCheckpointGroup): a real pass's checkpoint
+// and lease are gcCheckpointKey and gcCheckpointKey+gcLeaseSuffix, a dry
+// pass's the same with gcDrySuffix after the task's name, so the two never
+// continue each other.
 const (
 	gcCheckpointGroup = "purge"
 	gcCheckpointKey   = "blob-gc"
-	gcLeaseKey        = "blob-gc-lease"
+	gcLeaseSuffix     = "-lease"
+	gcDrySuffix       = "-dry"
 )
 
 // gcLink is a link as the pass saw it.
@@ -141,15 +146,15 @@ func blobGC(ctx context.Context, p *Purger, r *Report) error {
 	if !ok {
 		return fmt.Errorf("%T has no markers (storage.ProxyMetadata)", p.d.Meta)
 	}
-	g := &gc{p: p, r: r, col: col, ol: ol, pm: pm, dry: r.DryRun}
+	g := &gc{p: p, r: r, col: col, ol: ol, pm: pm, dry: r.DryRun, cpKey: gcCheckpointKey}
 	if g.dry {
-		// A dry run makes a whole pass of its own in memory: no lease, no
-		// checkpoint, no write.
-		g.st = g.newState()
-		return g.run(ctx, false)
+		// A dry pass is a pass of its own: its own lease, checkpoint and
+		// state, the same bounds; it deletes nothing.
+		g.cpKey += gcDrySuffix
 	}
+	leaseKey := g.cpKey + gcLeaseSuffix
 	lease := newLease()
-	err := pm.AcquireMarker(ctx, storage.Marker{Group: gcCheckpointGroup, Key: gcLeaseKey, Value: lease, Until: p.d.Now().Add(gcLeaseTTL)})
+	err := pm.AcquireMarker(ctx, storage.Marker{Group: gcCheckpointGroup, Key: leaseKey, Value: lease, Until: p.d.Now().Add(gcLeaseTTL)})
 	if errors.Is(err, storage.ErrConflict) {
 		r.skip(skipLocked)
 		r.More = true
@@ -158,11 +163,12 @@ func blobGC(ctx context.Context, p *Purger, r *Report) error {
 	if err != nil {
 		return fmt.Errorf("take the pass lease: %w", err)
 	}
-	defer func() { _ = pm.ReleaseMarker(context.WithoutCancel(ctx), gcCheckpointGroup, gcLeaseKey, lease) }()
+	defer func() { _ = pm.ReleaseMarker(context.WithoutCancel(ctx), gcCheckpointGroup, leaseKey, lease) }()
 	if err := g.load(ctx); err != nil {
 		return err
 	}
-	return g.run(ctx, true)
+	r.Pass = g.st.Pass
+	return g.run(ctx)
 }
 
 type gc struct {
@@ -172,7 +178,12 @@ type gc struct {
 	ol  storage.ObjectLister
 	pm  storage.ProxyMetadata
 	dry bool
-	st  *gcState
+	// cpKey is the pass's checkpoint marker (a dry pass has its own).
+	cpKey string
+	st    *gcState
+	// saved: the pass has (or may have) a checkpoint and a saved state,
+	// which finish deletes.
+	saved bool
 	// dead are object keys of deleted records not yet deleted (flush).
 	dead []string
 	// work counts the units done this run (entries scanned / 100,
@@ -183,7 +194,7 @@ type gc struct {
 func (g *gc) newState() *gcState {
 	now := g.p.d.Now().UTC()
 	return &gcState{
-		Pass: newLease(), T0: now, Cut: now.Add(-g.p.d.Config.BlobGraceAge()), Phase: phaseScan,
+		Pass: newPass(g.p, g.dry), T0: now, Cut: now.Add(-g.p.d.Config.BlobGraceAge()), Phase: phaseScan,
 		Images: map[string]*gcImage{}, Records: map[digest.Digest]gcRec{}, Uploads: map[string]bool{},
 		Holds: map[string][]string{}, Bodies: map[string]bool{}, Kept: map[digest.Digest]bool{},
 		Gone: map[string]bool{}, Listed: map[string]bool{},
@@ -192,7 +203,7 @@ func (g *gc) newState() *gcState {
 
 // load continues the pass the checkpoint names, or starts one.
 func (g *gc) load(ctx context.Context) error {
-	m, err := g.pm.GetMarker(ctx, gcCheckpointGroup, gcCheckpointKey)
+	m, err := g.pm.GetMarker(ctx, gcCheckpointGroup, g.cpKey)
 	if errors.Is(err, storage.ErrNotFound) {
 		g.st = g.newState()
 		return nil
@@ -205,7 +216,7 @@ func (g *gc) load(ctx context.Context) error {
 	if err == nil {
 		var st gcState
 		if err = decodeState(b, &st); err == nil && g.p.d.Now().Sub(st.T0) <= gcMaxPassAge {
-			g.st = &st
+			g.st, g.saved = &st, true
 			return nil
 		}
 	}
@@ -214,10 +225,11 @@ func (g *gc) load(ctx context.Context) error {
 	g.r.fail("checkpoint %s not continued (%v): starting a new pass", key, err)
 	_, _ = g.ol.DeleteObjects(ctx, []string{key})
 	g.st = g.newState()
+	g.saved = true // the checkpoint naming it is still there: finish deletes it
 	return nil
 }
 
-func (g *gc) stateKey() string { return storage.PurgePrefix + "blob-gc/" + g.st.Pass }
+func (g *gc) stateKey() string { return storage.PurgePrefix + g.cpKey + "/" + g.st.Pass }
 
 // save writes the pass state and the checkpoint naming it.
 func (g *gc) save(ctx context.Context) error {
@@ -226,29 +238,31 @@ func (g *gc) save(ctx context.Context) error {
 		return err
 	}
 	ctx = context.WithoutCancel(ctx)
+	g.saved = true
 	if err := g.ol.WriteObject(ctx, g.stateKey(), b); err != nil {
 		return fmt.Errorf("save the pass state: %w", err)
 	}
-	m := storage.Marker{Group: gcCheckpointGroup, Key: gcCheckpointKey, Value: g.stateKey(), Until: g.st.T0.Add(gcMaxPassAge + time.Hour)}
+	m := storage.Marker{Group: gcCheckpointGroup, Key: g.cpKey, Value: g.stateKey(), Until: g.st.T0.Add(gcMaxPassAge + time.Hour)}
 	if err := g.pm.PutMarker(ctx, m); err != nil {
 		return fmt.Errorf("save the checkpoint: %w", err)
 	}
 	return nil
 }
 
-// finish ends the pass: the checkpoint and its state go.
+// finish ends the pass: the checkpoint and its state go (a pass made in
+// one run saved neither).
 func (g *gc) finish(ctx context.Context) {
+	if !g.saved {
+		return
+	}
 	ctx = context.WithoutCancel(ctx)
-	_ = g.pm.DeleteMarker(ctx, gcCheckpointGroup, gcCheckpointKey)
+	_ = g.pm.DeleteMarker(ctx, gcCheckpointGroup, g.cpKey)
 	_, _ = g.ol.DeleteObjects(ctx, []string{g.stateKey()})
 }
 
 // budget tells whether the run may go on: within MaxPerRun units and
-// gcStopBefore ahead of the context's deadline. A dry run is not bounded.
+// gcStopBefore ahead of the context's deadline (a dry run too).
 func (g *gc) budget(ctx context.Context) bool {
-	if g.dry {
-		return true
-	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < gcStopBefore {
 		return false
 	}
@@ -256,7 +270,7 @@ func (g *gc) budget(ctx context.Context) bool {
 }
 
 // run goes through the phases from where the state stands.
-func (g *gc) run(ctx context.Context, persist bool) error {
+func (g *gc) run(ctx context.Context) error {
 	steps := []struct {
 		phase string
 		fn    func(context.Context) (bool, error)
@@ -274,10 +288,8 @@ func (g *gc) run(ctx context.Context, persist bool) error {
 		g.flush(ctx)
 		if err != nil || !done {
 			g.r.More = true
-			if persist {
-				if serr := g.save(ctx); serr != nil {
-					err = errors.Join(err, serr)
-				}
+			if serr := g.save(ctx); serr != nil {
+				err = errors.Join(err, serr)
 			}
 			return err
 		}
@@ -285,9 +297,7 @@ func (g *gc) run(ctx context.Context, persist bool) error {
 			g.st.Phase, g.st.Index = steps[i+1].phase, 0
 		}
 	}
-	if persist {
-		g.finish(ctx)
-	}
+	g.finish(ctx)
 	return nil
 }
 
@@ -390,43 +400,28 @@ func parseImage(s string) storage.Image {
 // untouched for the grace period.
 func (g *gc) links(ctx context.Context) (bool, error) {
 	st := g.st
-	for st.Index < len(st.LinkCands) {
-		if !g.budget(ctx) {
-			return false, nil
+	age := func(c linkCand) time.Time { return st.Images[c.Image].Links[c.Digest].Age }
+	del := func(c linkCand) error { return g.col.DeleteLinkIf(ctx, parseImage(c.Image), c.Digest, st.Cut) }
+	if !sweep(ctx, g, st.LinkCands, age, del, func(c linkCand, err error) {
+		im := st.Images[c.Image]
+		l := im.Links[c.Digest]
+		switch {
+		case errors.Is(err, errYoung):
+			g.r.skip(skipGCYoung)
+		case err == nil, errors.Is(err, storage.ErrNotFound):
+			delete(im.Links, c.Digest)
+			if err == nil {
+				g.r.add(Item{Kind: kindLink, ID: c.Digest.String(), Image: c.Image, Keys: []string{l.Key}, Created: l.Age})
+			}
+		case errors.Is(err, storage.ErrConflict):
+			g.r.skip(skipBusy) // a manifest PUT touched it meanwhile
+			st.Kept[c.Digest] = true
+		default:
+			g.r.fail("delete link %s in %s: %v", c.Digest, c.Image, err)
+			st.Kept[c.Digest] = true
 		}
-		chunk := st.LinkCands[st.Index:min(len(st.LinkCands), st.Index+g.chunk())]
-		errs := g.parallel(len(chunk), func(i int) error {
-			c := chunk[i]
-			if !st.Images[c.Image].Links[c.Digest].Age.Before(st.Cut) {
-				return errYoung
-			}
-			if g.dry {
-				return nil
-			}
-			return g.col.DeleteLinkIf(ctx, parseImage(c.Image), c.Digest, st.Cut)
-		})
-		for i, c := range chunk { // in order: a dry run reports what a real run does
-			im := st.Images[c.Image]
-			l := im.Links[c.Digest]
-			err := errs[i]
-			switch {
-			case errors.Is(err, errYoung):
-				g.r.skip(skipGCYoung)
-			case err == nil, errors.Is(err, storage.ErrNotFound):
-				delete(im.Links, c.Digest)
-				if err == nil {
-					g.r.Deleted = append(g.r.Deleted, Item{Kind: kindLink, ID: c.Digest.String(), Image: c.Image, Keys: []string{l.Key}, Created: l.Age})
-				}
-			case errors.Is(err, storage.ErrConflict):
-				g.r.skip(skipBusy) // a manifest PUT touched it meanwhile
-				st.Kept[c.Digest] = true
-			default:
-				g.r.fail("delete link %s in %s: %v", c.Digest, c.Image, err)
-				st.Kept[c.Digest] = true
-			}
-		}
-		g.work += len(chunk)
-		st.Index += len(chunk)
+	}) {
+		return false, nil
 	}
 	// Records no remaining link names are the next candidates.
 	linked := map[digest.Digest]bool{}
@@ -449,48 +444,66 @@ func (g *gc) links(ctx context.Context) (bool, error) {
 // before its object (package doc: why in that order).
 func (g *gc) records(ctx context.Context) (bool, error) {
 	st := g.st
-	for st.Index < len(st.RecCands) {
-		if !g.budget(ctx) {
-			return false, nil
+	age := func(d digest.Digest) time.Time { return st.Records[d].Age }
+	del := func(d digest.Digest) error { return g.col.DeleteBlobIf(ctx, d, st.Cut) }
+	if !sweep(ctx, g, st.RecCands, age, del, func(d digest.Digest, err error) {
+		rec := st.Records[d]
+		switch {
+		case errors.Is(err, errYoung):
+			g.r.skip(skipGCYoung)
+			return
+		case err == nil:
+		case errors.Is(err, storage.ErrNotFound):
+			return // deleted by a concurrent pass: its object is its job
+		case errors.Is(err, storage.ErrConflict):
+			g.r.skip(skipBusy) // linked or re-uploaded meanwhile
+			return
+		default:
+			g.r.fail("delete blob record %s: %v", d, err)
+			return
 		}
-		chunk := st.RecCands[st.Index:min(len(st.RecCands), st.Index+g.chunk())]
+		st.Gone[rec.Key] = true
+		g.r.add(Item{Kind: kindBlob, ID: d.String(), Keys: []string{rec.Key}, Bytes: rec.Size, Created: rec.Age})
+		if g.dead = append(g.dead, rec.Key); len(g.dead) >= 1000 {
+			g.flush(ctx)
+		}
+	}) {
+		return false, nil
+	}
+	g.flush(ctx)
+	g.planMarkers()
+	return true, nil
+}
+
+// sweep makes the conditional deletes (del) of the candidates from the
+// pass's Index on, gcWorkers at a time, within the run's bound (false: the
+// bound stopped it). A candidate whose age is not before the cut is not
+// deleted (errYoung), nor is any in a dry run (every delete "succeeds").
+// settle then takes each candidate's outcome, in candidate order: a dry run
+// reports what a real run does.
+func sweep[C any](ctx context.Context, g *gc, cands []C, age func(C) time.Time, del func(C) error, settle func(C, error)) bool {
+	st := g.st
+	for st.Index < len(cands) {
+		if !g.budget(ctx) {
+			return false
+		}
+		chunk := cands[st.Index:min(len(cands), st.Index+g.chunk())]
 		errs := g.parallel(len(chunk), func(i int) error {
-			if !st.Records[chunk[i]].Age.Before(st.Cut) {
+			if !age(chunk[i]).Before(st.Cut) {
 				return errYoung
 			}
 			if g.dry {
 				return nil
 			}
-			return g.col.DeleteBlobIf(ctx, chunk[i], st.Cut)
+			return del(chunk[i])
 		})
-		for i, d := range chunk {
-			rec := st.Records[d]
-			switch err := errs[i]; {
-			case errors.Is(err, errYoung):
-				g.r.skip(skipGCYoung)
-				continue
-			case err == nil:
-			case errors.Is(err, storage.ErrNotFound):
-				continue // deleted by a concurrent pass: its object is its job
-			case errors.Is(err, storage.ErrConflict):
-				g.r.skip(skipBusy) // linked or re-uploaded meanwhile
-				continue
-			default:
-				g.r.fail("delete blob record %s: %v", d, err)
-				continue
-			}
-			st.Gone[rec.Key] = true
-			g.r.Deleted = append(g.r.Deleted, Item{Kind: kindBlob, ID: d.String(), Keys: []string{rec.Key}, Bytes: rec.Size, Created: rec.Age})
-			if g.dead = append(g.dead, rec.Key); len(g.dead) >= 1000 {
-				g.flush(ctx)
-			}
+		for i, c := range chunk {
+			settle(c, errs[i])
 		}
 		g.work += len(chunk)
 		st.Index += len(chunk)
 	}
-	g.flush(ctx)
-	g.planMarkers()
-	return true, nil
+	return true
 }
 
 // gcWorkers bounds the conditional deletes a run has in flight at once.
@@ -502,9 +515,6 @@ var errYoung = errors.New("young")
 // chunk is how many candidates the next parallel step takes: gcWorkers,
 // within what is left of the run's bound.
 func (g *gc) chunk() int {
-	if g.dry {
-		return gcWorkers
-	}
 	return max(1, min(gcWorkers, g.p.d.MaxPerRun-g.work))
 }
 
@@ -575,7 +585,7 @@ func (g *gc) markers(ctx context.Context) (bool, error) {
 				continue
 			}
 		}
-		g.r.Deleted = append(g.r.Deleted, it)
+		g.r.add(it)
 	}
 	return true, nil
 }
@@ -652,7 +662,9 @@ func (g *gc) objects(ctx context.Context) (bool, error) {
 				}
 				items = slices.DeleteFunc(items, func(it Item) bool { return slices.Contains(failed, it.ID) })
 			}
-			g.r.Deleted = append(g.r.Deleted, items...)
+			for _, it := range items {
+				g.r.add(it)
+			}
 			if !more {
 				break
 			}

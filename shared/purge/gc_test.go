@@ -110,25 +110,7 @@ func newGCFixture(t *testing.T, b backend) *gcFixture {
 			t.Fatal(err)
 		}
 	}
-	// multipart makes the object of a completed multipart upload (6 MiB) at
-	// the upload's key, with or without a session.
-	multipart := func(id string, session bool) string {
-		u := storage.Upload{ID: id, Image: imgA, HashAlgorithm: "sha256", Created: time.Now(), ExpiresAt: time.Now().Add(48 * time.Hour)}
-		if session {
-			if err := m.CreateUpload(ctx, u); err != nil {
-				t.Fatal(err)
-			}
-		}
-		data := randBytes(6 << 20)
-		if _, err := b.blobs.Append(ctx, &u, strings.NewReader(string(data))); err != nil {
-			t.Fatal(err)
-		}
-		key, err := b.blobs.Complete(ctx, &u, digest.FromBytes(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return key
-	}
+	multipart := func(id string, session bool) string { return multipartObject(t, b, imgA, id, session) }
 
 	// --- old generation
 	cfgA, _ := blob("cfgA", true, imgA)
@@ -206,23 +188,45 @@ func newGCFixture(t *testing.T, b backend) *gcFixture {
 	return f
 }
 
+// multipartObject makes the object of a completed multipart upload (6 MiB)
+// of img at the upload's key, with or without a session.
+func multipartObject(t *testing.T, b backend, img storage.Image, id string, session bool) string {
+	t.Helper()
+	ctx := context.Background()
+	u := storage.Upload{ID: id, Image: img, HashAlgorithm: "sha256", Created: time.Now(), ExpiresAt: time.Now().Add(48 * time.Hour)}
+	if session {
+		if err := b.meta.CreateUpload(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := randBytes(6 << 20)
+	if _, err := b.blobs.Append(ctx, &u, strings.NewReader(string(data))); err != nil {
+		t.Fatal(err)
+	}
+	key, err := b.blobs.Complete(ctx, &u, digest.FromBytes(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
 func randHex() string { return fmt.Sprintf("%x", randBytes(6)) }
 
-// deleted returns the report's items as "kind image id", sorted.
-func gcDeleted(rs ...purge.Report) []string {
+// deleted returns what the runs of rs deleted as "kind image id", sorted,
+// read from their full lists (fullList).
+func (f *gcFixture) deleted(t *testing.T, rs ...purge.Report) []string {
+	t.Helper()
 	out := []string{}
-	for _, r := range rs {
-		for _, it := range r.Deleted {
-			img := it.Image
-			out = append(out, it.Kind+" "+img+" "+it.ID)
-		}
+	for _, it := range fullList(t, f.b.blobs, rs...) {
+		out = append(out, it.Kind+" "+it.Image+" "+it.ID)
 	}
 	slices.Sort(out)
 	return out
 }
 
-// remaining lists what the store holds: every scanned item and object,
-// normalised so two fixtures built alike compare equal.
+// remaining lists what the store holds: every scanned item and object but
+// the purge's checkpoint markers and reports (purge/reports/), normalised
+// so two fixtures built alike compare equal.
 func (f *gcFixture) remaining(t *testing.T) []string {
 	t.Helper()
 	ctx := context.Background()
@@ -257,6 +261,9 @@ func (f *gcFixture) remaining(t *testing.T) []string {
 			t.Fatal(err)
 		}
 		for _, o := range objs {
+			if strings.HasPrefix(o.Key, storage.PurgePrefix+"reports/") {
+				continue
+			}
 			out = append(out, "object "+o.Key)
 		}
 	}
@@ -286,7 +293,7 @@ func TestBlobGC(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := gcDeleted(dry); !slices.Equal(got, f.want) {
+			if got := f.deleted(t, dry); !slices.Equal(got, f.want) {
 				t.Errorf("dry run reports\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(f.want, "\n  "))
 			}
 			if after := f.remaining(t); !slices.Equal(after, before) {
@@ -296,8 +303,8 @@ func TestBlobGC(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := gcDeleted(real); !slices.Equal(got, gcDeleted(dry)) {
-				t.Errorf("real run deleted\n  %s\ndry run reported\n  %s", strings.Join(got, "\n  "), strings.Join(gcDeleted(dry), "\n  "))
+			if got := f.deleted(t, real); !slices.Equal(got, f.deleted(t, dry)) {
+				t.Errorf("real run deleted\n  %s\ndry run reported\n  %s", strings.Join(got, "\n  "), strings.Join(f.deleted(t, dry), "\n  "))
 			}
 			if len(real.Errors) > 0 || real.More {
 				t.Errorf("real run: errors %q, more %v", real.Errors, real.More)
@@ -342,7 +349,7 @@ func TestBlobGC(t *testing.T) {
 			}
 			again, err := f.purger(t, 0, 0).Run(context.Background(), purge.TaskBlobGC, false)
 			if err != nil || len(again.Deleted) != 0 {
-				t.Errorf("second pass: deleted %v, %v; want nothing", gcDeleted(again), err)
+				t.Errorf("second pass: deleted %v, %v; want nothing", f.deleted(t, again), err)
 			}
 		})
 	}
@@ -361,24 +368,11 @@ func TestBlobGCResumable(t *testing.T) {
 			}
 			b2 := backends(t)[i]
 			steps := newGCFixture(t, b2)
-			var all []purge.Report
-			for run := 0; ; run++ {
-				if run > 500 {
-					t.Fatal("the pass does not end in 500 runs")
-				}
-				r, err := steps.purger(t, 1, 2).Run(context.Background(), purge.TaskBlobGC, false)
-				if err != nil {
-					t.Fatalf("run %d: %v", run, err)
-				}
-				all = append(all, r)
-				if !r.More {
-					break
-				}
-			}
+			all := steps.runsOfOneUnit(t, false)
 			if len(all) < 5 {
 				t.Errorf("a pass in runs of one unit took %d runs; want many", len(all))
 			}
-			if got := gcDeleted(all...); !slices.Equal(got, steps.want) {
+			if got := steps.deleted(t, all...); !slices.Equal(got, steps.want) {
 				t.Errorf("runs deleted\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(steps.want, "\n  "))
 			}
 			if a, b := normalise(one.remaining(t)), normalise(steps.remaining(t)); !slices.Equal(a, b) {
@@ -409,6 +403,132 @@ func TestBlobGCResumable(t *testing.T) {
 			}
 			if a, b := normalise(one.remaining(t)), normalise(twice.remaining(t)); !slices.Equal(a, b) {
 				t.Errorf("end states differ (one run vs two at once):\n%s", diffLines(a, b))
+			}
+		})
+	}
+}
+
+// runsOfOneUnit runs blob-gc (dry or not) in runs of one unit (one scan
+// page of two items, one candidate, one listing page) until a run reports
+// no more, and returns their reports.
+func (f *gcFixture) runsOfOneUnit(t *testing.T, dry bool) []purge.Report {
+	t.Helper()
+	var out []purge.Report
+	for run := 0; ; run++ {
+		if run > 500 {
+			t.Fatalf("the pass (dry run %v) does not end in 500 runs", dry)
+		}
+		r, err := f.purger(t, 1, 2).Run(context.Background(), purge.TaskBlobGC, dry)
+		if err != nil || len(r.Errors) > 0 {
+			t.Fatalf("run %d (dry run %v): %v %q", run, dry, err, r.Errors)
+		}
+		out = append(out, r)
+		if !r.More {
+			return out
+		}
+	}
+}
+
+// TestBlobGCDryRunBounded: a dry pass is cut into runs by the same bound
+// as a real one and continues from a checkpoint of its own: started while
+// a real pass stands at its checkpoint, it runs to its end without
+// touching the store or the real pass, which then continues and deletes
+// exactly what the dry pass's runs listed (read from their report objects).
+func TestBlobGCDryRunBounded(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			f := newGCFixture(t, b)
+			first, err := f.purger(t, 1, 2).Run(context.Background(), purge.TaskBlobGC, false)
+			if err != nil || !first.More || strings.HasPrefix(first.Pass, "dry-") {
+				t.Fatalf("first real run: more %v, pass %q, %v; want a pass cut after one unit", first.More, first.Pass, err)
+			}
+			before := f.remaining(t) // with the real pass's saved state
+			dry := f.runsOfOneUnit(t, true)
+			for run, r := range dry {
+				if !strings.HasPrefix(r.Pass, "dry-") || r.Pass != dry[0].Pass {
+					t.Fatalf("dry run %d: pass %q; want one dry pass (first %q)", run, r.Pass, dry[0].Pass)
+				}
+			}
+			if len(dry) < 5 {
+				t.Errorf("a dry pass in runs of one unit took %d runs; want many", len(dry))
+			}
+			if got := f.deleted(t, dry...); !slices.Equal(got, f.want) {
+				t.Errorf("the dry pass reports\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(f.want, "\n  "))
+			}
+			if after := f.remaining(t); !slices.Equal(after, before) {
+				t.Fatalf("the dry pass changed the store or the real pass's state:\n%s", diffLines(before, after))
+			}
+			real := append([]purge.Report{first}, f.runsOfOneUnit(t, false)...)
+			for run, r := range real {
+				if r.Pass != first.Pass {
+					t.Fatalf("real run %d: pass %q; want the pass it continues, %q", run, r.Pass, first.Pass)
+				}
+			}
+			if got := f.deleted(t, real...); !slices.Equal(got, f.deleted(t, dry...)) {
+				t.Errorf("the real pass deleted\n  %s\nthe dry pass reported\n  %s", strings.Join(got, "\n  "), strings.Join(f.deleted(t, dry...), "\n  "))
+			}
+		})
+	}
+}
+
+// TestBlobGCDryRunReportSample: a run that deletes more than
+// purge.ReportSample items lists only the first of them in its report,
+// with their count, bytes and kinds, and names the object listing all of
+// them; the real run's object lists the same items.
+func TestBlobGCDryRunReportSample(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			const n = purge.ReportSample + 50
+			var want []string
+			for i := range n {
+				body := []byte(fmt.Sprintf("orphan %d %s", i, t.Name()))
+				key, err := b.blobs.PutSmall(ctx, digest.FromBytes(body), body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, key)
+			}
+			slices.Sort(want)
+			start := time.Now()
+			p, err := purge.New(purge.Deps{Meta: b.meta, Blobs: b.blobs, Config: cfg, Now: func() time.Time { return start.Add(48*time.Hour + time.Since(start)) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys := func(r purge.Report) []string {
+				var out []string
+				for _, it := range fullList(t, b.blobs, r) {
+					out = append(out, it.ID)
+				}
+				slices.Sort(out)
+				return out
+			}
+			dry, err := p.Run(ctx, purge.TaskBlobGC, true)
+			if err != nil || len(dry.Errors) > 0 || dry.More {
+				t.Fatalf("dry run: %v %q, more %v", err, dry.Errors, dry.More)
+			}
+			if dry.Count != n || len(dry.Deleted) != purge.ReportSample || dry.Listed != fmt.Sprintf("%d of %d", purge.ReportSample, n) || dry.Kinds["object"] != n || dry.List == "" {
+				t.Fatalf("dry run: count %d, %d listed (%q), kinds %v, list %q; want %d objects, the first %d listed, and a list",
+					dry.Count, len(dry.Deleted), dry.Listed, dry.Kinds, dry.List, n, purge.ReportSample)
+			}
+			if got := keys(dry); !slices.Equal(got, want) {
+				t.Fatalf("the dry run's list: %d items, want the %d orphans", len(got), n)
+			}
+			js, _ := json.Marshal(dry)
+			if c := strings.Count(string(js), `"kind":"object"`); c != purge.ReportSample {
+				t.Errorf("the JSON report holds %d items; want the sample of %d", c, purge.ReportSample)
+			}
+			real, err := p.Run(ctx, purge.TaskBlobGC, false)
+			if err != nil || len(real.Errors) > 0 {
+				t.Fatalf("real run: %v %q", err, real.Errors)
+			}
+			if got := keys(real); !slices.Equal(got, want) || real.Bytes != dry.Bytes {
+				t.Errorf("the real run deleted %d objects (%d bytes); the dry run listed %d (%d bytes)", len(got), real.Bytes, n, dry.Bytes)
+			}
+			for _, k := range want {
+				if ok, err := b.blobs.BlobExists(ctx, k); err != nil || ok {
+					t.Errorf("orphan %s still there (%v)", k, err)
+				}
 			}
 		})
 	}
@@ -504,18 +624,7 @@ func TestBlobGCCrashSafety(t *testing.T) {
 			// 4. a completed multipart upload, killed before the record: its
 			// session remains until incomplete-uploads removes it
 			id := "crash-" + randHex()
-			u := storage.Upload{ID: id, Image: img, HashAlgorithm: "sha256", Created: time.Now(), ExpiresAt: time.Now().Add(48 * time.Hour)}
-			if err := m.CreateUpload(ctx, u); err != nil {
-				t.Fatal(err)
-			}
-			data := randBytes(6 << 20)
-			if _, err := b.blobs.Append(ctx, &u, strings.NewReader(string(data))); err != nil {
-				t.Fatal(err)
-			}
-			k4, err := b.blobs.Complete(ctx, &u, digest.FromBytes(data))
-			if err != nil {
-				t.Fatal(err)
-			}
+			k4 := multipartObject(t, b, img, id, true)
 			// 5. a manifest body written, the manifest item not
 			mb := []byte(`{"crash":"` + randHex() + `"}`)
 			k5, err := b.blobs.PutManifestBody(ctx, digest.FromBytes(mb), mb)

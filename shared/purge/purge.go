@@ -1,6 +1,8 @@
 package purge
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -38,27 +40,102 @@ type Item struct {
 	Updated time.Time `json:"updated"`
 }
 
+// ReportSample is how many of a run's deleted items its Report lists; the
+// full list is the object the Report names (List).
+const ReportSample = 100
+
+// reportsPrefix is where every run's full list of deleted items goes:
+// <reportsPrefix><pass>/<task>-<run>.jsonl.gz (package doc: Reports).
+const reportsPrefix = storage.PurgePrefix + "reports/"
+
 // Report is what one run of one task did.
 type Report struct {
-	Task   string    `json:"task"`
-	DryRun bool      `json:"dryRun"`
-	Start  time.Time `json:"start"`
+	Task   string `json:"task"`
+	DryRun bool   `json:"dryRun"`
+	// Pass names the pass the run belongs to: the runs that continue each
+	// other from one checkpoint (a dry pass's name starts with "dry-"); a
+	// task without checkpoint makes a pass of each run.
+	Pass  string    `json:"pass"`
+	Start time.Time `json:"start"`
 	// Took is the run's duration (a Go duration string).
 	Took string `json:"took"`
 	// Considered counts the items the task looked at.
 	Considered int `json:"considered"`
-	// Deleted lists what was deleted (dry run: what a real run would delete).
-	Deleted []Item `json:"deleted"`
-	// Bytes is the total size of Deleted.
+	// Count is how many items were deleted (dry run: would be deleted).
+	Count int `json:"count"`
+	// Kinds counts them by Item.Kind.
+	Kinds map[string]int `json:"kinds"`
+	// Bytes is their total size.
 	Bytes int64 `json:"bytes"`
+	// Deleted lists the first ReportSample of them, in the order they went.
+	Deleted []Item `json:"deleted"`
+	// Listed says how many of them Deleted lists: "<len(Deleted)> of <Count>".
+	Listed string `json:"listed"`
+	// List is the key of the object that lists all of them (JSON lines of
+	// Items, gzip), in the blob bucket under purge/reports/; "" when none
+	// was deleted.
+	List string `json:"list,omitempty"`
 	// Skipped counts the considered items kept, by reason.
 	Skipped map[string]int `json:"skipped"`
 	Errors  []string       `json:"errors,omitempty"`
 	// More: the run stopped at its per-run bound; the next one continues.
 	More bool `json:"more"`
+
+	// full is every deleted item so far, until the run's end stores it.
+	full *itemList
+}
+
+// itemList is a gzip stream of JSON lines, one Item each.
+type itemList struct {
+	buf bytes.Buffer
+	zw  *gzip.Writer
 }
 
 func (r *Report) skip(reason string) { r.Skipped[reason]++ }
+
+// add records a deleted (dry run: a would-be-deleted) item.
+func (r *Report) add(it Item) {
+	r.Count++
+	r.Bytes += it.Bytes
+	r.Kinds[it.Kind]++
+	if len(r.Deleted) < ReportSample {
+		r.Deleted = append(r.Deleted, it)
+	}
+	if r.full == nil {
+		r.full = &itemList{}
+		r.full.zw = gzip.NewWriter(&r.full.buf)
+	}
+	b, _ := json.Marshal(it)                // an Item always encodes
+	_, _ = r.full.zw.Write(append(b, '\n')) // into a bytes.Buffer: no error
+}
+
+// store writes the full list of deleted items to the bucket and names it in
+// the report (nothing when none was deleted).
+func (r *Report) store(ctx context.Context, blobs storage.Blobs, run string) {
+	r.Listed = fmt.Sprintf("%d of %d", len(r.Deleted), r.Count)
+	if r.full == nil {
+		return
+	}
+	full := r.full
+	r.full = nil
+	if err := full.zw.Close(); err != nil {
+		r.fail("the full list of deleted items: %v", err)
+		return
+	}
+	ol, ok := blobs.(storage.ObjectLister)
+	if !ok {
+		r.fail("the full list of deleted items is not stored: %T cannot write objects (storage.ObjectLister)", blobs)
+		return
+	}
+	key := reportsPrefix + r.Pass + "/" + r.Task + "-" + run + ".jsonl.gz"
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := ol.WriteObject(ctx, key, full.buf.Bytes()); err != nil {
+		r.fail("store the full list of deleted items at %s: %v", key, err)
+		return
+	}
+	r.List = key
+}
 
 func (r *Report) fail(format string, args ...any) {
 	r.Errors = append(r.Errors, fmt.Sprintf(format, args...))
@@ -138,12 +215,13 @@ func (p *Purger) Run(ctx context.Context, name string, dryRun bool) (Report, err
 	if i < 0 {
 		return Report{}, fmt.Errorf("%w %q (tasks: %v)", ErrUnknownTask, name, Tasks())
 	}
-	r := Report{Task: name, DryRun: dryRun, Start: p.d.Now().UTC(), Deleted: []Item{}, Skipped: map[string]int{}}
+	r := Report{Task: name, DryRun: dryRun, Start: p.d.Now().UTC(), Deleted: []Item{}, Kinds: map[string]int{}, Skipped: map[string]int{}}
 	err := tasks[i].run(ctx, p, &r)
-	r.Took = p.d.Now().Sub(r.Start).String()
-	for _, it := range r.Deleted {
-		r.Bytes += it.Bytes
+	if r.Pass == "" {
+		r.Pass = newPass(p, dryRun)
 	}
+	r.store(ctx, p.d.Blobs, runID(r.Start))
+	r.Took = p.d.Now().Sub(r.Start).String()
 	p.d.Logger.InfoContext(ctx, "purge", "task", name, "dryRun", dryRun, "report", r, "err", err)
 	if p.d.Metrics != nil {
 		if merr := writeEMF(p.d.Metrics, r); merr != nil {
@@ -186,8 +264,26 @@ func (p *Purger) HandleEvent(ctx context.Context, raw json.RawMessage) ([]Report
 	return []Report{r}, err
 }
 
-func newLease() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return "purge-" + hex.EncodeToString(b[:])
+func newLease() string { return "purge-" + randHex(12) }
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
+
+// idTime is the time format of pass and run names (sortable, no colons).
+const idTime = "20060102T150405Z"
+
+// newPass names a new pass: its start and a random part, "dry-" first for
+// a dry pass.
+func newPass(p *Purger, dry bool) string {
+	id := p.d.Now().UTC().Format(idTime) + "-" + randHex(4)
+	if dry {
+		return "dry-" + id
+	}
+	return id
+}
+
+// runID names one run of a pass (unique also for two runs at once).
+func runID(start time.Time) string { return start.UTC().Format(idTime) + "-" + randHex(4) }

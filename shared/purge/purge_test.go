@@ -2,13 +2,17 @@ package purge_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,6 +121,68 @@ func leftovers(t *testing.T, b backend, id string) []string {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// fullList returns every item the runs of rs deleted (dry runs: would
+// delete), in order, read from the objects their reports name
+// (Report.List: JSON lines of Items, gzip), and fails the test when a
+// report's counts, bytes or sample disagree with its object.
+func fullList(t *testing.T, blobs storage.Blobs, rs ...purge.Report) []purge.Item {
+	t.Helper()
+	var out []purge.Item
+	for _, r := range rs {
+		var items []purge.Item
+		if r.List != "" {
+			if !strings.HasPrefix(r.List, "purge/reports/"+r.Pass+"/"+r.Task+"-") || !strings.HasSuffix(r.List, ".jsonl.gz") {
+				t.Errorf("%s: list %q, want purge/reports/%s/%s-<run>.jsonl.gz", r.Task, r.List, r.Pass, r.Task)
+			}
+			b, err := blobs.(storage.ObjectLister).ReadObject(t.Context(), r.List)
+			if err != nil {
+				t.Fatalf("%s: read the list %s: %v", r.Task, r.List, err)
+			}
+			zr, err := gzip.NewReader(bytes.NewReader(b))
+			if err != nil {
+				t.Fatalf("%s: list %s: %v", r.Task, r.List, err)
+			}
+			for dec := json.NewDecoder(zr); ; {
+				var it purge.Item
+				if err := dec.Decode(&it); err == io.EOF {
+					break
+				} else if err != nil {
+					t.Fatalf("%s: list %s: item %d: %v", r.Task, r.List, len(items), err)
+				}
+				items = append(items, it)
+			}
+		}
+		var bytes int64
+		kinds := map[string]int{}
+		for _, it := range items {
+			bytes += it.Bytes
+			kinds[it.Kind]++
+		}
+		n := min(len(items), purge.ReportSample)
+		if r.Count != len(items) || r.Bytes != bytes || !maps.Equal(r.Kinds, kinds) || len(r.Deleted) != n ||
+			r.Listed != fmt.Sprintf("%d of %d", n, len(items)) || (r.Count == 0) != (r.List == "") {
+			t.Errorf("%s: report count %d, bytes %d, kinds %v, %d listed (%q), list %q; its object lists %d items, %d bytes, kinds %v",
+				r.Task, r.Count, r.Bytes, r.Kinds, len(r.Deleted), r.Listed, r.List, len(items), bytes, kinds)
+		}
+		for i := range min(n, len(r.Deleted)) {
+			if a, b := jsonOf(t, r.Deleted[i]), jsonOf(t, items[i]); a != b {
+				t.Errorf("%s: sample item %d %+v, the list's %+v", r.Task, i, r.Deleted[i], items[i])
+			}
+		}
+		out = append(out, items...)
+	}
+	return out
+}
+
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func ids(r purge.Report) []string {

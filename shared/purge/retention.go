@@ -97,35 +97,22 @@ func planRetention(items storage.ImageItems, rules []config.RetentionRule, now t
 }
 
 func retention(ctx context.Context, p *Purger, r *Report) error {
-	col, err := collector(p)
-	if err != nil {
-		return err
-	}
-	var repos []string
-	for _, rc := range p.d.Config.Repositories {
-		if rc.Kind == config.KindHosted && len(rc.RetentionRules()) > 0 {
-			repos = append(repos, rc.Name)
-		}
-	}
 	now := p.d.Now()
-	return walkImages(ctx, p, r, repos, func(img storage.Image) error {
-		rc, _ := p.d.Config.Repository(img.Repo)
-		items, err := col.ListImage(ctx, img)
-		if err != nil {
-			return err
-		}
+	applies := func(rc *config.Repository) bool { return rc.Kind == config.KindHosted && len(rc.RetentionRules()) > 0 }
+	return walkImages(ctx, p, r, applies, func(col storage.Collector, img storage.Image, rc *config.Repository, items storage.ImageItems) error {
 		for _, v := range planRetention(items, rc.RetentionRules(), now) {
 			r.Considered++
 			if !v.delete {
 				r.skip(v.reason)
 				continue
 			}
+			var err error
 			if !r.DryRun {
 				err = col.DeleteTagIf(ctx, img, v.tag)
 			}
 			switch {
 			case err == nil:
-				r.Deleted = append(r.Deleted, Item{Kind: "tag", ID: v.tag.Tag, Image: img.String(), Created: v.created, Updated: v.at})
+				r.add(Item{Kind: "tag", ID: v.tag.Tag, Image: img.String(), Created: v.created, Updated: v.at})
 			case errors.Is(err, storage.ErrConflict):
 				r.skip(skipBusy) // pushed again since the listing
 			case errors.Is(err, storage.ErrNotFound):

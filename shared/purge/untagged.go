@@ -160,7 +160,7 @@ func (pl manifestPlan) run(ctx context.Context, col storage.Collector, r *Report
 		}
 		switch {
 		case err == nil:
-			r.Deleted = append(r.Deleted, Item{Kind: "manifest", ID: m.Digest.String(), Image: img.String(), Bytes: m.Size, Created: m.Created, Updated: lastWrite(m)})
+			r.add(Item{Kind: "manifest", ID: m.Digest.String(), Image: img.String(), Bytes: m.Size, Created: m.Created, Updated: lastWrite(m)})
 			n++
 			continue
 		case errors.Is(err, storage.ErrNotFound):
@@ -181,24 +181,10 @@ func (pl manifestPlan) run(ctx context.Context, col storage.Collector, r *Report
 }
 
 func untaggedManifests(ctx context.Context, p *Purger, r *Report) error {
-	col, err := collector(p)
-	if err != nil {
-		return err
-	}
-	var repos []string
-	for _, rc := range p.d.Config.Repositories {
-		if rc.Kind == config.KindHosted && rc.UntaggedAge() > 0 {
-			repos = append(repos, rc.Name)
-		}
-	}
 	now := p.d.Now()
-	return walkImages(ctx, p, r, repos, func(img storage.Image) error {
-		rc, _ := p.d.Config.Repository(img.Repo)
+	applies := func(rc *config.Repository) bool { return rc.Kind == config.KindHosted && rc.UntaggedAge() > 0 }
+	return walkImages(ctx, p, r, applies, func(col storage.Collector, img storage.Image, rc *config.Repository, items storage.ImageItems) error {
 		cut := now.Add(-rc.UntaggedAge())
-		items, err := col.ListImage(ctx, img)
-		if err != nil {
-			return err
-		}
 		roots := map[digest.Digest]string{}
 		for _, t := range items.Tags {
 			roots[t.Digest] = skipTagged
@@ -234,7 +220,7 @@ func dropDanglingTags(ctx context.Context, col storage.Collector, r *Report, img
 		}
 		switch {
 		case err == nil:
-			r.Deleted = append(r.Deleted, Item{Kind: "tag", ID: t.Tag, Image: img.String(), Updated: t.Updated})
+			r.add(Item{Kind: "tag", ID: t.Tag, Image: img.String(), Updated: t.Updated})
 		case errors.Is(err, storage.ErrNotFound):
 			r.skip(skipGone)
 		case errors.Is(err, storage.ErrConflict):

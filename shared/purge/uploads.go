@@ -66,7 +66,7 @@ func incompleteUploads(ctx context.Context, p *Purger, r *Report) error {
 			continue
 		}
 		if r.DryRun {
-			r.Deleted = append(r.Deleted, describe(lu))
+			r.add(describe(lu))
 			continue
 		}
 		held, reason, err := claim(ctx, p, u, lease)
@@ -86,7 +86,7 @@ func incompleteUploads(ctx context.Context, p *Purger, r *Report) error {
 			r.fail("delete upload %s: %v", u.ID, err)
 			continue
 		}
-		r.Deleted = append(r.Deleted, describe(storage.ListedUpload{Upload: held, Updated: lu.Updated}))
+		r.add(describe(storage.ListedUpload{Upload: held, Updated: lu.Updated}))
 	}
 	return nil
 }

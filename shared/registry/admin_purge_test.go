@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,7 +69,8 @@ func TestAdminPurge(t *testing.T) {
 		t.Fatalf("dry run deleted the session: %v", err)
 	}
 	st, r := call(http.MethodPost, "?task=incomplete-uploads&dryRun=false", "admin")
-	if st != http.StatusOK || r.DryRun || len(r.Deleted) != 1 || r.Deleted[0].ID != "old" || r.Task != "incomplete-uploads" {
+	if st != http.StatusOK || r.DryRun || len(r.Deleted) != 1 || r.Deleted[0].ID != "old" || r.Task != "incomplete-uploads" ||
+		r.Count != 1 || r.Listed != "1 of 1" || !strings.HasPrefix(r.List, "purge/reports/"+r.Pass+"/incomplete-uploads-") {
 		t.Fatalf("real run: %d %+v", st, r)
 	}
 	if _, err := e.reg.Meta.GetUpload(ctx, "old"); err == nil {

@@ -21,8 +21,14 @@ import (
 // purgeReport is the part of the admin API's purge report (package purge's
 // Report) the test reads.
 type purgeReport struct {
-	Task    string `json:"task"`
-	DryRun  bool   `json:"dryRun"`
+	Task   string `json:"task"`
+	DryRun bool   `json:"dryRun"`
+	Pass   string `json:"pass"`
+	// Count is how many items went; Deleted lists the first 100 of them,
+	// List names the bucket object that lists all of them.
+	Count   int    `json:"count"`
+	Listed  string `json:"listed"`
+	List    string `json:"list"`
 	Deleted []struct {
 		Kind  string   `json:"kind"`
 		ID    string   `json:"id"`
@@ -57,11 +63,34 @@ func runPurge(t testing.TB, reg *registry, task string, dry bool) purgeReport {
 	if err := json.Unmarshal(body, &rep); err != nil {
 		t.Fatalf("purge report: %v\n%s", err, body)
 	}
-	t.Logf("purge %s dryRun=%t: %d deleted, %d bytes, skipped %v, errors %v, more %t", task, dry, len(rep.Deleted), rep.Bytes, rep.Skipped, rep.Errors, rep.More)
+	t.Logf("purge %s dryRun=%t pass %s: %d deleted (listed %s, all in %s), %d bytes, skipped %v, errors %v, more %t", task, dry, rep.Pass, rep.Count, rep.Listed, rep.List, rep.Bytes, rep.Skipped, rep.Errors, rep.More)
 	if len(rep.Errors) > 0 {
 		t.Errorf("purge %s dryRun=%t reported errors: %v", task, dry, rep.Errors)
 	}
+	if rep.Count != len(rep.Deleted) || rep.Listed != fmt.Sprintf("%d of %d", len(rep.Deleted), rep.Count) || (rep.Count > 0) != (rep.List != "") {
+		t.Fatalf("purge %s dryRun=%t: count %d, %d listed (%q), list %q: want every item of this small registry listed, and the list's key", task, dry, rep.Count, len(rep.Deleted), rep.Listed, rep.List)
+	}
 	return rep
+}
+
+// runPass runs task until its pass ends (a pass cut into runs continues)
+// and returns the runs' reports joined.
+func runPass(t testing.TB, reg *registry, task string, dry bool) purgeReport {
+	t.Helper()
+	all := runPurge(t, reg, task, dry)
+	for i := 0; all.More; i++ {
+		if i == 20 {
+			t.Fatalf("%s dryRun=%t still reports more after 21 runs", task, dry)
+		}
+		next := runPurge(t, reg, task, dry)
+		if next.Pass != all.Pass {
+			t.Fatalf("%s dryRun=%t: run of pass %s after one of pass %s; want the pass continued", task, dry, next.Pass, all.Pass)
+		}
+		all.Deleted = append(all.Deleted, next.Deleted...)
+		all.Bytes += next.Bytes
+		all.More = next.More
+	}
+	return all
 }
 
 // schema2 is the part of an image manifest the test reads.
@@ -206,16 +235,10 @@ func TestPurgeDocker(t *testing.T) {
 		t.Fatalf("HEAD /v2/local/gc/b/manifests/1 after the delete by digest: %d, want 404", code)
 	}
 
-	dry := runPurge(t, reg, "blob-gc", true)
-	wet := runPurge(t, reg, "blob-gc", false)
-	for i := 0; wet.More && i < 20; i++ { // a pass cut into runs continues
-		next := runPurge(t, reg, "blob-gc", false)
-		wet.Deleted = append(wet.Deleted, next.Deleted...)
-		wet.Bytes += next.Bytes
-		wet.More = next.More
-	}
-	if wet.More {
-		t.Fatalf("blob-gc still reports more after 21 runs")
+	dry := runPass(t, reg, "blob-gc", true)
+	wet := runPass(t, reg, "blob-gc", false)
+	if !strings.HasPrefix(dry.Pass, "dry-") || wet.Pass == dry.Pass {
+		t.Errorf("dry pass %q, real pass %q: want a dry pass of its own", dry.Pass, wet.Pass)
 	}
 	for _, it := range wet.Deleted {
 		t.Logf("deleted: %s %s %s keys %v bytes %d", it.Kind, it.ID, it.Image, it.Keys, it.Bytes)
@@ -240,7 +263,7 @@ func TestPurgeDocker(t *testing.T) {
 			t.Errorf("deleted record %s: keys %v, bytes %d; want its one object and its size", it.ID, it.Keys, it.Bytes)
 		}
 	}
-	if again := runPurge(t, reg, "blob-gc", true); len(again.Deleted) != 0 {
+	if again := runPass(t, reg, "blob-gc", true); len(again.Deleted) != 0 {
 		t.Errorf("a dry run after the real one would delete:\n  %s\nwant nothing", strings.Join(again.items(), "\n  "))
 	}
 
