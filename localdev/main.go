@@ -8,7 +8,7 @@
 //	                  [-max-body BYTES] [-ingress-addr 127.0.0.1:5001 [-ingress-url URL]] [-dynamo dynalite|ddblocal] [-s3 versitygw|minio] [-emulators-only]
 //	                  [-dynamo-addr 127.0.0.1:8000] [-s3-addr 127.0.0.1:9000] [-fill-retry 5m] [-purge-every 1h]
 //	                  [-purge-clock-ahead 0] [-log-level info] [-users users.yaml]
-//	go run ./localdev refresh [-addr 127.0.0.1:5000] <proxy>/<image>:<tag>
+//	go run ./localdev refresh [-addr 127.0.0.1:5000] [-u admin:<password>] <proxy>/<image>:<tag>
 //
 // Proxy fills that outlive their budget are handed to the proxyfetch code
 // in-process (the Lambda deployment invokes the proxyfetch function), and
@@ -77,7 +77,7 @@ type options struct {
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "refresh" {
-		os.Exit(refreshCmd(os.Args[2:]))
+		os.Exit(refreshCmd(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	var o options
 	flag.StringVar(&o.addr, "addr", "127.0.0.1:5000", "listen address of the registry (port 0: any free port)")

@@ -223,6 +223,24 @@ func TestAuthBootstrap(t *testing.T) {
 	if res, err := http.Get(m[1] + "/v2/"); err != nil || res.StatusCode != http.StatusUnauthorized {
 		t.Errorf("/v2/ without a token: %v %v", res, err)
 	}
+	// localdev refresh: the admin API wants an admin's credentials.
+	addr := strings.TrimPrefix(m[1], "http://")
+	var out, errs strings.Builder
+	if rc := refreshCmd([]string{"-addr", addr, "local/app:1"}, &out, &errs); rc != 1 || !strings.Contains(errs.String(), "-u admin:<password>") {
+		t.Errorf("refresh without credentials: exit %d, stdout %q, stderr %q", rc, out.String(), errs.String())
+	}
+	out.Reset()
+	errs.Reset()
+	if rc := refreshCmd([]string{"-addr", addr, "-u", "carol:carol-password-123", "local/app:1"}, &out, &errs); rc != 1 || !strings.Contains(out.String(), "DENIED") {
+		t.Errorf("refresh as a user without the admin role: exit %d, stdout %q, stderr %q", rc, out.String(), errs.String())
+	}
+	out.Reset()
+	errs.Reset()
+	rc := refreshCmd([]string{"-addr", addr, "-u", "admin:" + strings.TrimSpace(string(pw)), "local/app:1"}, &out, &errs)
+	t.Logf("refresh of a hosted repository as admin: exit %d, %s", rc, out.String())
+	if rc != 1 || strings.Contains(out.String(), "UNAUTHORIZED") || strings.Contains(out.String(), "DENIED") || !strings.Contains(out.String(), "proxy") {
+		t.Errorf("refresh as admin: exit %d, stdout %q, stderr %q (want past auth: local is not a proxy)", rc, out.String(), errs.String())
+	}
 	s.stop(t)
 	// A restart keeps the password and the users.
 	s = startLocaldev(t, bin, "-addr", "127.0.0.1:0", "-data", data, "-config", cfg, "-users", users)
