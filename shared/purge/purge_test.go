@@ -301,8 +301,8 @@ type raceMeta struct {
 	hook func()
 }
 
-func (m raceMeta) ListUploads(ctx context.Context, olderThan time.Time, n int) ([]storage.ListedUpload, error) {
-	out, err := m.meta.ListUploads(ctx, olderThan, n)
+func (m raceMeta) ListUploads(ctx context.Context, olderThan time.Time, after string, n int) ([]storage.ListedUpload, error) {
+	out, err := m.meta.ListUploads(ctx, olderThan, after, n)
 	m.hook()
 	return out, err
 }
@@ -407,5 +407,105 @@ func TestUnknownTaskAndEvent(t *testing.T) {
 	rs, err = p.HandleEvent(t.Context(), json.RawMessage(`{"task":"incomplete-uploads","dryRun":true}`))
 	if err != nil || len(rs) != 1 || !rs[0].DryRun {
 		t.Errorf("manual event: %+v, %v", rs, err)
+	}
+}
+
+// TestIncompleteUploadsDryResumable: with MaxPerRun 2, consecutive dry
+// runs of incomplete-uploads walk every session once, one pass continued
+// from a checkpoint of its own (incomplete-uploads-dry) that goes when
+// the pass ends; what they list together is what the real runs that
+// follow delete, and real runs keep no checkpoint. A dry checkpoint that
+// names no listing place starts a new pass, reported as an error.
+func TestIncompleteUploadsDryResumable(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			var want []string
+			for i := range 6 {
+				id := fmt.Sprintf("idle-%d", i)
+				open(t, b, id, 72*time.Hour, randBytes(1<<10))
+				want = append(want, id)
+			}
+			leased := open(t, b, "leased", 72*time.Hour)
+			if _, err := b.meta.AcquireUpload(ctx, leased.ID, 0, "someone", time.Now().Add(72*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			p, err := purge.New(purge.Deps{Meta: b.meta, Blobs: b.blobs, Config: cfg, MaxPerRun: 2, Now: func() time.Time { return time.Now().Add(48 * time.Hour) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const dryKey = purge.TaskIncompleteUploads + "-dry"
+			dryPass := func() (listed []string, runs, considered int, pass string) {
+				for more := true; more; runs++ {
+					if runs > 10 {
+						t.Fatalf("dry pass: still more after %d runs", runs)
+					}
+					r, err := p.Run(ctx, purge.TaskIncompleteUploads, true)
+					if err != nil || len(r.Errors) != 0 {
+						t.Fatalf("dry run %d: %v %v", runs, err, r.Errors)
+					}
+					if !strings.HasPrefix(r.Pass, "dry-") || pass != "" && r.Pass != pass {
+						t.Fatalf("dry run %d: pass %q, want the pass of the first run (%q), named dry-...", runs, r.Pass, pass)
+					}
+					pass, more = r.Pass, r.More
+					considered += r.Considered
+					m, err := b.meta.GetMarker(ctx, "purge", dryKey)
+					if more != (err == nil) || more && !strings.Contains(m.Value, `"pass":"`+pass+`"`) {
+						t.Fatalf("dry run %d: more %v, checkpoint %+v (%v): want one naming the pass while more, none at the end", runs, more, m, err)
+					}
+					for _, it := range fullList(t, b.blobs, r) {
+						listed = append(listed, it.ID)
+					}
+				}
+				return listed, runs, considered, pass
+			}
+			listed, runs, considered, pass := dryPass()
+			if !slices.Equal(listed, want) || runs != 4 || considered != 7 {
+				t.Fatalf("dry pass: listed %v in %d runs, %d considered; want %v once each, 4 runs of 2 (the leased session too), 7 considered", listed, runs, considered, want)
+			}
+			for _, id := range want {
+				if _, err := b.meta.GetUpload(ctx, id); err != nil {
+					t.Errorf("the dry pass deleted session %s: %v", id, err)
+				}
+			}
+			if again, _, _, next := dryPass(); !slices.Equal(again, want) || next == pass {
+				t.Errorf("a dry pass after the end: listed %v in pass %q (the first: %q), want %v again in a new pass", again, next, pass, want)
+			}
+
+			// A checkpoint that names no listing place (another store's or a
+			// damaged value) starts a new pass from the first session.
+			bad := storage.Marker{Group: "purge", Key: dryKey, Value: `{"pass":"dry-old","last":"not a cursor"}`, Until: time.Now().Add(time.Hour)}
+			if err := b.meta.PutMarker(ctx, bad); err != nil {
+				t.Fatal(err)
+			}
+			r, err := p.Run(ctx, purge.TaskIncompleteUploads, true)
+			if err != nil || len(r.Errors) != 1 || !strings.Contains(r.Errors[0], "not a cursor") || r.Pass == "dry-old" || !slices.Equal(ids(r), want[:2]) || !r.More {
+				t.Errorf("dry run from a damaged checkpoint: %+v, %v; want one error naming it, a new pass, the first 2 sessions listed", r, err)
+			}
+
+			var deleted []string
+			for runs, more := 0, true; more; runs++ {
+				if runs > 10 {
+					t.Fatalf("real runs: still more after %d runs", runs)
+				}
+				r, err := p.Run(ctx, purge.TaskIncompleteUploads, false)
+				if err != nil || len(r.Errors) != 0 {
+					t.Fatalf("real run %d: %v %v", runs, err, r.Errors)
+				}
+				if _, err := b.meta.GetMarker(ctx, "purge", purge.TaskIncompleteUploads); err == nil {
+					t.Fatalf("real run %d wrote a checkpoint: its deletes are its progress", runs)
+				}
+				more = r.More
+				for _, it := range fullList(t, b.blobs, r) {
+					deleted = append(deleted, it.ID)
+				}
+			}
+			if !slices.Equal(deleted, listed) {
+				t.Errorf("the real runs deleted %v, the dry pass listed %v", deleted, listed)
+			}
+			if _, err := b.meta.GetUpload(ctx, leased.ID); err != nil {
+				t.Errorf("leased session gone: %v", err)
+			}
+		})
 	}
 }

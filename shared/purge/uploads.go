@@ -39,18 +39,40 @@ func incompleteUploads(ctx context.Context, p *Purger, r *Report) error {
 	}
 	now := p.d.Now()
 	cutoff := now.Add(-p.d.Config.IncompleteUploadsAge())
-	list, err := ul.ListUploads(ctx, cutoff, p.d.MaxPerRun+1)
+	// A real run starts from the first session (its deletes are its
+	// progress); a dry pass continues after its checkpoint.
+	var dry *dryUploads
+	after := ""
+	if r.DryRun {
+		dry = loadDryUploads(ctx, p, r)
+		after = dry.cp.Last
+	}
+	list, err := ul.ListUploads(ctx, cutoff, after, p.d.MaxPerRun+1)
+	if dry != nil && errors.Is(err, storage.ErrBadCursor) {
+		// Not a cursor this store returns (another store's, or damaged):
+		// start the dry pass over, and say so.
+		r.fail("dry checkpoint %q not continued (%v): starting a new pass", after, err)
+		after, dry.cp = "", walkCheckpoint{Pass: newPass(p, true)}
+		r.Pass = dry.cp.Pass
+		list, err = ul.ListUploads(ctx, cutoff, after, p.d.MaxPerRun+1)
+	}
 	if err != nil {
 		return err
 	}
 	if len(list) > p.d.MaxPerRun {
 		list, r.More = list[:p.d.MaxPerRun], true
 	}
+	if dry != nil {
+		defer func() { dry.end(ctx, r) }()
+	}
 	lease := newLease()
 	for _, lu := range list {
 		if err := ctx.Err(); err != nil {
 			r.More = true
 			return err
+		}
+		if dry != nil {
+			dry.cp.Last = lu.Cursor
 		}
 		r.Considered++
 		u := lu.Upload
@@ -89,6 +111,49 @@ func incompleteUploads(ctx context.Context, p *Purger, r *Report) error {
 		r.add(describe(storage.ListedUpload{Upload: held, Updated: lu.Updated}))
 	}
 	return nil
+}
+
+// dryUploads is a dry pass of incomplete-uploads: its checkpoint marker
+// (the task's name and drySuffix; value {"pass","last"}, last the
+// storage.ListedUpload.Cursor of the last session considered) and whether
+// one exists.
+type dryUploads struct {
+	p      *Purger
+	cp     walkCheckpoint
+	stored bool
+}
+
+// loadDryUploads continues the dry pass the checkpoint names, or starts one.
+func loadDryUploads(ctx context.Context, p *Purger, r *Report) *dryUploads {
+	d := &dryUploads{p: p}
+	if v := loadCheckpoint(ctx, p, checkpointKey(r)); v != "" {
+		d.stored = true
+		if err := json.Unmarshal([]byte(v), &d.cp); err != nil || d.cp.Pass == "" {
+			r.fail("dry checkpoint %q not continued (want {\"pass\", \"last\"}): starting a new pass", v)
+			d.cp = walkCheckpoint{}
+		}
+	}
+	if d.cp.Pass == "" {
+		d.cp.Pass = newPass(p, true)
+	}
+	r.Pass = d.cp.Pass
+	return d
+}
+
+// end records where the dry run stopped (More: the next run continues
+// after the last session considered) or ends the pass.
+func (d *dryUploads) end(ctx context.Context, r *Report) {
+	switch {
+	case r.More && d.cp.Last != "":
+		b, _ := json.Marshal(d.cp) // two strings always encode
+		if err := saveCheckpoint(ctx, d.p, checkpointKey(r), string(b)); err != nil {
+			r.fail("%v", err)
+		}
+	case !r.More && d.stored:
+		if err := clearCheckpoint(ctx, d.p, checkpointKey(r)); err != nil {
+			r.fail("%v", err)
+		}
+	}
 }
 
 // claim takes the session from writers (package doc, race safety) and

@@ -11,7 +11,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -24,6 +27,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: a conditional write lost (offset moved, lease held, tag exists under a policy).
 	ErrConflict = errors.New("condition failed")
+	// ErrBadCursor: a listing cursor that no listing returns (UploadLister).
+	ErrBadCursor = errors.New("invalid listing cursor")
 )
 
 // Image names one image inside one configured repository: Repo "local",
@@ -473,6 +478,29 @@ type ListedUpload struct {
 	// AcquireUpload, CommitUpload, CommitUploadAt), kept to the millisecond;
 	// for a session written before stores recorded it, Created.
 	Updated time.Time
+	// Cursor is the session's place in the listing order (UploadCursor of
+	// the time it is indexed under and its ID): passed as ListUploads'
+	// after, the listing goes on with the sessions that follow it.
+	Cursor string
+}
+
+// UploadCursor is the cursor of a session indexed at t (kept to the
+// millisecond, before 1970 as 1970) with the given ID:
+// "<epoch ms, 13 digits>#<id>". Cursors sort as the listing does.
+func UploadCursor(t time.Time, id string) string {
+	return fmt.Sprintf("%013d#%s", max(t.UnixMilli(), 0), id)
+}
+
+// ParseUploadCursor returns the time and ID of an UploadCursor, or an
+// error wrapping ErrBadCursor for any other string.
+func ParseUploadCursor(c string) (time.Time, string, error) {
+	ms, id, ok := strings.Cut(c, "#")
+	digits := len(ms) == 13 && strings.Trim(ms, "0123456789") == ""
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if !ok || !digits || err != nil || id == "" {
+		return time.Time{}, "", fmt.Errorf("upload listing cursor %.80q: want <epoch ms, 13 digits>#<upload id>, as ListUploads returns it: %w", c, ErrBadCursor)
+	}
+	return time.UnixMilli(n).UTC(), id, nil
 }
 
 // UploadListDays bounds how far back UploadLister looks: a session created
@@ -491,9 +519,14 @@ const UploadListDays = 8
 // requires it).
 type UploadLister interface {
 	// ListUploads returns up to n (n <= 0: all) sessions created before
-	// olderThan, oldest first (Created, then ID), expired ones included
-	// (GetUpload hides those; their S3 leftovers still need removing).
-	// Sessions created more than UploadListDays days before olderThan may
-	// be missing. A deleted session is never listed.
-	ListUploads(ctx context.Context, olderThan time.Time, n int) ([]ListedUpload, error)
+	// olderThan, oldest first (Created, then ID: Cursor order), expired
+	// ones included (GetUpload hides those; their S3 leftovers still need
+	// removing), after the cursor after ("": from the first). A cursor is
+	// a place, not a session: it stays valid when its session is gone (the
+	// listing goes on with the sessions after that place), and paging with
+	// the last listed Cursor lists every session once. A string that is no
+	// UploadCursor fails with an error wrapping ErrBadCursor, before any
+	// call. Sessions created more than UploadListDays days before olderThan
+	// may be missing. A deleted session is never listed.
+	ListUploads(ctx context.Context, olderThan time.Time, after string, n int) ([]ListedUpload, error)
 }

@@ -62,9 +62,12 @@
 //     versitygw: a dry run, the full pass in one run and in runs of the
 //     default bound (time, DynamoDB and S3 calls per 1,000 items examined
 //     and per 1,000 collected; asserted: the dry run writes nothing and
-//     every variant deletes the same number of items), and the
-//     race-safety writes of a manifest PUT (asserted: one conditional
-//     UpdateItem per reference, as many calls as the reads they replace).
+//     every variant deletes the same number of items), the memory of
+//     the pass (runtime.ReadMemStats sampled during the runs: the pass
+//     state's live size and the peak heap in use of each variant, in
+//     bytes per item examined and items per GB), and the race-safety
+//     writes of a manifest PUT (asserted: one conditional UpdateItem per
+//     reference, as many calls as the reads they replace).
 //
 // AIRLOCK_BENCH_ONLY=proxy (a comma list of calls, compare, proxy, auth, frontdoor, cli, purge) runs only
 // those parts; AIRLOCK_BENCH_QUICK=1 shrinks the proxy part's layers. Both

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http/httptest"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,7 +44,9 @@ const (
 // full pass over a registry of 10,000 manifests and about 50,000 links on
 // dynalite + versitygw, its DynamoDB and S3 calls per 1,000 items examined
 // and per 1,000 collected, the same pass in bounded runs (the Lambda's
-// checkpointed steps), and the race-safety writes of a manifest PUT.
+// checkpointed steps), the memory each holds (bytes per item examined:
+// what bounds the registry one pass of the purge function can hold), and
+// the race-safety writes of a manifest PUT.
 func benchPurge(t *testing.T, rep *report, dynamoURL, s3URL string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -108,16 +111,26 @@ func benchPurge(t *testing.T, rep *report, dynamoURL, s3URL string) {
 	// Dry run, then the real pass in one run.
 	full.counter.Reset()
 	start := time.Now()
-	dry, err := newPurger(full, 1<<30).Run(ctx, purge.TaskBlobGC, true)
+	var dry purge.Report
+	dryHeap := measureHeap(false, func() { dry, err = newPurger(full, 1<<30).Run(ctx, purge.TaskBlobGC, true) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	dryTook := time.Since(start)
 	dc := classify(full.counter.Snapshot())
 	row("dry run (a pass of its own, one run)", fmt.Sprintf("%s, %d examined, %d would go", dryTook.Round(time.Millisecond), dry.Considered, dry.Count), dc, "deletes nothing (writes its lease and its report)", dc.ops["DynamoDB.DeleteItem"] <= 1 && dc.ops["DynamoDB.BatchWriteItem"] == 0 && dc.ops["S3.DeleteObjects"] == 0 && dc.ops["S3.PutObject"] <= 1)
+	// The pass state's size: the same dry pass again (a pass of its own),
+	// the heap collected before every sample, so its peak is what the
+	// pass holds.
+	var live purge.Report
+	liveHeap := measureHeap(true, func() { live, err = newPurger(full, 1<<30).Run(ctx, purge.TaskBlobGC, true) })
+	if err != nil || live.Considered == 0 {
+		t.Fatalf("dry pass for the heap: %+v %v", live, err)
+	}
 	full.counter.Reset()
 	start = time.Now()
-	r, err := newPurger(full, 1<<30).Run(ctx, purge.TaskBlobGC, false)
+	var r purge.Report
+	fullHeap := measureHeap(false, func() { r, err = newPurger(full, 1<<30).Run(ctx, purge.TaskBlobGC, false) })
 	if err != nil || len(r.Errors) > 0 {
 		t.Fatalf("blob-gc: %v %q", err, r.Errors)
 	}
@@ -135,24 +148,46 @@ func benchPurge(t *testing.T, rep *report, dynamoURL, s3URL string) {
 	steps.counter.Reset()
 	start = time.Now()
 	runs, deleted := 0, 0
-	for ; ; runs++ {
-		r, err := newPurger(steps, purge.DefaultMaxPerRun).Run(ctx, purge.TaskBlobGC, false)
-		if err != nil || len(r.Errors) > 0 {
-			t.Fatalf("bounded run %d: %v %q", runs, err, r.Errors)
+	stepsHeap := measureHeap(false, func() {
+		for ; ; runs++ {
+			r, err := newPurger(steps, purge.DefaultMaxPerRun).Run(ctx, purge.TaskBlobGC, false)
+			if err != nil || len(r.Errors) > 0 {
+				t.Fatalf("bounded run %d: %v %q", runs, err, r.Errors)
+			}
+			deleted += r.Count
+			if !r.More {
+				runs++
+				break
+			}
+			if runs > 1000 {
+				t.Fatal("the bounded runs do not end")
+			}
 		}
-		deleted += r.Count
-		if !r.More {
-			runs++
-			break
-		}
-		if runs > 1000 {
-			t.Fatal("the bounded runs do not end")
-		}
-	}
+	})
 	sc := classify(steps.counter.Snapshot())
 	row(fmt.Sprintf("same pass in runs of MaxPerRun=%d", purge.DefaultMaxPerRun), fmt.Sprintf("%d runs, %s in all, %d deleted", runs, time.Since(start).Round(time.Millisecond), deleted),
 		sc, "same count as one run", deleted == r.Count)
 	sec.note("between runs the pass state is saved gzip-compressed under purge/ (one PutObject + GetObject per run) with a checkpoint marker")
+
+	// Memory: blob-gc holds the pass state (what the scan saw) in memory,
+	// so the purge function's MemorySize bounds the registry a pass can
+	// hold. Per item examined (scanned items + listed objects).
+	perItem := func(b uint64, n int) float64 { return float64(b) / float64(max(n, 1)) }
+	perGB := func(bPerItem float64) string {
+		return fmt.Sprintf("%.1f M items per GB", 1e9/max(bPerItem, 1)/1e6)
+	}
+	lb := perItem(liveHeap.peakLive, live.Considered)
+	sec.row("memory: pass state (dry pass, heap collected every 100 ms)", fmt.Sprintf("%s live at peak for %d examined: %.0f bytes per item, %s", mibu(liveHeap.peakLive), live.Considered, lb, perGB(lb)),
+		"", "", fmt.Sprintf("allocated %.0f bytes per item", perItem(liveHeap.alloc, live.Considered)), "", "")
+	for _, h := range []struct {
+		what string
+		use  heapUse
+	}{{"dry run, one run", dryHeap}, {"full pass, one run", fullHeap}, {fmt.Sprintf("%d bounded runs (state loaded and saved)", runs), stepsHeap}} {
+		b := perItem(h.use.peakInuse, r.Considered)
+		sec.row("memory: heap in use, "+h.what, fmt.Sprintf("%s at peak: %.0f bytes per item examined, %s", mibu(h.use.peakInuse), b, perGB(b)),
+			"", "", fmt.Sprintf("allocated %.0f bytes per item", perItem(h.use.alloc, r.Considered)), "", "")
+	}
+	sec.note("memory: runtime.ReadMemStats every 10 ms during the runs (GOGC=100, no GOMEMLIMIT), peaks above the heap in use after a GC before them; the pass state row collects before each sample (HeapAlloc after runtime.GC)")
 
 	// Race safety's cost on the manifest PUT: one conditional UpdateItem per
 	// referenced blob where a GetItem checked it before.
@@ -277,3 +312,65 @@ func fillPurgeRegistry(t *testing.T, ctx context.Context, m *dynamo.Store, b *s3
 	})
 	return len(links), dropped
 }
+
+// heapUse is what a function did to the process's heap, above where it
+// stood (after a GC) before.
+type heapUse struct {
+	peakInuse uint64 // peak HeapInuse (sampled)
+	peakLive  uint64 // with forceGC: peak HeapAlloc right after a GC
+	alloc     uint64 // bytes allocated (TotalAlloc)
+}
+
+// measureHeap runs f while sampling runtime.ReadMemStats, every 10 ms, or
+// with forceGC every 100 ms right after a runtime.GC (so the peak is of
+// what f holds, not of garbage waiting for the collector; it slows f).
+func measureHeap(forceGC bool, f func()) heapUse {
+	var base, m runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&base)
+	var (
+		mu   sync.Mutex
+		use  heapUse
+		done = make(chan struct{})
+		wg   sync.WaitGroup
+	)
+	sample := func() {
+		if forceGC {
+			runtime.GC()
+		}
+		runtime.ReadMemStats(&m)
+		mu.Lock()
+		defer mu.Unlock()
+		if m.HeapInuse > base.HeapInuse {
+			use.peakInuse = max(use.peakInuse, m.HeapInuse-base.HeapInuse)
+		}
+		if forceGC && m.HeapAlloc > base.HeapAlloc {
+			use.peakLive = max(use.peakLive, m.HeapAlloc-base.HeapAlloc)
+		}
+		use.alloc = m.TotalAlloc - base.TotalAlloc
+	}
+	every := 10 * time.Millisecond
+	if forceGC {
+		every = 100 * time.Millisecond
+	}
+	wg.Go(func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				sample()
+			}
+		}
+	})
+	f()
+	close(done)
+	wg.Wait()
+	runtime.ReadMemStats(&m) // the allocations up to f's end, without a GC
+	use.alloc = m.TotalAlloc - base.TotalAlloc
+	return use
+}
+
+func mibu(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

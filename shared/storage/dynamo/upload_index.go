@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/airlock-registry/airlock/shared/storage"
 )
@@ -87,13 +88,33 @@ func (s *Store) putUploadIndex(ctx context.Context, u storage.Upload, now time.T
 }
 
 // ListUploads returns up to n (n <= 0: all) sessions indexed before
-// olderThan, oldest first, from the index of the last
-// storage.UploadListDays days; entries of sessions that are gone are deleted.
-func (s *Store) ListUploads(ctx context.Context, olderThan time.Time, n int) ([]storage.ListedUpload, error) {
+// olderThan and after the cursor after (an index entry's sort key), oldest
+// first, from the index of the last storage.UploadListDays days; entries
+// of sessions that are gone are deleted. With a cursor the days before its
+// own are not read, and its day's Query starts after it (ExclusiveStartKey:
+// the entry need not exist).
+func (s *Store) ListUploads(ctx context.Context, olderThan time.Time, after string, n int) ([]storage.ListedUpload, error) {
 	cut := olderThan.UTC()
+	first := cut.AddDate(0, 0, -storage.UploadListDays).Truncate(24 * time.Hour)
+	var start map[string]types.AttributeValue
+	if after != "" {
+		at, _, err := storage.ParseUploadCursor(after)
+		if err != nil {
+			return nil, fmt.Errorf("list uploads: %w", err)
+		}
+		if after >= indexMillis(cut) {
+			return []storage.ListedUpload{}, nil // nothing before the cut-off follows it
+		}
+		if day := at.Truncate(24 * time.Hour); !day.Before(first) {
+			first = day
+			start = map[string]types.AttributeValue{
+				attrPK: &types.AttributeValueMemberS{Value: indexDayPK(day)},
+				attrSK: &types.AttributeValueMemberS{Value: after},
+			}
+		}
+	}
 	out := []storage.ListedUpload{}
 	seen := map[string]bool{}
-	first := cut.AddDate(0, 0, -storage.UploadListDays).Truncate(24 * time.Hour)
 	for day := first; !day.After(cut); day = day.AddDate(0, 0, 1) {
 		kc := expression.Key(attrPK).Equal(expression.Value(indexDayPK(day))).
 			And(expression.Key(attrSK).LessThan(expression.Value(indexMillis(cut))))
@@ -108,7 +129,9 @@ func (s *Store) ListUploads(ctx context.Context, olderThan time.Time, n int) ([]
 			ExpressionAttributeValues: expr.Values(),
 			ConsistentRead:            aws.Bool(true),
 			Limit:                     aws.Int32(uploadIndexPage),
+			ExclusiveStartKey:         start,
 		}
+		start = nil
 		for {
 			res, err := s.db.Query(ctx, in)
 			if err != nil {
@@ -163,7 +186,7 @@ func (s *Store) indexedSessions(ctx context.Context, entries []uploadIndexItem, 
 		if err := attributevalue.UnmarshalMap(av, &it); err != nil {
 			return nil, fmt.Errorf("list uploads: decode session %s: %w", e.ID, err)
 		}
-		lu := storage.ListedUpload{Upload: it.upload(), Updated: it.Created}
+		lu := storage.ListedUpload{Upload: it.upload(), Updated: it.Created, Cursor: e.SK}
 		if it.Updated != 0 {
 			lu.Updated = time.UnixMilli(it.Updated).UTC()
 		}

@@ -170,13 +170,20 @@ func (s *Store) DeleteUpload(_ context.Context, id string) error {
 var _ storage.UploadLister = (*Store)(nil)
 
 // ListUploads returns up to n (n <= 0: all) sessions indexed (Created, to
-// the millisecond) before olderThan, oldest first, expired ones included.
-func (s *Store) ListUploads(_ context.Context, olderThan time.Time, n int) ([]storage.ListedUpload, error) {
+// the millisecond) before olderThan and after the cursor after, oldest
+// first, expired ones included.
+func (s *Store) ListUploads(_ context.Context, olderThan time.Time, after string, n int) ([]storage.ListedUpload, error) {
+	if after != "" {
+		if _, _, err := storage.ParseUploadCursor(after); err != nil {
+			return nil, fmt.Errorf("list uploads: %w", err)
+		}
+	}
 	cut := olderThan.UnixMilli()
+	cursor := func(r uploadRec) string { return storage.UploadCursor(time.UnixMilli(r.indexed), r.u.ID) }
 	s.mu.Lock()
 	var recs []uploadRec
 	for _, r := range s.uploads {
-		if r.indexed < cut {
+		if r.indexed < cut && cursor(r) > after {
 			recs = append(recs, r)
 		}
 	}
@@ -189,7 +196,7 @@ func (s *Store) ListUploads(_ context.Context, olderThan time.Time, n int) ([]st
 	}
 	out := make([]storage.ListedUpload, len(recs))
 	for i, r := range recs {
-		out[i] = storage.ListedUpload{Upload: cloneUpload(r.u), Updated: time.UnixMilli(r.updated).UTC()}
+		out[i] = storage.ListedUpload{Upload: cloneUpload(r.u), Updated: time.UnixMilli(r.updated).UTC(), Cursor: cursor(r)}
 	}
 	return out, nil
 }

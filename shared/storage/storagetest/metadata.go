@@ -59,6 +59,7 @@ func TestMetadata(t *testing.T, newStore func(t *testing.T) storage.Metadata) {
 		{"RaceTagCreateOnly", testRaceTagCreateOnly},
 		// storage.UploadLister (metadata_uploadlist.go): every store implements it.
 		{"UploadLister", testUploadLister},
+		{"UploadListerCursor", testUploadListerCursor},
 		// storage.Collector (metadata_collect.go): every store implements it.
 		{"CollectTouch", testCollectTouch},
 		{"CollectDeleteIf", testCollectDeleteIf},
