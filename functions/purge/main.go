@@ -18,6 +18,7 @@ import (
 
 func main() {
 	ctx := context.Background()
+	cloud.LimitMemory() // the blob GC's pass state is held in memory
 	env, err := cloud.FromEnv(ctx)
 	if err != nil {
 		log.Fatal(err)

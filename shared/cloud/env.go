@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
+	"strconv"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -77,4 +79,27 @@ func logLevel() slog.Level {
 		return slog.LevelInfo
 	}
 	return l
+}
+
+// LimitMemory sets Go's soft memory limit (runtime/debug.SetMemoryLimit) to
+// 90% of the function's memory, read from AWS_LAMBDA_FUNCTION_MEMORY_SIZE
+// (MB, set by Lambda), so that the garbage collector works harder near the
+// limit instead of letting garbage push the function over it. It returns
+// the limit set, 0 when the variable is missing or not a number (outside
+// Lambda: nothing is set).
+func LimitMemory() int64 {
+	n := memoryLimit(os.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"))
+	if n > 0 {
+		debug.SetMemoryLimit(n)
+	}
+	return n
+}
+
+// memoryLimit is 90% of mb megabytes in bytes (0 for a bad mb).
+func memoryLimit(mb string) int64 {
+	n, err := strconv.ParseInt(mb, 10, 64)
+	if err != nil || n <= 0 || n > 1<<20 {
+		return 0
+	}
+	return n << 20 / 10 * 9
 }

@@ -264,9 +264,9 @@
 // one run, and about 2.2 KB per item for a run that loads and saves the
 // state (the JSON text, gzip streams and decoded maps side by side, GOGC's
 // headroom on top): about 450,000 items per GB of the function's memory.
-// The purge function has 8192 MB (template.yaml), a pass over about 3.5
-// million items; beyond Lambda's 10240 MB (about 4.5 million) the state
-// would have to leave memory.
+// The purge function's memory is the template parameter PurgeMemorySize
+// (default 3008 MB, a pass over about 1.3 million items; Lambda's 10240 MB
+// about 4.5 million); beyond that the state would have to leave memory.
 //
 // # Metrics
 //
