@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -298,6 +299,24 @@ func TestOversizedKeys(t *testing.T) {
 			}
 		default:
 			t.Errorf("GET %.40s…: got %s, want 200 or 400", c.path, r)
+		}
+	}
+}
+
+// TestSearchPageOverflow: a page number whose offset overflows an int is
+// past the last page: an empty page (never page 1 again, never a crash).
+func TestSearchPageOverflow(t *testing.T) {
+	e := newEnv(t)
+	e.pushImage("team/app", "1", ocispec.MediaTypeImageManifest)
+	for _, q := range []string{
+		"q=app&n=2&page=4611686018427387905", // (page-1)*n = 2^63: negative
+		"q=app&n=64&page=288230376151711745", // (page-1)*n = 2^64: 0, page 1
+		"q=app&page=9223372036854775807",     // the largest page
+	} {
+		r := e.do("GET", "/v1/search?"+q, nil)
+		var doc searchDoc
+		if r.Status != http.StatusOK || json.Unmarshal(r.Body, &doc) != nil || doc.NumResults != 1 || len(doc.Results) != 0 {
+			t.Errorf("search %s: %s, want 200 with 1 result in all and none on this page", q, r)
 		}
 	}
 }

@@ -56,7 +56,10 @@ func (rg *Registry) search(w http.ResponseWriter, r *http.Request) error {
 			all = append(all, res)
 		}
 	}
-	start := min((page-1)*n, len(all))
+	start := len(all) // a page past the last (also one whose offset would overflow)
+	if page-1 <= len(all)/n {
+		start = min((page-1)*n, len(all))
+	}
 	results := all[start:min(start+n, len(all))]
 	pages := (len(all) + n - 1) / n
 	writeJSON(w, r, "application/json", map[string]any{
