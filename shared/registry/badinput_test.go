@@ -320,3 +320,30 @@ func TestSearchPageOverflow(t *testing.T) {
 		}
 	}
 }
+
+// TestContentRangeOverflow: a Content-Range ending near the int64 limit is
+// refused for what it is (past the largest blob), not with a length that
+// overflowed and a 1000-byte body said to be empty; the session is unchanged.
+func TestContentRangeOverflow(t *testing.T) {
+	e := newEnv(t)
+	data := randBytes(1000)
+	d := digest.FromBytes(data).String()
+	loc := e.startUpload("app", "")
+	for _, c := range []struct{ method, rng string }{
+		{"PATCH", "0-9223372036854775807"}, // end-start+1 overflows
+		{"PATCH", "0-9223372036854775806"}, // end-start+2 overflows
+		{"PUT", "0-9223372036854775806"},
+	} {
+		p := loc
+		if c.method == "PUT" {
+			p = withQuery(loc, "digest="+d)
+		}
+		r := e.do(c.method, p, data, "Content-Range", c.rng)
+		wantErr(t, c.method+" "+c.rng, r, http.StatusRequestedRangeNotSatisfiable, registry.CodeBlobUploadInvalid)
+		if m := errMessage(r); !strings.Contains(m, "at most 5 TiB") || strings.Contains(m, "body has 0") {
+			t.Errorf("%s %s: message %q, want it to name the largest blob (5 TiB)", c.method, c.rng, m)
+		}
+	}
+	wantHeader(t, "status", e.do("GET", loc, nil), "Range", "0-0")
+	wantStatus(t, "complete", e.do("PUT", withQuery(loc, "digest="+d), data, "Content-Range", "0-999"), http.StatusCreated)
+}
