@@ -347,3 +347,14 @@ func TestContentRangeOverflow(t *testing.T) {
 	wantHeader(t, "status", e.do("GET", loc, nil), "Range", "0-0")
 	wantStatus(t, "complete", e.do("PUT", withQuery(loc, "digest="+d), data, "Content-Range", "0-999"), http.StatusCreated)
 }
+
+// TestSearchQueryNotUTF8: a q that is not UTF-8 is refused as such, not as
+// too long.
+func TestSearchQueryNotUTF8(t *testing.T) {
+	e := newEnv(t)
+	r := e.do("GET", "/v1/search?q=%ff", nil)
+	wantErr(t, "q=%ff", r, http.StatusBadRequest, registry.CodeUnsupported)
+	if m := errMessage(r); !strings.Contains(m, "UTF-8") {
+		t.Errorf("q=%%ff: message %q, want it to say q is not UTF-8", m)
+	}
+}

@@ -19,8 +19,11 @@ func (rg *Registry) search(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := r.URL.Query()
 	query := q.Get("q")
-	if len(query) > maxNameLength || !utf8.ValidString(query) {
+	if len(query) > maxNameLength {
 		return apiErr(http.StatusBadRequest, CodeUnsupported, "q is %d bytes long; names are at most %d", len(query), maxNameLength)
+	}
+	if !utf8.ValidString(query) {
+		return apiErr(http.StatusBadRequest, CodeUnsupported, "q %q is not UTF-8 (names are lower-case letters, digits, '.', '_', '-' and '/')", query)
 	}
 	intParam := func(name string, def int) (int, error) {
 		s := q.Get(name)
