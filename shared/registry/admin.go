@@ -39,7 +39,7 @@ func (rg *Registry) admin(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case rest == "proxies":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s (GET)", r.Method, r.URL.Path)
+			return notAllowed(r.Method, r.URL.Path, http.MethodGet, http.MethodHead)
 		}
 		out := []repo.Status{}
 		for _, p := range rg.repos.Proxies() {
@@ -55,7 +55,7 @@ func (rg *Registry) admin(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	case strings.HasPrefix(rest, "proxies/") && strings.HasSuffix(rest, "/refresh"):
 		if r.Method != http.MethodPost {
-			return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s (POST)", r.Method, r.URL.Path)
+			return notAllowed(r.Method, r.URL.Path, http.MethodPost)
 		}
 		name := strings.TrimSuffix(strings.TrimPrefix(rest, "proxies/"), "/refresh")
 		rp, ok := rg.repos.Get(name)
@@ -94,7 +94,7 @@ func (rg *Registry) admin(w http.ResponseWriter, r *http.Request) error {
 // every token it signed has expired.
 func (rg *Registry) rotateKeys(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
-		return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s (POST)", r.Method, r.URL.Path)
+		return notAllowed(r.Method, r.URL.Path, http.MethodPost)
 	}
 	if rg.auth == nil {
 		return apiErr(http.StatusNotFound, CodeUnsupported, "authentication is not enabled: there are no signing keys")

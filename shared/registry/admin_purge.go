@@ -14,7 +14,7 @@ import (
 // once: a repeated one (dryRun=false&dryRun=true) is ambiguous, so 400.
 func (rg *Registry) adminPurge(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
-		return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s (POST)", r.Method, r.URL.Path)
+		return notAllowed(r.Method, r.URL.Path, http.MethodPost)
 	}
 	q := r.URL.Query()
 	for _, k := range []string{"task", "dryRun"} {

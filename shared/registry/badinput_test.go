@@ -358,3 +358,32 @@ func TestSearchQueryNotUTF8(t *testing.T) {
 		t.Errorf("q=%%ff: message %q, want it to say q is not UTF-8", m)
 	}
 }
+
+// TestMethodNotAllowed: a 405 carries the Allow header listing the methods
+// the endpoint takes (RFC 9110, 15.5.6), and its message lists them too.
+func TestMethodNotAllowed(t *testing.T) {
+	e := newEnv(t)
+	loc := e.startUpload("app", "")
+	d := "sha256:" + strings.Repeat("a", 64)
+	for _, c := range []struct{ method, path, allow string }{
+		{"POST", "/v2/", "GET, HEAD"},
+		{"POST", "/v2/_catalog", "GET, HEAD"},
+		{"POST", "/v1/search", "GET, HEAD"},
+		{"POST", "/v2/app/manifests/1", "GET, HEAD, PUT, DELETE"},
+		{"PATCH", "/v2/app/blobs/" + d, "GET, HEAD, DELETE"},
+		{"GET", "/v2/app/blobs/uploads/", "POST"},
+		{"OPTIONS", loc, "GET, HEAD, PATCH, PUT, DELETE, POST"},
+		{"PUT", "/v2/app/tags/list", "GET, HEAD"},
+		{"DELETE", "/v2/app/referrers/" + d, "GET, HEAD"},
+		{"POST", "/airlock/api/browse/repositories", "GET, HEAD"},
+		{"POST", "/airlock/api/proxies", "GET, HEAD"},
+		{"GET", "/airlock/api/purge", "POST"},
+	} {
+		r := e.do(c.method, c.path, nil)
+		wantErr(t, c.method+" "+c.path, r, http.StatusMethodNotAllowed, registry.CodeUnsupported)
+		wantHeader(t, c.method+" "+c.path, r, "Allow", c.allow)
+		if m := errMessage(r); !strings.Contains(m, "("+c.allow+")") {
+			t.Errorf("%s %s: message %q, want it to list %s", c.method, c.path, m, c.allow)
+		}
+	}
+}

@@ -15,7 +15,7 @@ const maxSearchPage = 100
 // https://docs.docker.com/reference/api/registry/latest/ (v1 search)
 func (rg *Registry) search(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on /v1/search (GET)", r.Method)
+		return notAllowed(r.Method, "/v1/search", http.MethodGet, http.MethodHead)
 	}
 	q := r.URL.Query()
 	query := q.Get("q")
