@@ -86,7 +86,8 @@ func (rg *Registry) admin(w http.ResponseWriter, r *http.Request) error {
 		}{name + "/" + image, tag, m.Digest.String(), m.Warning})
 		return nil
 	}
-	return apiErr(http.StatusNotFound, CodeNameUnknown, "no admin endpoint at %s (GET /airlock/api/proxies, POST /airlock/api/proxies/<proxy>/refresh?name=&tag=)", r.URL.Path)
+	return apiErr(http.StatusNotFound, CodeNameUnknown, "no admin endpoint at %s (GET /airlock/api/proxies, POST /airlock/api/proxies/<proxy>/refresh?name=&tag=, "+
+		"POST /airlock/api/purge?task=&dryRun=, /airlock/api/users[/<user>[/password|/roles|/tokens]], POST /airlock/api/keys/rotate, GET /airlock/api/browse/...)", r.URL.Path)
 }
 
 // rotateKeys (POST /airlock/api/keys/rotate) adds a token signing key; it

@@ -387,3 +387,19 @@ func TestMethodNotAllowed(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownAdminEndpoint: a path under /airlock/api/ that is no endpoint
+// is 404 naming the endpoints there are, every one of them.
+func TestUnknownAdminEndpoint(t *testing.T) {
+	e := newEnv(t)
+	for _, p := range []string{"/airlock/api/", "/airlock/api/nope", "/airlock/api/purge/blob-gc"} {
+		r := e.do("POST", p, nil)
+		wantErr(t, p, r, http.StatusNotFound, registry.CodeNameUnknown)
+		m := errMessage(r)
+		for _, want := range []string{"/airlock/api/proxies", "/airlock/api/purge?task=", "/airlock/api/users", "/airlock/api/keys/rotate", "/airlock/api/browse/"} {
+			if !strings.Contains(m, want) {
+				t.Errorf("POST %s: message %q does not name %s", p, m, want)
+			}
+		}
+	}
+}
