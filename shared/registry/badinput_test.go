@@ -403,3 +403,33 @@ func TestUnknownAdminEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupPushMissingBlobRemoteDown: a manifest pushed through a group
+// that references a blob no member stores, while the proxy member's remote
+// is down, is 503 (the proxy may have it: retry) saying which blob was
+// looked up and where, not only that the upstream is unreachable.
+func TestGroupPushMissingBlobRemoteDown(t *testing.T) {
+	e := newEnv(t)
+	e.deps.Config = mustConfig(t, `
+default: docker
+repositories:
+- {name: local, kind: hosted}
+- {name: hub, kind: proxy, remote: "http://127.0.0.1:1"}
+- {name: docker, kind: group, members: [local, hub], writeMember: local}
+`)
+	e.serve()
+	cfg := []byte(`{"os":"linux"}`)
+	e.pushBlob("docker/team/app", cfg)
+	missing := desc(ocispec.MediaTypeImageLayer, []byte("never pushed"))
+	m := manifestJSON(ocispec.MediaTypeImageManifest, desc(ocispec.MediaTypeImageConfig, cfg), missing)
+	for i := range 4 { // the 4th finds the remote blocked after 3 failures
+		r := e.putManifest("docker/team/app", "v1", ocispec.MediaTypeImageManifest, m)
+		wantErr(t, "manifest over a missing blob, remote down", r, http.StatusServiceUnavailable, registry.CodeUnavailable)
+		if msg := errMessage(r); !strings.Contains(msg, missing.Digest.String()) || !strings.Contains(msg, "local/team/app") || !strings.Contains(msg, "127.0.0.1:1") {
+			t.Errorf("push %d: message %q: want the blob, the image pushed to and the unreachable upstream", i+1, msg)
+		}
+	}
+	if got := e.tags("local/team/app"); len(got) != 0 {
+		t.Errorf("tags after the refused push: %v", got)
+	}
+}
