@@ -42,7 +42,7 @@ func (rg *Registry) admin(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case rest == "proxies":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s (GET)", r.Method, r.URL.Path)
+			return notAllowed(r.Method, r.URL.Path, http.MethodGet, http.MethodHead)
 		}
 		out := []repo.Status{}
 		for _, p := range rg.repos.Proxies() {
@@ -58,7 +58,7 @@ func (rg *Registry) admin(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	case strings.HasPrefix(rest, "proxies/") && strings.HasSuffix(rest, "/refresh"):
 		if r.Method != http.MethodPost {
-			return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s (POST)", r.Method, r.URL.Path)
+			return notAllowed(r.Method, r.URL.Path, http.MethodPost)
 		}
 		name := strings.TrimSuffix(strings.TrimPrefix(rest, "proxies/"), "/refresh")
 		rp, ok := rg.repos.Get(name)
@@ -89,7 +89,8 @@ func (rg *Registry) admin(w http.ResponseWriter, r *http.Request) error {
 		}{name + "/" + image, tag, m.Digest.String(), m.Warning})
 		return nil
 	}
-	return apiErr(http.StatusNotFound, CodeNameUnknown, "no admin endpoint at %s (GET /airlock/api/proxies, POST /airlock/api/proxies/<proxy>/refresh?name=&tag=, POST /airlock/api/purge?task=&dryRun=, POST /airlock/api/keys/rotate, /airlock/api/users)", r.URL.Path)
+	return apiErr(http.StatusNotFound, CodeNameUnknown, "no admin endpoint at %s (GET /airlock/api/proxies, POST /airlock/api/proxies/<proxy>/refresh?name=&tag=, "+
+		"POST /airlock/api/purge?task=&dryRun=, /airlock/api/users[/<user>[/password|/roles|/tokens]], POST /airlock/api/keys/rotate, GET /airlock/api/browse/...)", r.URL.Path)
 }
 
 // rotateKeys (POST /airlock/api/keys/rotate) adds a token signing key; it
@@ -97,7 +98,7 @@ func (rg *Registry) admin(w http.ResponseWriter, r *http.Request) error {
 // every token it signed has expired.
 func (rg *Registry) rotateKeys(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
-		return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s (POST)", r.Method, r.URL.Path)
+		return notAllowed(r.Method, r.URL.Path, http.MethodPost)
 	}
 	if rg.auth == nil {
 		return apiErr(http.StatusNotFound, CodeUnsupported, "authentication is not enabled: there are no signing keys")

@@ -10,12 +10,18 @@ import (
 
 // adminPurge (POST /airlock/api/purge?task=<name>&dryRun=true|false) runs
 // one purge task now and answers its report (package purge). dryRun
-// defaults to true: deleting needs dryRun=false.
+// defaults to true: deleting needs dryRun=false. Each parameter is given
+// once: a repeated one (dryRun=false&dryRun=true) is ambiguous, so 400.
 func (rg *Registry) adminPurge(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
-		return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s (POST)", r.Method, r.URL.Path)
+		return notAllowed(r.Method, r.URL.Path, http.MethodPost)
 	}
 	q := r.URL.Query()
+	for _, k := range []string{"task", "dryRun"} {
+		if len(q[k]) > 1 {
+			return apiErr(http.StatusBadRequest, CodeUnsupported, "%s is given %d times (%q): give it once", k, len(q[k]), q[k])
+		}
+	}
 	task, dry := q.Get("task"), true
 	if v := q.Get("dryRun"); v != "" {
 		b, err := strconv.ParseBool(v)

@@ -51,6 +51,9 @@ func TestAdminPurge(t *testing.T) {
 		{http.MethodGet, "?task=incomplete-uploads", "admin", http.StatusMethodNotAllowed},
 		{http.MethodPost, "?task=nope", "admin", http.StatusBadRequest},
 		{http.MethodPost, "?task=incomplete-uploads&dryRun=maybe", "admin", http.StatusBadRequest},
+		{http.MethodPost, "?task=incomplete-uploads&dryRun=false&dryRun=true", "admin", http.StatusBadRequest},
+		{http.MethodPost, "?task=incomplete-uploads&dryRun=true&dryRun=false", "admin", http.StatusBadRequest},
+		{http.MethodPost, "?task=blob-gc&task=incomplete-uploads&dryRun=false", "admin", http.StatusBadRequest},
 	} {
 		if got, _ := call(tc.method, tc.query, tc.user); got != tc.want {
 			t.Errorf("%s %s as %q: %d, want %d", tc.method, tc.query, tc.user, got, tc.want)

@@ -217,7 +217,7 @@ func (rg *Registry) tokenEndpoint(w http.ResponseWriter, r *http.Request) error 
 			return apiErr(http.StatusBadRequest, CodeUnsupported, "grant_type %q: want password or refresh_token", f.Get("grant_type"))
 		}
 	default:
-		return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s (GET, POST)", r.Method, tokenPath)
+		return notAllowed(r.Method, tokenPath, http.MethodGet, http.MethodPost)
 	}
 	res, err := rg.auth.Token(r.Context(), req)
 	switch {

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -299,5 +300,136 @@ func TestOversizedKeys(t *testing.T) {
 		default:
 			t.Errorf("GET %.40s…: got %s, want 200 or 400", c.path, r)
 		}
+	}
+}
+
+// TestSearchPageOverflow: a page number whose offset overflows an int is
+// past the last page: an empty page (never page 1 again, never a crash).
+func TestSearchPageOverflow(t *testing.T) {
+	e := newEnv(t)
+	e.pushImage("team/app", "1", ocispec.MediaTypeImageManifest)
+	for _, q := range []string{
+		"q=app&n=2&page=4611686018427387905", // (page-1)*n = 2^63: negative
+		"q=app&n=64&page=288230376151711745", // (page-1)*n = 2^64: 0, page 1
+		"q=app&page=9223372036854775807",     // the largest page
+	} {
+		r := e.do("GET", "/v1/search?"+q, nil)
+		var doc searchDoc
+		if r.Status != http.StatusOK || json.Unmarshal(r.Body, &doc) != nil || doc.NumResults != 1 || len(doc.Results) != 0 {
+			t.Errorf("search %s: %s, want 200 with 1 result in all and none on this page", q, r)
+		}
+	}
+}
+
+// TestContentRangeOverflow: a Content-Range ending near the int64 limit is
+// refused for what it is (past the largest blob), not with a length that
+// overflowed and a 1000-byte body said to be empty; the session is unchanged.
+func TestContentRangeOverflow(t *testing.T) {
+	e := newEnv(t)
+	data := randBytes(1000)
+	d := digest.FromBytes(data).String()
+	loc := e.startUpload("app", "")
+	for _, c := range []struct{ method, rng string }{
+		{"PATCH", "0-9223372036854775807"}, // end-start+1 overflows
+		{"PATCH", "0-9223372036854775806"}, // end-start+2 overflows
+		{"PUT", "0-9223372036854775806"},
+	} {
+		p := loc
+		if c.method == "PUT" {
+			p = withQuery(loc, "digest="+d)
+		}
+		r := e.do(c.method, p, data, "Content-Range", c.rng)
+		wantErr(t, c.method+" "+c.rng, r, http.StatusRequestedRangeNotSatisfiable, registry.CodeBlobUploadInvalid)
+		if m := errMessage(r); !strings.Contains(m, "at most 5 TiB") || strings.Contains(m, "body has 0") {
+			t.Errorf("%s %s: message %q, want it to name the largest blob (5 TiB)", c.method, c.rng, m)
+		}
+	}
+	wantHeader(t, "status", e.do("GET", loc, nil), "Range", "0-0")
+	wantStatus(t, "complete", e.do("PUT", withQuery(loc, "digest="+d), data, "Content-Range", "0-999"), http.StatusCreated)
+}
+
+// TestSearchQueryNotUTF8: a q that is not UTF-8 is refused as such, not as
+// too long.
+func TestSearchQueryNotUTF8(t *testing.T) {
+	e := newEnv(t)
+	r := e.do("GET", "/v1/search?q=%ff", nil)
+	wantErr(t, "q=%ff", r, http.StatusBadRequest, registry.CodeUnsupported)
+	if m := errMessage(r); !strings.Contains(m, "UTF-8") {
+		t.Errorf("q=%%ff: message %q, want it to say q is not UTF-8", m)
+	}
+}
+
+// TestMethodNotAllowed: a 405 carries the Allow header listing the methods
+// the endpoint takes (RFC 9110, 15.5.6), and its message lists them too.
+func TestMethodNotAllowed(t *testing.T) {
+	e := newEnv(t)
+	loc := e.startUpload("app", "")
+	d := "sha256:" + strings.Repeat("a", 64)
+	for _, c := range []struct{ method, path, allow string }{
+		{"POST", "/v2/", "GET, HEAD"},
+		{"POST", "/v2/_catalog", "GET, HEAD"},
+		{"POST", "/v1/search", "GET, HEAD"},
+		{"POST", "/v2/app/manifests/1", "GET, HEAD, PUT, DELETE"},
+		{"PATCH", "/v2/app/blobs/" + d, "GET, HEAD, DELETE"},
+		{"GET", "/v2/app/blobs/uploads/", "POST"},
+		{"OPTIONS", loc, "GET, HEAD, PATCH, PUT, DELETE, POST"},
+		{"PUT", "/v2/app/tags/list", "GET, HEAD"},
+		{"DELETE", "/v2/app/referrers/" + d, "GET, HEAD"},
+		{"POST", "/airlock/api/browse/repositories", "GET, HEAD"},
+		{"POST", "/airlock/api/proxies", "GET, HEAD"},
+		{"GET", "/airlock/api/purge", "POST"},
+	} {
+		r := e.do(c.method, c.path, nil)
+		wantErr(t, c.method+" "+c.path, r, http.StatusMethodNotAllowed, registry.CodeUnsupported)
+		wantHeader(t, c.method+" "+c.path, r, "Allow", c.allow)
+		if m := errMessage(r); !strings.Contains(m, "("+c.allow+")") {
+			t.Errorf("%s %s: message %q, want it to list %s", c.method, c.path, m, c.allow)
+		}
+	}
+}
+
+// TestUnknownAdminEndpoint: a path under /airlock/api/ that is no endpoint
+// is 404 naming the endpoints there are, every one of them.
+func TestUnknownAdminEndpoint(t *testing.T) {
+	e := newEnv(t)
+	for _, p := range []string{"/airlock/api/", "/airlock/api/nope", "/airlock/api/purge/blob-gc"} {
+		r := e.do("POST", p, nil)
+		wantErr(t, p, r, http.StatusNotFound, registry.CodeNameUnknown)
+		m := errMessage(r)
+		for _, want := range []string{"/airlock/api/proxies", "/airlock/api/purge?task=", "/airlock/api/users", "/airlock/api/keys/rotate", "/airlock/api/browse/"} {
+			if !strings.Contains(m, want) {
+				t.Errorf("POST %s: message %q does not name %s", p, m, want)
+			}
+		}
+	}
+}
+
+// TestGroupPushMissingBlobRemoteDown: a manifest pushed through a group
+// that references a blob no member stores, while the proxy member's remote
+// is down, is 503 (the proxy may have it: retry) saying which blob was
+// looked up and where, not only that the upstream is unreachable.
+func TestGroupPushMissingBlobRemoteDown(t *testing.T) {
+	e := newEnv(t)
+	e.deps.Config = mustConfig(t, `
+default: docker
+repositories:
+- {name: local, kind: hosted}
+- {name: hub, kind: proxy, remote: "http://127.0.0.1:1"}
+- {name: docker, kind: group, members: [local, hub], writeMember: local}
+`)
+	e.serve()
+	cfg := []byte(`{"os":"linux"}`)
+	e.pushBlob("docker/team/app", cfg)
+	missing := desc(ocispec.MediaTypeImageLayer, []byte("never pushed"))
+	m := manifestJSON(ocispec.MediaTypeImageManifest, desc(ocispec.MediaTypeImageConfig, cfg), missing)
+	for i := range 4 { // the 4th finds the remote blocked after 3 failures
+		r := e.putManifest("docker/team/app", "v1", ocispec.MediaTypeImageManifest, m)
+		wantErr(t, "manifest over a missing blob, remote down", r, http.StatusServiceUnavailable, registry.CodeUnavailable)
+		if msg := errMessage(r); !strings.Contains(msg, missing.Digest.String()) || !strings.Contains(msg, "local/team/app") || !strings.Contains(msg, "127.0.0.1:1") {
+			t.Errorf("push %d: message %q: want the blob, the image pushed to and the unreachable upstream", i+1, msg)
+		}
+	}
+	if got := e.tags("local/team/app"); len(got) != 0 {
+		t.Errorf("tags after the refused push: %v", got)
 	}
 }

@@ -77,7 +77,7 @@ const (
 
 func (rg *Registry) browse(w http.ResponseWriter, r *http.Request, what string) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s (GET)", r.Method, r.URL.Path)
+		return notAllowed(r.Method, r.URL.Path, http.MethodGet, http.MethodHead)
 	}
 	id, err := rg.listCaller(r)
 	if err != nil {

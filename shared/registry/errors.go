@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/airlock-registry/airlock/shared/repo"
@@ -53,6 +54,15 @@ func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Cod
 
 func apiErr(status int, code Code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// notAllowed is the 405 for method on where: its Allow header (RFC 9110,
+// 15.5.6) and its message list the methods that are allowed.
+func notAllowed(method, where string, allow ...string) *Error {
+	a := strings.Join(allow, ", ")
+	e := apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s (%s)", method, where, a)
+	e.Header = http.Header{"Allow": {a}}
+	return e
 }
 
 // notFoundMsg is the message of a repository's *NotFoundError among errs, if it has one.

@@ -129,12 +129,25 @@ func (rg *Registry) checkReferences(r *http.Request, t target, m storage.Manifes
 		case errors.Is(err, storage.ErrNotFound):
 			return apiErr(http.StatusBadRequest, CodeManifestBlobUnknown, "manifest %s referenced by the index is not in %s: push it first", d, t.full)
 		case i < len(m.Blobs):
-			return fmt.Errorf("blob %s: %w", d, err)
+			return refLookupErr(t, "blob", d, err)
 		default:
-			return fmt.Errorf("manifest %s: %w", d, err)
+			return refLookupErr(t, "manifest", d, err)
 		}
 	}
 	return nil
+}
+
+// refLookupErr is the error of a reference that could not be looked up: a
+// group member's upstream trouble (503, 429...) says which reference of the
+// push was looked up and where, since the upstream's own message (blocked
+// for 30s...) names neither.
+func refLookupErr(t target, kind string, d digest.Digest, err error) error {
+	if e := fromRepo(err); e != nil && e.Status != http.StatusNotFound {
+		e.Message = fmt.Sprintf("%s %s referenced by the manifest is not in %s and another member of %s could not be asked (retry later, or push the %s first): %s",
+			kind, d, t.img, t.repo.Name(), kind, e.Message)
+		return e
+	}
+	return fmt.Errorf("%s %s: %w", kind, d, err)
 }
 
 // refWorkers bounds the parallel reference checks of one manifest PUT.

@@ -170,7 +170,7 @@ func (rg *Registry) serve(w http.ResponseWriter, r *http.Request) error {
 	p := r.URL.Path
 	if p == "/v2" || p == "/v2/" {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on /v2/", r.Method)
+			return notAllowed(r.Method, "/v2/", http.MethodGet, http.MethodHead)
 		}
 		if err := rg.authorizeBase(r); err != nil {
 			return err

@@ -135,9 +135,24 @@ func parseRoute(r *http.Request) (route, error) {
 		rt.op, ok = opReferrers, get
 	}
 	if !ok {
-		return rt, apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on %s", m, p)
+		return rt, notAllowed(m, p, allowed(kind, rt.ref)...)
 	}
 	return rt, nil
+}
+
+// allowed lists the methods an endpoint kind takes (ref: the route's ref).
+func allowed(kind, ref string) []string {
+	switch {
+	case kind == "blob":
+		return []string{http.MethodGet, http.MethodHead, http.MethodDelete}
+	case kind == "upload" && ref == "":
+		return []string{http.MethodPost}
+	case kind == "upload":
+		return []string{http.MethodGet, http.MethodHead, http.MethodPatch, http.MethodPut, http.MethodDelete, http.MethodPost}
+	case kind == "manifest":
+		return []string{http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete}
+	}
+	return []string{http.MethodGet, http.MethodHead} // tags, referrers
 }
 
 // parsePath parses a decoded /v2/... path into the endpoint kind and route.

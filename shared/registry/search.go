@@ -15,12 +15,15 @@ const maxSearchPage = 100
 // https://docs.docker.com/reference/api/registry/latest/ (v1 search)
 func (rg *Registry) search(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on /v1/search (GET)", r.Method)
+		return notAllowed(r.Method, "/v1/search", http.MethodGet, http.MethodHead)
 	}
 	q := r.URL.Query()
 	query := q.Get("q")
-	if len(query) > maxNameLength || !utf8.ValidString(query) {
+	if len(query) > maxNameLength {
 		return apiErr(http.StatusBadRequest, CodeUnsupported, "q is %d bytes long; names are at most %d", len(query), maxNameLength)
+	}
+	if !utf8.ValidString(query) {
+		return apiErr(http.StatusBadRequest, CodeUnsupported, "q %q is not UTF-8 (names are lower-case letters, digits, '.', '_', '-' and '/')", query)
 	}
 	intParam := func(name string, def int) (int, error) {
 		s := q.Get(name)
@@ -56,7 +59,10 @@ func (rg *Registry) search(w http.ResponseWriter, r *http.Request) error {
 			all = append(all, res)
 		}
 	}
-	start := min((page-1)*n, len(all))
+	start := len(all) // a page past the last (also one whose offset would overflow)
+	if page-1 <= len(all)/n {
+		start = min((page-1)*n, len(all))
+	}
 	results := all[start:min(start+n, len(all))]
 	pages := (len(all) + n - 1) / n
 	writeJSON(w, r, "application/json", map[string]any{

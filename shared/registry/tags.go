@@ -77,7 +77,7 @@ func (rg *Registry) listTags(w http.ResponseWriter, r *http.Request, t target) e
 // https://distribution.github.io/distribution/spec/api/#listing-repositories
 func (rg *Registry) catalog(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method %s not allowed on /v2/_catalog", r.Method)
+		return notAllowed(r.Method, "/v2/_catalog", http.MethodGet, http.MethodHead)
 	}
 	n, last, err := pageParams(r)
 	if err != nil {

@@ -187,6 +187,10 @@ func contentRange(r *http.Request) (start, end int64, ok bool, err error) {
 		start, err1 := strconv.ParseInt(a, 10, 64)
 		end, err2 := strconv.ParseInt(b, 10, 64)
 		if err1 == nil && err2 == nil && start >= 0 && end >= start {
+			if end >= storage.MaxObjectSize { // also keeps end-start+2 from overflowing
+				return 0, 0, true, apiErr(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid,
+					"Content-Range %q ends past byte %d: a blob is at most 5 TiB (S3's largest object)", r.Header.Get("Content-Range"), int64(storage.MaxObjectSize)-1)
+			}
 			return start, end, true, nil
 		}
 	}
