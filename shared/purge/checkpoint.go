@@ -97,7 +97,7 @@ func collector(p *Purger) (storage.Collector, error) {
 
 // walkCheckpoint is the value of a catalog task's checkpoint marker: the
 // pass and the last image it visited ("repo/name"). A value that is not
-// JSON is a last image written before passes were named. A dry pass of
+// JSON is a last image written before passes were named. A pass of
 // incomplete-uploads keeps the same, Last the cursor of the last session
 // it considered (storage.ListedUpload.Cursor).
 type walkCheckpoint struct {

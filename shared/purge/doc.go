@@ -34,9 +34,8 @@
 // "-dry" after it), so dry runs are bounded and resumable exactly like
 // real ones and never continue, move or end a real pass. A dry pass run
 // to its end lists what the real pass that follows deletes.
-// incomplete-uploads' real runs keep no checkpoint (a real run's deletes
-// are its progress): each of them is a pass. Its dry runs do keep one
-// (below), since they delete nothing.
+// incomplete-uploads' real runs read and write their checkpoint only when
+// a run cannot do everything (below): its ordinary run is a pass.
 //
 // # Tasks
 //
@@ -45,16 +44,39 @@
 // since then. For each it aborts the S3 multipart upload, deletes the
 // staged chunk objects (storage.Blobs.Abort, which also lists what failed
 // attempts left under the upload's key and prefix) and deletes the session
-// item. At most MaxPerRun (default 1000) sessions are considered per run.
-// A real run lists from the first session (what it deleted is not listed
-// again); a dry run lists after the cursor of the last session the dry
-// pass considered (storage.ListedUpload.Cursor, in the checkpoint marker
-// incomplete-uploads-dry, {"pass","last"}; cleared when a run reaches the
-// end), so consecutive dry runs list every session once, and what they
-// list together is what real runs then delete. A checkpoint whose cursor
-// the store rejects (storage.ErrBadCursor) starts a new dry pass, reported
-// as an error. Kept sessions (below) are listed again by every real run:
-// MaxPerRun of them at the front of the listing would stall the real runs.
+// item.
+//
+// Bounded and resumable: a run deletes (dry: would delete; real: tries to,
+// a claim lost to a writer included) at most MaxPerRun (default 1000)
+// sessions and examines at most 10 × MaxPerRun: a kept session (below)
+// costs only its share of a listing page, so a run walks past many of them
+// and its bounds keep it well within the Lambda's deadline. It lists in
+// pages of what it may still take plus one (the ordinary run: one
+// ListUploads of MaxPerRun+1) and continues after the last session's
+// cursor (storage.ListedUpload.Cursor) within the run. When it stops on a
+// bound it records that cursor in its checkpoint marker (incomplete-uploads,
+// incomplete-uploads-dry for a dry pass; {"pass","last"}) and the next run
+// continues after it; the run that reaches the end of the listing clears
+// the checkpoint it read, and the next run starts a new pass from the first
+// session. Without it, kept sessions at the front of the listing (leased,
+// written recently, parked fills: enough of them) would stall every run.
+//
+// A dry run reads its checkpoint first. A real run lists from the first
+// session (what it deleted is not listed again) and reads its checkpoint
+// only when that first page is full, so the ordinary run (one page) reads
+// and writes no marker; with a checkpoint it lists again after it. A real
+// run that stops on a bound with nothing left behind it (every session it
+// considered deleted or gone) writes no checkpoint either: the next
+// listing, from the first or from the checkpoint it continued, starts
+// where it stopped anyway. When the listing shrinks to one page while a
+// checkpoint exists, the ordinary runs that follow do not read it (each
+// walks every session); the next run whose first page is full continues
+// after it, so the sessions before it, examined by those runs, wait for
+// the pass after (the checkpoint also expires 7 days after its last
+// write). A delay, never a wrong delete. Consecutive dry
+// runs list every session once, and what they list together is what real
+// runs then delete. A checkpoint whose cursor the store rejects
+// (storage.ErrBadCursor) starts a new pass, reported as an error.
 //
 // Enumeration: sessions are one partition each (UPLOAD#<id>), so they are
 // listed through the optional storage.UploadLister. Package dynamo keeps an

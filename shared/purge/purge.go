@@ -151,7 +151,8 @@ type Deps struct {
 	Now func() time.Time
 	// MaxPerRun bounds the items each task considers per run (default
 	// DefaultMaxPerRun; blob-gc counts 100 scanned items or listed objects
-	// as one).
+	// as one; incomplete-uploads bounds the sessions it deletes by it and
+	// those it examines by 10 × it).
 	MaxPerRun int
 	// Metrics receives one CloudWatch embedded-metric-format line per
 	// report (the purge function: its stdout); nil: none.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/airlock-registry/airlock/shared/repo"
@@ -28,6 +29,12 @@ const (
 	skipGone   = "gone"        // completed or cancelled meanwhile
 )
 
+// uploadsExamined bounds the sessions one run of incomplete-uploads
+// examines to uploadsExamined × MaxPerRun (it deletes at most MaxPerRun):
+// a kept session costs its share of a listing page, not a claim, so a run
+// walks past many of them within the Lambda's deadline.
+const uploadsExamined = 10
+
 func incompleteUploads(ctx context.Context, p *Purger, r *Report) error {
 	ul, ok := p.d.Meta.(storage.UploadLister)
 	if !ok {
@@ -38,119 +45,179 @@ func incompleteUploads(ctx context.Context, p *Purger, r *Report) error {
 		return err
 	}
 	now := p.d.Now()
-	cutoff := now.Add(-p.d.Config.IncompleteUploadsAge())
-	// A real run starts from the first session (its deletes are its
-	// progress); a dry pass continues after its checkpoint.
-	var dry *dryUploads
-	after := ""
+	w := &uploadWalk{p: p, r: r, ul: ul, cutoff: now.Add(-p.d.Config.IncompleteUploadsAge())}
+	w.maxSeen = p.d.MaxPerRun * uploadsExamined
+	if p.d.MaxPerRun > math.MaxInt/uploadsExamined {
+		w.maxSeen = math.MaxInt
+	}
+	// A dry run continues its pass after its checkpoint. A real run lists
+	// from the first session (what it deleted is not listed again) and
+	// looks for its checkpoint only when that first page is full: a run of
+	// the ordinary case (one page) reads and writes no checkpoint.
+	var list []storage.ListedUpload
+	listed := false // list is the next page
+	n := w.page()
 	if r.DryRun {
-		dry = loadDryUploads(ctx, p, r)
-		after = dry.cp.Last
-	}
-	list, err := ul.ListUploads(ctx, cutoff, after, p.d.MaxPerRun+1)
-	if dry != nil && errors.Is(err, storage.ErrBadCursor) {
-		// Not a cursor this store returns (another store's, or damaged):
-		// start the dry pass over, and say so.
-		r.fail("dry checkpoint %q not continued (%v): starting a new pass", after, err)
-		after, dry.cp = "", walkCheckpoint{Pass: newPass(p, true)}
-		r.Pass = dry.cp.Pass
-		list, err = ul.ListUploads(ctx, cutoff, after, p.d.MaxPerRun+1)
-	}
-	if err != nil {
-		return err
-	}
-	if len(list) > p.d.MaxPerRun {
-		list, r.More = list[:p.d.MaxPerRun], true
-	}
-	if dry != nil {
-		defer func() { dry.end(ctx, r) }()
-	}
-	lease := newLease()
-	for _, lu := range list {
-		if err := ctx.Err(); err != nil {
-			r.More = true
+		w.load(ctx)
+	} else {
+		if list, err = ul.ListUploads(ctx, w.cutoff, "", n); err != nil {
 			return err
 		}
-		if dry != nil {
-			dry.cp.Last = lu.Cursor
+		listed = true
+		if len(list) == n {
+			w.load(ctx)
+			listed = w.cp.Last == "" // else continue the pass after its checkpoint
 		}
-		r.Considered++
-		u := lu.Upload
-		switch {
-		case parked[u.ID]:
-			r.skip(skipParked)
-			continue
-		case !lu.Updated.Before(cutoff):
-			r.skip(skipActive)
-			continue
-		case u.Lease != "" && u.LeaseUntil.After(now):
-			r.skip(skipLeased)
-			continue
-		}
-		if r.DryRun {
-			r.add(describe(lu))
-			continue
-		}
-		held, reason, err := claim(ctx, p, u, lease)
-		if err != nil {
-			r.fail("claim upload %s: %v", u.ID, err)
-			continue
-		}
-		if reason != "" {
-			r.skip(reason)
-			continue
-		}
-		if err := p.d.Blobs.Abort(ctx, &held); err != nil {
-			r.fail("abort upload %s: %v", u.ID, err) // the claim expires; the next run retries
-			continue
-		}
-		if err := p.d.Meta.DeleteUpload(ctx, u.ID); err != nil {
-			r.fail("delete upload %s: %v", u.ID, err)
-			continue
-		}
-		r.add(describe(storage.ListedUpload{Upload: held, Updated: lu.Updated}))
 	}
-	return nil
+	if w.cp.Pass == "" {
+		w.cp.Pass = newPass(p, r.DryRun)
+	}
+	r.Pass = w.cp.Pass
+	defer func() { w.end(ctx) }()
+	lease := newLease()
+	for {
+		if !listed {
+			n = w.page()
+			if list, err = w.list(ctx, n); err != nil {
+				r.More = w.cp.Last != "" // stopped within the pass
+				return err
+			}
+		}
+		for _, lu := range list {
+			if w.candidates == p.d.MaxPerRun || r.Considered == w.maxSeen {
+				r.More = true
+				return nil
+			}
+			if err := ctx.Err(); err != nil {
+				r.More = true
+				return err
+			}
+			w.cp.Last = lu.Cursor
+			r.Considered++
+			if !w.visit(ctx, lu, parked, now, lease) {
+				w.behind = true
+			}
+		}
+		if len(list) < n {
+			return nil // the end of the listing: the pass is done
+		}
+		listed = false
+	}
 }
 
-// dryUploads is a dry pass of incomplete-uploads: its checkpoint marker
-// (the task's name and drySuffix; value {"pass","last"}, last the
-// storage.ListedUpload.Cursor of the last session considered) and whether
-// one exists.
-type dryUploads struct {
+// uploadWalk is one run of incomplete-uploads: where it is in the listing
+// and its checkpoint marker (the task's name, drySuffix after it for a dry
+// pass; value {"pass","last"}, last the storage.ListedUpload.Cursor of the
+// last session considered).
+type uploadWalk struct {
 	p      *Purger
-	cp     walkCheckpoint
-	stored bool
+	r      *Report
+	ul     storage.UploadLister
+	cutoff time.Time
+	// maxSeen bounds the sessions examined (Report.Considered).
+	maxSeen int
+	cp      walkCheckpoint
+	stored  bool // a checkpoint exists
+	// candidates counts the sessions the run would delete (dry) or tried
+	// to delete (real); at most MaxPerRun.
+	candidates int
+	// behind: a session the run considered is still there (kept, busy,
+	// failed), so its deletes alone are not its progress.
+	behind bool
 }
 
-// loadDryUploads continues the dry pass the checkpoint names, or starts one.
-func loadDryUploads(ctx context.Context, p *Purger, r *Report) *dryUploads {
-	d := &dryUploads{p: p}
-	if v := loadCheckpoint(ctx, p, checkpointKey(r)); v != "" {
-		d.stored = true
-		if err := json.Unmarshal([]byte(v), &d.cp); err != nil || d.cp.Pass == "" {
-			r.fail("dry checkpoint %q not continued (want {\"pass\", \"last\"}): starting a new pass", v)
-			d.cp = walkCheckpoint{}
-		}
-	}
-	if d.cp.Pass == "" {
-		d.cp.Pass = newPass(p, true)
-	}
-	r.Pass = d.cp.Pass
-	return d
+// page is the size of the next listing page: enough to reach either bound,
+// and one more to tell whether sessions follow.
+func (w *uploadWalk) page() int {
+	return min(w.p.d.MaxPerRun-w.candidates, w.maxSeen-w.r.Considered) + 1
 }
 
-// end records where the dry run stopped (More: the next run continues
-// after the last session considered) or ends the pass.
-func (d *dryUploads) end(ctx context.Context, r *Report) {
+// load reads the checkpoint: the pass to continue and its place.
+func (w *uploadWalk) load(ctx context.Context) {
+	v := loadCheckpoint(ctx, w.p, checkpointKey(w.r))
+	if v == "" {
+		return
+	}
+	w.stored = true
+	if err := json.Unmarshal([]byte(v), &w.cp); err != nil || w.cp.Pass == "" {
+		w.r.fail("%s checkpoint %q not continued (want {\"pass\", \"last\"}): starting a new pass", checkpointKey(w.r), v)
+		w.cp = walkCheckpoint{}
+	}
+}
+
+// list returns the next n sessions after the walk's place. A place the
+// store rejects (not a cursor it returns: another store's, or damaged)
+// starts the pass over, and the report says so.
+func (w *uploadWalk) list(ctx context.Context, n int) ([]storage.ListedUpload, error) {
+	after := w.cp.Last
+	list, err := w.ul.ListUploads(ctx, w.cutoff, after, n)
+	if after != "" && errors.Is(err, storage.ErrBadCursor) {
+		w.r.fail("%s checkpoint %q not continued (%v): starting a new pass", checkpointKey(w.r), after, err)
+		w.cp = walkCheckpoint{Pass: newPass(w.p, w.r.DryRun)}
+		w.r.Pass = w.cp.Pass
+		list, err = w.ul.ListUploads(ctx, w.cutoff, "", n)
+	}
+	return list, err
+}
+
+// visit decides on one listed session and, in a real run, deletes it;
+// it reports whether the session is gone (deleted, dry: would be).
+func (w *uploadWalk) visit(ctx context.Context, lu storage.ListedUpload, parked map[string]bool, now time.Time, lease string) bool {
+	r, p := w.r, w.p
+	u := lu.Upload
 	switch {
-	case r.More && d.cp.Last != "":
-		b, _ := json.Marshal(d.cp) // two strings always encode
-		if err := saveCheckpoint(ctx, d.p, checkpointKey(r), string(b)); err != nil {
+	case parked[u.ID]:
+		r.skip(skipParked)
+		return false
+	case !lu.Updated.Before(w.cutoff):
+		r.skip(skipActive)
+		return false
+	case u.Lease != "" && u.LeaseUntil.After(now):
+		r.skip(skipLeased)
+		return false
+	}
+	w.candidates++
+	if r.DryRun {
+		r.add(describe(lu))
+		return true
+	}
+	held, reason, err := claim(ctx, p, u, lease)
+	if err != nil {
+		r.fail("claim upload %s: %v", u.ID, err)
+		return false
+	}
+	if reason != "" {
+		r.skip(reason)
+		return reason == skipGone
+	}
+	if err := p.d.Blobs.Abort(ctx, &held); err != nil {
+		r.fail("abort upload %s: %v", u.ID, err) // the claim expires; a later run retries
+		return false
+	}
+	if err := p.d.Meta.DeleteUpload(ctx, u.ID); err != nil {
+		r.fail("delete upload %s: %v", u.ID, err)
+		return false
+	}
+	r.add(describe(storage.ListedUpload{Upload: held, Updated: lu.Updated}))
+	return true
+}
+
+// end records where the run stopped or ends the pass. A run that stopped
+// with sessions left (More) saves its place, except a real run that left
+// nothing behind it: the sessions it considered are gone, so the next
+// listing from the first (or from the checkpoint it continued) starts
+// where this run stopped anyway. A run that reached the end of the listing
+// clears the checkpoint it read.
+func (w *uploadWalk) end(ctx context.Context) {
+	r := w.r
+	switch {
+	case r.More && w.cp.Last != "" && (r.DryRun || w.behind):
+		b, _ := json.Marshal(w.cp) // two strings always encode
+		if err := saveCheckpoint(ctx, w.p, checkpointKey(r), string(b)); err != nil {
 			r.fail("%v", err)
 		}
-	case !r.More && d.stored:
-		if err := clearCheckpoint(ctx, d.p, checkpointKey(r)); err != nil {
+	case !r.More && w.stored:
+		if err := clearCheckpoint(ctx, w.p, checkpointKey(r)); err != nil {
 			r.fail("%v", err)
 		}
 	}
