@@ -22,7 +22,7 @@ import (
 
 // TestProxyMirror: a proxy as the default repository serves unprefixed
 // names (Docker's registry-mirrors); containerd's ?ns=<registry> selects the
-// proxy of that registry and is ignored for others.
+// proxy of that registry; another registry without one is refused.
 func TestProxyMirror(t *testing.T) {
 	up := upstreamtest.New(t)
 	img := up.PushImage(t, "library/alpine", "3", 1, 100)
@@ -37,10 +37,29 @@ func TestProxyMirror(t *testing.T) {
 	if r.Status != http.StatusOK || r.Header.Get("Docker-Content-Digest") != img.Digest {
 		t.Errorf("?ns=%s: %s", up.Host(), r)
 	}
-	// Another registry: ignored, the default (hosted local) answers.
-	r = e.do(http.MethodGet, "/v2/library/alpine/manifests/3?ns=quay.io")
+	// Another registry without a proxy of it: refused, whatever the name
+	// (unprefixed, or prefixed with a repository of this registry), so that
+	// no image of this registry is served as quay.io's; containerd goes on
+	// to quay.io itself.
+	for _, name := range []string{"library/alpine", "hub/library/alpine", "local/alpine"} {
+		r = e.do(http.MethodGet, "/v2/"+name+"/manifests/3?ns=quay.io")
+		if r.Status != http.StatusNotFound || errCode(r) != registry.CodeNameUnknown || !strings.Contains(r.String(), "remote: https://quay.io") {
+			t.Errorf("%s ?ns=quay.io: %s, want 404 NAME_UNKNOWN naming the proxy to add", name, r)
+		}
+	}
+	r = mirror.do(http.MethodGet, "/v2/library/alpine/manifests/3?ns=QUAY.IO")
+	if r.Status != http.StatusNotFound || errCode(r) != registry.CodeNameUnknown {
+		t.Errorf("?ns=QUAY.IO through the hub-default mirror: %s, want 404 NAME_UNKNOWN (not Docker Hub's alpine)", r)
+	}
+	// Docker Hub is what unprefixed names mean: without a Docker Hub proxy
+	// (up is not Docker Hub) ?ns=docker.io resolves as without ns.
+	r = mirror.do(http.MethodGet, "/v2/library/alpine/manifests/3?ns=docker.io", "Accept", string(img.MediaType))
+	if r.Status != http.StatusOK || r.Header.Get("Docker-Content-Digest") != img.Digest {
+		t.Errorf("?ns=docker.io through the hub-default mirror: %s", r)
+	}
+	r = e.do(http.MethodGet, "/v2/library/alpine/manifests/3?ns=docker.io")
 	if r.Status != http.StatusNotFound || errCode(r) != registry.CodeManifestUnknown {
-		t.Errorf("?ns=quay.io: %s, want the hosted default's 404", r)
+		t.Errorf("?ns=docker.io with the hosted default: %s, want the hosted default's 404", r)
 	}
 }
 

@@ -254,20 +254,34 @@ func (s *Set) Default() (Repository, bool) {
 // Resolve maps a request name to a repository and the image name inside it:
 // the first component selects a repository when it names one (and more
 // components follow); otherwise the default repository takes the whole name.
-// ns is containerd's ?ns=<registry> (hosts.toml mirrors): when the default
-// repository takes the name and a proxy of that registry is configured, the
-// proxy takes it instead; otherwise ns is ignored.
+//
+// ns is containerd's ?ns=<registry> (hosts.toml mirrors): the request is
+// for that registry's image of that name. A proxy of that registry takes it.
+// Docker Hub ("docker.io") is what unprefixed names already mean (Docker's
+// registry-mirrors), so without a Docker Hub proxy it resolves as above.
+// Any other registry is served only by a proxy of it: resolving quay.io's
+// or ghcr.io's names in the default repository would hand out another
+// registry's image (often Docker Hub's, where anyone may publish under that
+// name) as theirs, so it is a NotFoundError that names the fix, and
+// containerd goes on to the registry itself.
 func (s *Set) Resolve(name, ns string) (Repository, string, error) {
-	first, rest, ok := strings.Cut(name, "/")
-	if r, found := s.repos[first]; found && ok {
-		return r, rest, nil
-	}
 	if ns != "" {
 		for _, rc := range s.cfg.Repositories {
-			if p, isProxy := s.repos[rc.Name].(*Proxy); isProxy && p.up.Host() == ns {
+			if p, isProxy := s.repos[rc.Name].(*Proxy); isProxy && strings.EqualFold(p.up.Host(), ns) {
 				return p, name, nil
 			}
 		}
+		if !strings.EqualFold(ns, "docker.io") {
+			if len(ns) > 255 {
+				ns = ns[:255] + "…"
+			}
+			return nil, "", &NotFoundError{Msg: fmt.Sprintf("this registry mirrors %q only through a proxy repository of it, and none is configured: "+
+				"add one (kind: proxy, remote: https://%s) or pull from %s directly", ns, ns, ns)}
+		}
+	}
+	first, rest, ok := strings.Cut(name, "/")
+	if r, found := s.repos[first]; found && ok {
+		return r, rest, nil
 	}
 	if r, found := s.Default(); found {
 		return r, name, nil
