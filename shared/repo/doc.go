@@ -3,7 +3,8 @@
 // Proxy repository (a pull-through cache of one remote registry) and the
 // Group (one endpoint over ordered members), and the Set that resolves
 // request names to them (Resolve; containerd's ?ns=<registry> picks the
-// proxy of that registry for names the default repository would take) and
+// proxy of that registry, and a registry other than Docker Hub with no
+// proxy of it is not found rather than served from the default) and
 // searches them (Search). The registry handler routes a
 // request, resolves its name here, authorizes, and dispatches to a
 // Repository; it never asks a repository's kind. Writes go to the *Hosted

@@ -46,12 +46,27 @@ func TestResolve(t *testing.T) {
 		{"hub", "", "local", "hub"}, // a repository name alone is an image of the default
 		{"library/alpine", "docker.io", "hub", "library/alpine"},
 		{"coreos/etcd", "quay.io", "quay", "coreos/etcd"},
-		{"library/alpine", "ghcr.io", "local", "library/alpine"},   // no proxy of it: ignored
-		{"hub/library/alpine", "quay.io", "hub", "library/alpine"}, // an explicit repository wins
+		{"hub/library/alpine", "quay.io", "quay", "hub/library/alpine"}, // quay.io's name, not our hub's
+		{"local/team/app", "docker.io", "hub", "local/team/app"},
+		{"coreos/etcd", "QUAY.IO", "quay", "coreos/etcd"},
 	} {
 		r, image, err := s.Resolve(c.name, c.ns)
 		if err != nil || r.Name() != c.repo || image != c.image {
 			t.Errorf("Resolve(%q, ns %q) = %v %q %v, want %s %q", c.name, c.ns, r, image, err, c.repo, c.image)
+		}
+	}
+	// A registry with no proxy of it: refused (not served from the default
+	// or a repository named like the first component).
+	for _, name := range []string{"library/alpine", "local/team/app"} {
+		if r, _, err := s.Resolve(name, "ghcr.io"); !errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), "remote: https://ghcr.io") {
+			t.Errorf("Resolve(%q, ns ghcr.io) = %v, %v; want not found naming the proxy to add", name, r, err)
+		}
+	}
+	// Without a Docker Hub proxy, ns=docker.io resolves as without ns.
+	noHub, _ := newSet(t, "default: local\nrepositories:\n- {name: local, kind: hosted}\n- {name: quay, kind: proxy, remote: \"https://quay.io\"}\n")
+	for _, c := range []struct{ name, repo, image string }{{"library/alpine", "local", "library/alpine"}, {"quay/coreos/etcd", "quay", "coreos/etcd"}} {
+		if r, image, err := noHub.Resolve(c.name, "docker.io"); err != nil || r.Name() != c.repo || image != c.image {
+			t.Errorf("no Docker Hub proxy: Resolve(%q, ns docker.io) = %v %q %v, want %s %q", c.name, r, image, err, c.repo, c.image)
 		}
 	}
 	noDefault, _ := newSet(t, "repositories:\n- {name: local, kind: hosted}\n")
