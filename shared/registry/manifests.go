@@ -94,7 +94,10 @@ func (rg *Registry) putManifest(w http.ResponseWriter, r *http.Request, t target
 // in the image, and touches each (storage.Collector: one conditional write
 // each, where a read was needed anyway), so that a purge running at the same
 // time cannot delete what this manifest is about to reference (package
-// purge's doc). The touches run in parallel (at most refWorkers at once);
+// purge's doc). The touches run in parallel (at most refWorkers at once) and
+// stop at the first missing or failed reference: no check is started after
+// it, the ones under way after it in manifest order are canceled (the
+// touches they already made are harmless), the ones before it finish, so
 // the first missing reference in manifest order is the one reported. Pushed
 // through a group, what another member has is linked (blobs) or stored
 // (child manifests) into the writable member first: server-side, no bytes
@@ -105,17 +108,44 @@ func (rg *Registry) checkReferences(r *http.Request, t target, m storage.Manifes
 	refs := make([]digest.Digest, 0, len(m.Blobs)+len(m.Children))
 	refs = append(append(refs, m.Blobs...), m.Children...)
 	errs := make([]error, len(refs))
+	var (
+		mu      sync.Mutex
+		first   = len(refs) // the first failed reference so far
+		cancels = make(map[int]context.CancelFunc, refWorkers)
+		wg      sync.WaitGroup
+	)
 	sem := make(chan struct{}, refWorkers)
-	var wg sync.WaitGroup
 	for i, d := range refs {
-		wg.Add(1)
 		sem <- struct{}{}
+		mu.Lock()
+		if first < len(refs) {
+			mu.Unlock()
+			break
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		cancels[i] = cancel
+		mu.Unlock()
+		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
+			var err error
 			if i < len(m.Blobs) {
-				errs[i] = rg.touchBlob(ctx, t, d, viaGroup)
+				err = rg.touchBlob(cctx, t, d, viaGroup)
 			} else {
-				errs[i] = rg.touchChild(r, t, d, viaGroup)
+				err = rg.touchChild(r.WithContext(cctx), t, d, viaGroup)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			delete(cancels, i)
+			cancel()
+			if err == nil || i > first { // (canceled after an earlier failure)
+				return
+			}
+			errs[i], first = err, i
+			for j, c := range cancels {
+				if j > i {
+					c()
+				}
 			}
 		}()
 	}
