@@ -3,6 +3,7 @@ package registry_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -432,4 +433,40 @@ repositories:
 	if got := e.tags("local/team/app"); len(got) != 0 {
 		t.Errorf("tags after the refused push: %v", got)
 	}
+}
+
+// TestDescriptorSizeMismatch: a config or layer descriptor whose size is not
+// the stored blob's is 400 MANIFEST_INVALID naming the descriptor, the size
+// given and the size stored (clients trust descriptor sizes: containerd
+// would fail the pull later), and nothing is stored.
+func TestDescriptorSizeMismatch(t *testing.T) {
+	e := memEnv(t)
+	cfg, layer := []byte(`{"os":"linux"}`), randBytes(3000)
+	e.pushBlob("app", cfg)
+	e.pushBlob("app", layer)
+	cd, ld := desc(ocispec.MediaTypeImageConfig, cfg), desc(ocispec.MediaTypeImageLayerGzip, layer)
+	short, big := ld, cd
+	short.Size, big.Size = 2999, 1<<40
+	for _, v := range []struct {
+		what, where string
+		d           digest.Digest
+		body        []byte
+		given, size int64
+	}{
+		{"layer size too small", "layers[1]", ld.Digest, manifestJSON(ocispec.MediaTypeImageManifest, cd, ld, short), 2999, 3000},
+		{"config size too big", "config", cd.Digest, manifestJSON(ocispec.MediaTypeImageManifest, big, ld), 1 << 40, int64(len(cfg))},
+	} {
+		r := e.putManifest("app", "v1", ocispec.MediaTypeImageManifest, v.body)
+		wantErr(t, v.what, r, http.StatusBadRequest, registry.CodeManifestInvalid)
+		msg := errMessage(r)
+		for _, want := range []string{v.where, v.d.String(), fmt.Sprint(v.given), fmt.Sprint(v.size)} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%s: message %q does not name %s", v.what, msg, want)
+			}
+		}
+	}
+	if got := e.tags("app"); len(got) != 0 {
+		t.Errorf("tags after the refused pushes: %v", got)
+	}
+	wantStatus(t, "the right sizes", e.putManifest("app", "v1", ocispec.MediaTypeImageManifest, manifestJSON(ocispec.MediaTypeImageManifest, cd, ld)), http.StatusCreated)
 }
