@@ -470,3 +470,22 @@ func TestDescriptorSizeMismatch(t *testing.T) {
 	}
 	wantStatus(t, "the right sizes", e.putManifest("app", "v1", ocispec.MediaTypeImageManifest, manifestJSON(ocispec.MediaTypeImageManifest, cd, ld)), http.StatusCreated)
 }
+
+// TestUnknownRegistryEndpoint: a /v2/ path that is no endpoint of the
+// distribution spec is 404 UNSUPPORTED (not NAME_UNKNOWN: no repository
+// is unknown) naming the endpoints that exist.
+func TestUnknownRegistryEndpoint(t *testing.T) {
+	e := memEnv(t)
+	for _, p := range []string{"/v2/foo/bar/baz", "/v2/x/blobs/uploads/a/b/c", "/v2/x/tags", "/v2/x/manifests/", "/v2/_catalog/x"} {
+		for _, m := range []string{"GET", "PUT"} {
+			r := e.do(m, p, nil)
+			wantErr(t, m+" "+p, r, http.StatusNotFound, registry.CodeUnsupported)
+			msg := errMessage(r)
+			for _, want := range []string{p, "/v2/<name>/manifests/<reference>", "/v2/<name>/blobs/<digest>", "/v2/<name>/blobs/uploads/", "/v2/<name>/tags/list", "/v2/<name>/referrers/<digest>", "/v2/_catalog"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("%s %s: message %q does not name %s", m, p, msg, want)
+				}
+			}
+		}
+	}
+}
