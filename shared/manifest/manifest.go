@@ -85,17 +85,32 @@ func IsForeign(d ocispec.Descriptor) bool {
 // mediaType is used) and returns what is stored of it (Digest, Size, Body
 // and Created are left to the caller). Errors are *InvalidError.
 func Parse(contentType string, body []byte) (storage.Manifest, error) {
-	m, _, err := parse(contentType, body)
+	m, _, _, err := parse(contentType, body)
 	return m, err
+}
+
+// Described is a descriptor of a blob an image manifest references, with
+// where it is in the manifest ("config", "layers[2]").
+type Described struct {
+	Where string
+	ocispec.Descriptor
+}
+
+// ParseBlobs is Parse that also returns the image manifest's blob
+// descriptors (config, then layers; foreign layers left out) in manifest
+// order, repeated digests included (none for an index).
+func ParseBlobs(contentType string, body []byte) (storage.Manifest, []Described, error) {
+	m, _, blobs, err := parse(contentType, body)
+	return m, blobs, err
 }
 
 // ForeignLayers returns the foreign layers of a valid image manifest.
 func ForeignLayers(contentType string, body []byte) []ocispec.Descriptor {
-	_, f, _ := parse(contentType, body)
+	_, f, _, _ := parse(contentType, body)
 	return f
 }
 
-func parse(contentType string, body []byte) (storage.Manifest, []ocispec.Descriptor, error) {
+func parse(contentType string, body []byte) (storage.Manifest, []ocispec.Descriptor, []Described, error) {
 	var m storage.Manifest
 	mt := contentType
 	if mt != "" {
@@ -105,7 +120,7 @@ func parse(contentType string, body []byte) (storage.Manifest, []ocispec.Descrip
 	}
 	var d doc
 	if err := json.Unmarshal(body, &d); err != nil {
-		return m, nil, invalid("manifest is not valid JSON: %v", err)
+		return m, nil, nil, invalid("manifest is not valid JSON: %v", err)
 	}
 	if mt == "" {
 		mt = d.MediaType
@@ -113,63 +128,66 @@ func parse(contentType string, body []byte) (storage.Manifest, []ocispec.Descrip
 	switch mt {
 	case DockerManifest, DockerList, OCIManifest, OCIIndex:
 	case "":
-		return m, nil, invalid("the manifest's media type is unknown: set Content-Type")
+		return m, nil, nil, invalid("the manifest's media type is unknown: set Content-Type")
 	default:
-		return m, nil, invalid("unsupported manifest media type %q (supported: %s, %s, %s, %s)", mt, OCIManifest, OCIIndex, DockerManifest, DockerList)
+		return m, nil, nil, invalid("unsupported manifest media type %q (supported: %s, %s, %s, %s)", mt, OCIManifest, OCIIndex, DockerManifest, DockerList)
 	}
 	if d.MediaType != "" && d.MediaType != mt {
-		return m, nil, invalid("Content-Type %q does not match the manifest's mediaType %q", mt, d.MediaType)
+		return m, nil, nil, invalid("Content-Type %q does not match the manifest's mediaType %q", mt, d.MediaType)
 	}
 	if d.SchemaVersion == nil || *d.SchemaVersion != 2 {
-		return m, nil, invalid("schemaVersion must be 2")
+		return m, nil, nil, invalid("schemaVersion must be 2")
 	}
 	m.MediaType, m.ArtifactType = mt, d.ArtifactType
 	var foreign []ocispec.Descriptor
+	var blobs []Described
 	if IsIndex(mt) {
 		if d.Config != nil || d.Layers != nil {
-			return m, nil, invalid("an index has no config or layers")
+			return m, nil, nil, invalid("an index has no config or layers")
 		}
 		if d.Manifests == nil {
-			return m, nil, invalid("an index needs a manifests list")
+			return m, nil, nil, invalid("an index needs a manifests list")
 		}
 		for i, desc := range d.Manifests {
 			if err := checkDescriptor(fmt.Sprintf("manifests[%d]", i), desc); err != nil {
-				return m, nil, err
+				return m, nil, nil, err
 			}
 			m.Children = append(m.Children, desc.Digest)
 		}
 	} else {
 		if d.Manifests != nil {
-			return m, nil, invalid("an image manifest has no manifests list")
+			return m, nil, nil, invalid("an image manifest has no manifests list")
 		}
 		if d.Config == nil {
-			return m, nil, invalid("an image manifest needs a config")
+			return m, nil, nil, invalid("an image manifest needs a config")
 		}
 		if err := checkDescriptor("config", *d.Config); err != nil {
-			return m, nil, err
+			return m, nil, nil, err
 		}
 		m.Blobs = append(m.Blobs, d.Config.Digest)
+		blobs = append(blobs, Described{"config", *d.Config})
 		if m.ArtifactType == "" && d.Subject != nil {
 			m.ArtifactType = d.Config.MediaType
 		}
 		for i, desc := range d.Layers {
 			if err := checkDescriptor(fmt.Sprintf("layers[%d]", i), desc); err != nil {
-				return m, nil, err
+				return m, nil, nil, err
 			}
 			if IsForeign(desc) {
 				foreign = append(foreign, desc) // foreign layers live outside the registry
 				continue
 			}
 			m.Blobs = append(m.Blobs, desc.Digest)
+			blobs = append(blobs, Described{fmt.Sprintf("layers[%d]", i), desc})
 		}
 	}
 	m.Blobs, m.Children = Dedupe(m.Blobs), Dedupe(m.Children)
 	if n := len(m.Blobs) + len(m.Children); n > maxReferences {
-		return m, nil, invalid("the manifest references %d blobs and manifests; the limit is %d", n, maxReferences)
+		return m, nil, nil, invalid("the manifest references %d blobs and manifests; the limit is %d", n, maxReferences)
 	}
 	if d.Subject != nil {
 		if err := checkDescriptor("subject", *d.Subject); err != nil {
-			return m, nil, err
+			return m, nil, nil, err
 		}
 		m.Subject = d.Subject.Digest
 		// Annotations are kept only for the referrers list, and only when they
@@ -178,7 +196,7 @@ func parse(contentType string, body []byte) (storage.Manifest, []ocispec.Descrip
 			m.Annotations = d.Annotations
 		}
 	}
-	return m, foreign, nil
+	return m, foreign, blobs, nil
 }
 
 // Dedupe removes repeated digests, keeping the first of each.

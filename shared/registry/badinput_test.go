@@ -3,6 +3,7 @@ package registry_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -431,5 +432,60 @@ repositories:
 	}
 	if got := e.tags("local/team/app"); len(got) != 0 {
 		t.Errorf("tags after the refused push: %v", got)
+	}
+}
+
+// TestDescriptorSizeMismatch: a config or layer descriptor whose size is not
+// the stored blob's is 400 MANIFEST_INVALID naming the descriptor, the size
+// given and the size stored (clients trust descriptor sizes: containerd
+// would fail the pull later), and nothing is stored.
+func TestDescriptorSizeMismatch(t *testing.T) {
+	e := memEnv(t)
+	cfg, layer := []byte(`{"os":"linux"}`), randBytes(3000)
+	e.pushBlob("app", cfg)
+	e.pushBlob("app", layer)
+	cd, ld := desc(ocispec.MediaTypeImageConfig, cfg), desc(ocispec.MediaTypeImageLayerGzip, layer)
+	short, big := ld, cd
+	short.Size, big.Size = 2999, 1<<40
+	for _, v := range []struct {
+		what, where string
+		d           digest.Digest
+		body        []byte
+		given, size int64
+	}{
+		{"layer size too small", "layers[1]", ld.Digest, manifestJSON(ocispec.MediaTypeImageManifest, cd, ld, short), 2999, 3000},
+		{"config size too big", "config", cd.Digest, manifestJSON(ocispec.MediaTypeImageManifest, big, ld), 1 << 40, int64(len(cfg))},
+	} {
+		r := e.putManifest("app", "v1", ocispec.MediaTypeImageManifest, v.body)
+		wantErr(t, v.what, r, http.StatusBadRequest, registry.CodeManifestInvalid)
+		msg := errMessage(r)
+		for _, want := range []string{v.where, v.d.String(), fmt.Sprint(v.given), fmt.Sprint(v.size)} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%s: message %q does not name %s", v.what, msg, want)
+			}
+		}
+	}
+	if got := e.tags("app"); len(got) != 0 {
+		t.Errorf("tags after the refused pushes: %v", got)
+	}
+	wantStatus(t, "the right sizes", e.putManifest("app", "v1", ocispec.MediaTypeImageManifest, manifestJSON(ocispec.MediaTypeImageManifest, cd, ld)), http.StatusCreated)
+}
+
+// TestUnknownRegistryEndpoint: a /v2/ path that is no endpoint of the
+// distribution spec is 404 UNSUPPORTED (not NAME_UNKNOWN: no repository
+// is unknown) naming the endpoints that exist.
+func TestUnknownRegistryEndpoint(t *testing.T) {
+	e := memEnv(t)
+	for _, p := range []string{"/v2/foo/bar/baz", "/v2/x/blobs/uploads/a/b/c", "/v2/x/tags", "/v2/x/manifests/", "/v2/_catalog/x"} {
+		for _, m := range []string{"GET", "PUT"} {
+			r := e.do(m, p, nil)
+			wantErr(t, m+" "+p, r, http.StatusNotFound, registry.CodeUnsupported)
+			msg := errMessage(r)
+			for _, want := range []string{p, "/v2/<name>/manifests/<reference>", "/v2/<name>/blobs/<digest>", "/v2/<name>/blobs/uploads/", "/v2/<name>/tags/list", "/v2/<name>/referrers/<digest>", "/v2/_catalog"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("%s %s: message %q does not name %s", m, p, msg, want)
+				}
+			}
+		}
 	}
 }

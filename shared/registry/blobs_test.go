@@ -26,7 +26,7 @@ func TestBase(t *testing.T) {
 	}
 	wantErr(t, "POST /v2/", e.do("POST", "/v2/", nil), http.StatusMethodNotAllowed, registry.CodeUnsupported)
 	wantErr(t, "GET /v1/", e.do("GET", "/v1/", nil), http.StatusNotFound, registry.CodeNameUnknown)
-	wantErr(t, "GET /v2/app/nothing", e.do("GET", "/v2/app/nothing", nil), http.StatusNotFound, registry.CodeNameUnknown)
+	wantErr(t, "GET /v2/app/nothing", e.do("GET", "/v2/app/nothing", nil), http.StatusNotFound, registry.CodeUnsupported) // no endpoint, not an unknown name
 	wantErr(t, "PUT tags list", e.do("PUT", "/v2/app/tags/list", nil), http.StatusMethodNotAllowed, registry.CodeUnsupported)
 	wantErr(t, "POST blob", e.do("POST", "/v2/app/blobs/"+digest.FromString("x").String(), nil), http.StatusMethodNotAllowed, registry.CodeUnsupported)
 }

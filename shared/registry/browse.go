@@ -102,7 +102,7 @@ func (rg *Registry) browse(w http.ResponseWriter, r *http.Request, what string) 
 	case "search":
 		return rg.browseSearch(w, r, id)
 	}
-	return apiErr(http.StatusNotFound, CodeNameUnknown, "no browse endpoint at %s (me, repositories, images, tags, manifest, search)", r.URL.Path)
+	return apiErr(http.StatusNotFound, CodeNameUnknown, "no browse endpoint at %s%s (me, repositories, images, tags, manifest, search)", browsePrefix, echo(what))
 }
 
 // seesRepo reports whether id may see repository name.
@@ -141,7 +141,7 @@ func (rg *Registry) browseRepo(r *http.Request, id auth.Identity) (repo.Reposito
 	}
 	rp, ok := rg.repos.Get(name)
 	if !ok || !rg.seesRepo(id, name) {
-		return nil, rg.hidden(r, id, CodeNameUnknown, "no repository %q", name)
+		return nil, rg.hidden(r, id, CodeNameUnknown, "no repository %q", echo(name))
 	}
 	return rp, nil
 }
@@ -160,7 +160,7 @@ func (rg *Registry) browseImage(r *http.Request, id auth.Identity) (repo.Reposit
 		return nil, "", err
 	}
 	if !rg.seesImage(id, rp.Name(), image) {
-		return nil, "", rg.hidden(r, id, CodeNameUnknown, "no image %s/%s", rp.Name(), image)
+		return nil, "", rg.hidden(r, id, CodeNameUnknown, "no image %s/%s", rp.Name(), echo(image))
 	}
 	return rp, image, nil
 }
@@ -183,7 +183,7 @@ func intParam(r *http.Request, name string, def, limit int) (int, error) {
 	}
 	v, err := strconv.Atoi(s)
 	if err != nil || v < 1 {
-		return 0, apiErr(http.StatusBadRequest, CodeUnsupported, "invalid %s %q: want a positive integer (at most %d)", name, s, limit)
+		return 0, apiErr(http.StatusBadRequest, CodeUnsupported, "invalid %s %q: want a positive integer (at most %d)", name, echo(s), limit)
 	}
 	return min(v, limit), nil
 }

@@ -254,7 +254,7 @@ func (rg *Registry) browseTags(w http.ResponseWriter, r *http.Request, id auth.I
 	}
 	last := r.URL.Query().Get("last")
 	if last != "" && !tagRe.MatchString(last) {
-		return apiErr(http.StatusBadRequest, CodeUnsupported, "last %q is not a tag", last)
+		return apiErr(http.StatusBadRequest, CodeUnsupported, "last %q is not a tag", echo(last))
 	}
 	ctx := r.Context()
 	leaves := rg.leaves(rp)
@@ -356,7 +356,7 @@ func (rg *Registry) browseManifest(w http.ResponseWriter, r *http.Request, id au
 		at, d, err = rg.resolveIn(ctx, leaves, image, ref)
 	default:
 		if d, err = parseDigest(ref); err != nil {
-			return apiErr(http.StatusBadRequest, CodeManifestInvalid, "?ref= %q is neither a tag nor a digest", ref)
+			return apiErr(http.StatusBadRequest, CodeManifestInvalid, "?ref= %q is neither a tag nor a digest", echo(ref))
 		}
 		at, err = rg.locate(ctx, leaves, image, d)
 	}
@@ -365,7 +365,7 @@ func (rg *Registry) browseManifest(w http.ResponseWriter, r *http.Request, id au
 		s, err = rg.readManifest(ctx, storage.Image{Repo: leaves[at], Name: image}, d)
 	}
 	if errors.Is(err, storage.ErrNotFound) {
-		return apiErr(http.StatusNotFound, CodeManifestUnknown, "%s/%s has no stored manifest %s", rp.Name(), image, ref)
+		return apiErr(http.StatusNotFound, CodeManifestUnknown, "%s/%s has no stored manifest %s", rp.Name(), image, echo(ref))
 	}
 	if err != nil {
 		return err
@@ -443,11 +443,11 @@ func (rg *Registry) browseManifest(w http.ResponseWriter, r *http.Request, id au
 func (rg *Registry) inIndex(ctx context.Context, repoName string, leaves []string, image, index, ref string) (int, digest.Digest, *ocispec.Descriptor, error) {
 	id, err := parseDigest(index)
 	if err != nil {
-		return 0, "", nil, apiErr(http.StatusBadRequest, CodeDigestInvalid, "?index= %q is not a digest: give the digest of the index (its manifest page's Digest)", index)
+		return 0, "", nil, apiErr(http.StatusBadRequest, CodeDigestInvalid, "?index= %q is not a digest: give the digest of the index (its manifest page's Digest)", echo(index))
 	}
 	d, err := parseDigest(ref)
 	if err != nil {
-		return 0, "", nil, apiErr(http.StatusBadRequest, CodeDigestInvalid, "?ref= %q: with ?index= the ref is the digest of one of the index's manifests", ref)
+		return 0, "", nil, apiErr(http.StatusBadRequest, CodeDigestInvalid, "?ref= %q: with ?index= the ref is the digest of one of the index's manifests", echo(ref))
 	}
 	at, err := rg.locate(ctx, leaves, image, id)
 	var ix stored

@@ -569,3 +569,35 @@ func TestBrowseMeAndHeaders(t *testing.T) {
 }
 
 var specsV2 = specs.Versioned{SchemaVersion: 2}
+
+// TestBrowseEchoesShort: a browse parameter of 3000 characters is refused
+// with a message repeating only its first 64 characters and "…", not the
+// whole value.
+func TestBrowseEchoesShort(t *testing.T) {
+	e := memEnv(t)
+	_, _ = e.pushImage("app", "1", ocispec.MediaTypeImageManifest)
+	long, digits := strings.Repeat("x!", 1500), strings.Repeat("9", 3000)
+	d := digest.FromString("x").String()
+	for _, v := range []struct{ query, value string }{
+		{"tags?repo=local&image=app&last=" + long, long},
+		{"tags?repo=local&image=app&n=" + digits, digits},
+		{"images?repo=local&n=" + digits, digits},
+		{"images?repo=" + long, long},
+		{"manifest?repo=local&image=app&ref=" + long, long},
+		{"manifest?repo=local&image=app&ref=" + d + "&index=" + long, long},
+		{"manifest?repo=local&image=app&index=" + d + "&ref=" + long, long},
+		{"search?q=app&n=" + digits, digits},
+		{long, long},
+	} {
+		what := v.query[:min(len(v.query), 40)]
+		r := e.do(http.MethodGet, "/airlock/api/browse/"+v.query, nil)
+		if r.Status < 400 || r.Status >= 500 {
+			t.Errorf("%s: got %s, want a 4xx", what, r)
+			continue
+		}
+		msg := errMessage(r)
+		if !strings.Contains(msg, v.value[:64]+"…") || strings.Contains(msg, v.value[:65]) || len(msg) > 400 {
+			t.Errorf("%s: message (%d bytes) %.200q: want the value's first 64 characters and …", what, len(msg), msg)
+		}
+	}
+}

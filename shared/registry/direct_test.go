@@ -421,3 +421,23 @@ repositories:
 		}
 	})
 }
+
+// TestDirectCompleteFlag: airlock-complete takes only the value 1 (README,
+// Direct uploads), given once; any other (0, "", true, repeated) is 400
+// naming the value, and the session is left as it was.
+func TestDirectCompleteFlag(t *testing.T) {
+	e := memEnv(t)
+	data := randBytes(1000)
+	d := digest.FromBytes(data)
+	loc := e.startUpload("direct/flag", "")
+	e.askParts(loc, "size=1000")
+	for _, q := range []string{"airlock-complete=0", "airlock-complete=", "airlock-complete", "airlock-complete=true", "airlock-complete=1&airlock-complete=1"} {
+		r := e.do("PUT", withQuery(loc, "digest="+d.String()+"&"+q), mustJSON(map[string]any{"parts": []etagPart{{1, `"x"`}}}))
+		wantErr(t, q, r, http.StatusBadRequest, registry.CodeBlobUploadInvalid)
+		if msg := errMessage(r); !strings.Contains(msg, "airlock-complete=1") {
+			t.Errorf("%s: message %q does not name airlock-complete=1", q, msg)
+		}
+		wantStatus(t, q+": session after", e.do("GET", loc, nil), http.StatusNoContent)
+	}
+	e.assertBlobAbsent("direct/flag", d)
+}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/airlock-registry/airlock/shared/repo"
 )
@@ -148,4 +149,21 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
+}
+
+// echoMax is how many bytes of a client's value an error message repeats.
+const echoMax = 64
+
+// echo returns s as an error message repeats it: whole when it is at most
+// echoMax bytes, else its first echoMax bytes (cut at a rune boundary) and
+// "…".
+func echo(s string) string {
+	if len(s) <= echoMax {
+		return s
+	}
+	n := echoMax
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

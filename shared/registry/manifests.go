@@ -44,7 +44,7 @@ func (rg *Registry) putManifest(w http.ResponseWriter, r *http.Request, t target
 	if len(body) > MaxManifestSize {
 		return apiErr(http.StatusRequestEntityTooLarge, CodeSizeInvalid, "manifest is larger than the %d-byte limit", MaxManifestSize)
 	}
-	m, err := manifest.Parse(r.Header.Get("Content-Type"), body)
+	m, descs, err := manifest.ParseBlobs(r.Header.Get("Content-Type"), body)
 	var invalid *manifest.InvalidError
 	if errors.As(err, &invalid) {
 		return apiErr(http.StatusBadRequest, CodeManifestInvalid, "%s", invalid.Msg)
@@ -64,7 +64,11 @@ func (rg *Registry) putManifest(w http.ResponseWriter, r *http.Request, t target
 	if err != nil {
 		return err
 	}
-	if err := rg.checkReferences(r, t, m); err != nil {
+	sizes := make(map[digest.Digest][]manifest.Described, len(descs))
+	for _, d := range descs {
+		sizes[d.Digest] = append(sizes[d.Digest], d)
+	}
+	if err := rg.checkReferences(r, t, m, sizes); err != nil {
 		return err
 	}
 	if _, err := t.hosted.StoreManifest(ctx, t.img, m, body); err != nil {
@@ -94,36 +98,76 @@ func (rg *Registry) putManifest(w http.ResponseWriter, r *http.Request, t target
 // in the image, and touches each (storage.Collector: one conditional write
 // each, where a read was needed anyway), so that a purge running at the same
 // time cannot delete what this manifest is about to reference (package
-// purge's doc). The touches run in parallel (at most refWorkers at once);
+// purge's doc). The touches run in parallel (at most refWorkers at once) and
+// stop at the first missing or failed reference: no check is started after
+// it, the ones under way after it in manifest order are canceled (the
+// touches they already made are harmless), the ones before it finish, so
 // the first missing reference in manifest order is the one reported. Pushed
 // through a group, what another member has is linked (blobs) or stored
 // (child manifests) into the writable member first: server-side, no bytes
-// from the client.
-func (rg *Registry) checkReferences(r *http.Request, t target, m storage.Manifest) error {
+// from the client. The blob descriptors in sizes (by digest; nil: none)
+// must give the stored blob's size: the touch returns the link, so this
+// costs no call (a child manifest's touch returns nothing: its size is not
+// checked).
+func (rg *Registry) checkReferences(r *http.Request, t target, m storage.Manifest, sizes map[digest.Digest][]manifest.Described) error {
 	ctx := r.Context()
 	viaGroup := t.repo.Name() != t.hosted.Name()
 	refs := make([]digest.Digest, 0, len(m.Blobs)+len(m.Children))
 	refs = append(append(refs, m.Blobs...), m.Children...)
 	errs := make([]error, len(refs))
+	var (
+		mu      sync.Mutex
+		first   = len(refs) // the first failed reference so far
+		cancels = make(map[int]context.CancelFunc, refWorkers)
+		wg      sync.WaitGroup
+	)
 	sem := make(chan struct{}, refWorkers)
-	var wg sync.WaitGroup
 	for i, d := range refs {
-		wg.Add(1)
 		sem <- struct{}{}
+		mu.Lock()
+		if first < len(refs) {
+			mu.Unlock()
+			break
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		cancels[i] = cancel
+		mu.Unlock()
+		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
+			var err error
 			if i < len(m.Blobs) {
-				errs[i] = rg.touchBlob(ctx, t, d, viaGroup)
+				var b storage.Blob
+				if b, err = rg.touchBlob(cctx, t, d, viaGroup); err == nil {
+					err = checkSizes(sizes[d], b)
+				}
 			} else {
-				errs[i] = rg.touchChild(r, t, d, viaGroup)
+				err = rg.touchChild(r.WithContext(cctx), t, d, viaGroup)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			delete(cancels, i)
+			cancel()
+			if err == nil || i > first { // (canceled after an earlier failure)
+				return
+			}
+			errs[i], first = err, i
+			for j, c := range cancels {
+				if j > i {
+					c()
+				}
 			}
 		}()
 	}
 	wg.Wait()
 	for i, err := range errs {
 		d := refs[i]
+		var size *sizeError
 		switch {
 		case err == nil:
+		case errors.As(err, &size):
+			return apiErr(http.StatusBadRequest, CodeManifestInvalid, "%s: the descriptor of blob %s gives size %d, but the blob stored in %s is %d bytes: give the blob's size (clients trust it)",
+				size.desc.Where, d, size.desc.Size, t.full, size.stored)
 		case i < len(m.Blobs) && errors.Is(err, storage.ErrNotFound):
 			return rg.blobUnknownInManifest(ctx, t, d) // says when a direct upload's verification is pending
 		case errors.Is(err, storage.ErrNotFound):
@@ -132,6 +176,27 @@ func (rg *Registry) checkReferences(r *http.Request, t target, m storage.Manifes
 			return refLookupErr(t, "blob", d, err)
 		default:
 			return refLookupErr(t, "manifest", d, err)
+		}
+	}
+	return nil
+}
+
+// sizeError is a blob descriptor whose size is not the stored blob's.
+type sizeError struct {
+	desc   manifest.Described
+	stored int64
+}
+
+func (e *sizeError) Error() string {
+	return fmt.Sprintf("%s: size %d, stored %d", e.desc.Where, e.desc.Size, e.stored)
+}
+
+// checkSizes returns a *sizeError for the first of descs (descriptors of
+// blob b) whose size is not b's.
+func checkSizes(descs []manifest.Described, b storage.Blob) error {
+	for _, d := range descs {
+		if d.Size != b.Size {
+			return &sizeError{d, b.Size}
 		}
 	}
 	return nil
@@ -154,19 +219,19 @@ func refLookupErr(t target, kind string, d digest.Digest, err error) error {
 const refWorkers = 8
 
 // touchBlob touches the link of d in the image (through a group: links it
-// from the member that has it when the writable member does not).
-func (rg *Registry) touchBlob(ctx context.Context, t target, d digest.Digest, viaGroup bool) error {
-	_, err := rg.col.TouchLink(ctx, t.img, d)
+// from the member that has it when the writable member does not) and
+// returns it.
+func (rg *Registry) touchBlob(ctx context.Context, t target, d digest.Digest, viaGroup bool) (storage.Blob, error) {
+	b, err := rg.col.TouchLink(ctx, t.img, d)
 	if errors.Is(err, storage.ErrNotFound) && viaGroup && !rg.directVerifying(ctx, t, d) {
 		// (a blob whose direct upload is being verified is not asked of
 		// the other members: its verification decides, and the answer
 		// says so rather than a proxy member's remote trouble)
-		var b storage.Blob
 		if b, err = t.repo.Blob(ctx, t.name, d); err == nil {
 			err = rg.Meta.LinkBlob(ctx, t.img, b) // writes a touched link
 		}
 	}
-	return err
+	return b, err
 }
 
 // touchChild touches child manifest d of an index (through a group: copies
@@ -193,7 +258,7 @@ func (rg *Registry) copyManifest(r *http.Request, t target, d digest.Digest) err
 			return fmt.Errorf("read manifest body %s: %w", src.BodyKey, err)
 		}
 	}
-	if err := rg.checkReferences(r, t, src.Manifest); err != nil {
+	if err := rg.checkReferences(r, t, src.Manifest, nil); err != nil {
 		return err
 	}
 	m := src.Manifest

@@ -182,7 +182,7 @@ func parsePath(p string) (string, route, error) {
 	case n >= 3 && segs[n-2] == "referrers" && !trailing:
 		kind, rt.ref, nameSegs = "referrers", segs[n-1], segs[:n-2]
 	default:
-		return "", route{}, apiErr(http.StatusNotFound, CodeNameUnknown, "no registry endpoint at %s", p)
+		return "", route{}, unknownEndpoint(p)
 	}
 	if kind == "upload" && rt.ref != "" && !uploadIDRe.MatchString(rt.ref) {
 		return "", route{}, uploadUnknown(rt.ref)
@@ -192,6 +192,15 @@ func parsePath(p string) (string, route, error) {
 		return "", route{}, err
 	}
 	return kind, rt, nil
+}
+
+// unknownEndpoint is the 404 of a /v2/ path that is no endpoint of the
+// distribution spec: UNSUPPORTED (the spec's code for an operation the
+// registry does not offer; no repository name is unknown), listing the
+// endpoints there are.
+func unknownEndpoint(p string) error {
+	return apiErr(http.StatusNotFound, CodeUnsupported, "no registry endpoint at %s: the endpoints are /v2/, /v2/_catalog, /v2/<name>/manifests/<reference>, "+
+		"/v2/<name>/blobs/<digest>, /v2/<name>/blobs/uploads/ (and /v2/<name>/blobs/uploads/<session>), /v2/<name>/tags/list and /v2/<name>/referrers/<digest>", echo(p))
 }
 
 // checkName validates a repository name.

@@ -32,7 +32,7 @@ func (rg *Registry) search(w http.ResponseWriter, r *http.Request) error {
 		}
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 1 {
-			return 0, apiErr(http.StatusBadRequest, CodeUnsupported, "invalid %s %q: want a positive integer", name, s)
+			return 0, apiErr(http.StatusBadRequest, CodeUnsupported, "invalid %s %q: want a positive integer", name, echo(s))
 		}
 		return v, nil
 	}

@@ -21,7 +21,7 @@ func pageParams(r *http.Request) (int, string, error) {
 	if s := q.Get("n"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 0 {
-			return 0, "", apiErr(http.StatusBadRequest, CodeUnsupported, "invalid n %q: want a non-negative integer", s)
+			return 0, "", apiErr(http.StatusBadRequest, CodeUnsupported, "invalid n %q: want a non-negative integer", echo(s))
 		}
 		n = min(v, maxPage)
 	}

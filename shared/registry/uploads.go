@@ -351,7 +351,10 @@ func (rg *Registry) putUpload(w http.ResponseWriter, r *http.Request, t target) 
 	if err != nil {
 		return err
 	}
-	if r.URL.Query().Has("airlock-complete") {
+	if v, ok := r.URL.Query()["airlock-complete"]; ok {
+		if len(v) != 1 || v[0] != "1" {
+			return apiErr(http.StatusBadRequest, CodeBlobUploadInvalid, "airlock-complete=%s: the only value is airlock-complete=1, given once (it completes a direct-to-S3 upload; leave it out to complete an upload sent through the registry)", echo(strings.Join(v, "&airlock-complete=")))
+		}
 		return rg.completeDirect(w, r, t, d)
 	}
 	start, _, ranged, err := contentRange(r)
