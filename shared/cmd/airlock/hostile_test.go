@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/airlock-registry/airlock/shared/registry"
+)
+
+// lyingRegistry serves reg through a proxy that rewrites the registry's
+// answers to part asks (POST <location>?size=): a registry that lies about
+// its plan. It returns the proxy's host:port.
+func lyingRegistry(t *testing.T, reg *testRegistry, rewrite func(a map[string]any)) string {
+	t.Helper()
+	u, _ := url.Parse("http://" + reg.host)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ModifyResponse = func(res *http.Response) error {
+		if res.Request.Method != http.MethodPost || !res.Request.URL.Query().Has("size") || res.StatusCode != http.StatusOK {
+			return nil
+		}
+		b, err := io.ReadAll(res.Body)
+		if err != nil {
+			return err
+		}
+		var a map[string]any
+		if err := json.Unmarshal(b, &a); err != nil {
+			return err
+		}
+		rewrite(a)
+		b, _ = json.Marshal(a)
+		res.Body = io.NopCloser(bytes.NewReader(b))
+		res.ContentLength = int64(len(b))
+		res.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		return nil
+	}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// acceptAll answers every part PUT 200 with an ETag (a store that takes
+// anything), so that a push goes on to the parts a lying plan adds.
+type acceptAll struct{}
+
+func (acceptAll) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		_, _ = io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+	}
+	return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Header: http.Header{"Etag": {`"x"`}},
+		Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
+}
+
+// TestLyingPartPlan: a registry whose part plan does not match the blob
+// (parts past its end, part URLs that never end) gets a clear error naming
+// the plan, not a panic or an endless loop, and nothing is tagged.
+func TestLyingPartPlan(t *testing.T) {
+	cases := []struct {
+		name    string
+		rewrite func(a map[string]any)
+		want    string
+	}{
+		{"next without parts", func(a map[string]any) { a["parts"], a["next"] = []any{}, 1 }, "part URLs"},
+		{"next going back", func(a map[string]any) { a["next"] = 1 }, "part URLs"},
+		{"parts past the end", func(a map[string]any) {
+			p := a["parts"].([]any)[0].(map[string]any)
+			var ps []any
+			for i := 1; i <= 5; i++ {
+				ps = append(ps, map[string]any{"number": i, "url": p["url"], "size": 1 << 20})
+			}
+			a["parts"], a["count"], a["partSize"] = ps, 5, 1<<20
+		}, "plan"},
+		{"part size zero", func(a map[string]any) { a["partSize"] = 0 }, "plan"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			reg, _ := isolatedRegistry(t, true, registry.DirectOptions{})
+			old := s3Client
+			s3Client = &http.Client{Transport: acceptAll{}}
+			t.Cleanup(func() { s3Client = old })
+			host := lyingRegistry(t, reg, c.rewrite)
+			dir := ociLayout(t, oneLayerImage(t, 2<<20), "1")
+			// The deadline only ends a test that would otherwise loop forever.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			var out bytes.Buffer
+			err := run(ctx, []string{"push", "oci:" + dir, host + "/local/a:1"}, &out)
+			if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("push to a registry with a lying part plan: %v, want an error about its %s\n%s", err, c.want, out.String())
+			}
+			ref, err := name.ParseReference(reg.host + "/local/a:1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := remote.Head(ref); err == nil {
+				t.Fatal("the image was tagged")
+			}
+		})
+	}
+}
