@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -99,7 +98,7 @@ func TestLyingPartPlan(t *testing.T) {
 			defer cancel()
 			var out bytes.Buffer
 			err := run(ctx, []string{"push", "oci:" + dir, host + "/local/a:1"}, &out)
-			if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), c.want) {
+			if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("push to a registry with a lying part plan: %v, want an error about its %s\n%s", err, c.want, out.String())
 			}
 			ref, err := name.ParseReference(reg.host + "/local/a:1")
@@ -110,5 +109,33 @@ func TestLyingPartPlan(t *testing.T) {
 				t.Fatal("the image was tagged")
 			}
 		})
+	}
+}
+
+// TestRegistryNeverAnswers: a registry that takes a request and never
+// answers ends the push with an error (after responseWait), not a hang.
+func TestRegistryNeverAnswers(t *testing.T) {
+	reg, _ := isolatedRegistry(t, true, registry.DirectOptions{})
+	old := responseWait
+	responseWait = 200 * time.Millisecond
+	t.Cleanup(func() { responseWait = old })
+	u, _ := url.Parse("http://" + reg.host)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			<-r.Context().Done() // the client gives up
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	dir := ociLayout(t, oneLayerImage(t, 2<<20), "1")
+	// The deadline only ends a test that would otherwise hang.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	err := run(ctx, []string{"push", "oci:" + dir, strings.TrimPrefix(srv.URL, "http://") + "/local/a:1"}, &out)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "timeout awaiting response headers") {
+		t.Fatalf("push to a registry that never answers: %v, want a timeout awaiting its answer", err)
 	}
 }

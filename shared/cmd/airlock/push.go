@@ -28,6 +28,13 @@ const directMin = 1 * mib
 // registry's credentials (tests replace it to count the requests).
 var s3Client = &http.Client{Timeout: 30 * time.Minute}
 
+// responseWait bounds the wait for the registry's answer once a request is
+// sent (http.Transport.ResponseHeaderTimeout): a registry that never
+// answers ends the push instead of hanging it. The longest legitimate wait
+// is a completion verified inline, within one function's run (at most 15
+// minutes on Lambda).
+var responseWait = 15 * time.Minute
+
 // verifyWait bounds the wait for a direct upload's asynchronous verification.
 var verifyWait = 20 * time.Minute
 
@@ -81,7 +88,9 @@ func newPusher(ctx context.Context, dst string, o options, mountFrom []string, p
 	if err != nil {
 		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
 	}
-	tr, err := transport.NewWithContext(ctx, repo.Registry, auth, http.DefaultTransport, scopes)
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.ResponseHeaderTimeout = responseWait
+	tr, err := transport.NewWithContext(ctx, repo.Registry, auth, base, scopes)
 	if err != nil {
 		return nil, fmt.Errorf("destination %s: %w", repo.RegistryStr(), err)
 	}
