@@ -453,6 +453,8 @@ func TestErrors(t *testing.T) {
 	usage("push", "oci:"+dir, reg.host+"/local/a", "extra")
 	usage("push", "--jobs", "0", "oci:"+dir, reg.host+"/local/a")
 	usage("push", "--part-size", "1", "oci:"+dir, reg.host+"/local/a")
+	usage("push", "--part-size", "8x", "oci:"+dir, reg.host+"/local/a")
+	usage("push", "--part-size", "16.5", "oci:"+dir, reg.host+"/local/a")
 	usage("push", "--nope", "oci:"+dir, reg.host+"/local/a")
 	usage("push", "tar:"+dir, reg.host+"/local/a")
 	usage("push", "oci:"+dir, "UPPER/Case::x")

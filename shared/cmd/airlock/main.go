@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 
 	"github.com/google/go-containerregistry/pkg/name"
 )
@@ -78,9 +79,8 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.insecure, "insecure", false, "talk plain http to the registries (loopback and private addresses use http anyway)")
 	fs.IntVar(&o.jobs, "jobs", 4, "blobs uploaded in parallel")
 	fs.IntVar(&o.parts, "parts", 4, "parts of one blob sent to S3 in parallel (direct uploads; memory: jobs × parts × part size)")
-	var ps int64
 	fs.Func("part-size", "direct-upload part size in MiB (5 to 5120; default: the registry's choice, 16 MiB)", func(v string) error {
-		_, err := fmt.Sscanf(v, "%d", &ps)
+		ps, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || ps < 5 || ps > 5120 {
 			return fmt.Errorf("part size %q: want MiB from 5 to 5120", v)
 		}
