@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -86,7 +88,8 @@ func newPusher(ctx context.Context, dst string, o options, mountFrom []string, p
 	}
 	auth, err := authn.DefaultKeychain.Resolve(repo)
 	if err != nil {
-		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
+		return nil, fmt.Errorf("credentials for %s: %w: fix the Docker config %s (its credsStore or credHelpers name a docker-credential-* helper that must be on PATH), or docker login %s",
+			repo.RegistryStr(), err, dockerConfigFile(), repo.RegistryStr())
 	}
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.ResponseHeaderTimeout = responseWait
@@ -107,6 +110,15 @@ func newPusher(ctx context.Context, dst string, o options, mountFrom []string, p
 		}
 	}
 	return p, nil
+}
+
+// dockerConfigFile is where authn.DefaultKeychain reads the Docker config:
+// $DOCKER_CONFIG/config.json, else ~/.docker/config.json.
+func dockerConfigFile() string {
+	if d := os.Getenv("DOCKER_CONFIG"); d != "" {
+		return filepath.Join(d, "config.json")
+	}
+	return filepath.Join("~", ".docker", "config.json")
 }
 
 // summary is the last line of a push.
