@@ -359,3 +359,28 @@ func TestAuthTokenAttacks(t *testing.T) {
 		t.Errorf("expired token: %s", r)
 	}
 }
+
+// TestAuthBadScopes: malformed scopes of a token request are 400 saying
+// what is wrong, never a token and never a 500.
+func TestAuthBadScopes(t *testing.T) {
+	e := newAuthEnv(t)
+	many := strings.Fields(strings.Repeat("repository:team-a/a:pull ", 33))
+	for _, c := range []struct {
+		name   string
+		scopes []string
+		want   string
+	}{
+		{"empty action", []string{"repository:team-a/x:"}, "action"},
+		{"empty action in a list", []string{"repository:team-a/x:pull,,push"}, "action"},
+		{"no actions part", []string{"repository:team-a/x"}, "<type>:<name>:<actions>"},
+		{"unknown type", []string{"refused:team-b/x:push"}, "type repository or registry"},
+		{"empty name", []string{"repository::pull"}, "type repository or registry"},
+		{"name too long", []string{"repository:" + strings.Repeat("a", 300) + ":pull"}, "type repository or registry"},
+		{"too many", many, "more than 32 scopes"},
+	} {
+		tok, r := e.token("alice", c.scopes...)
+		if r.Status != http.StatusBadRequest || tok != "" || errCode(r) != registry.CodeUnsupported || !strings.Contains(errMessage(r), c.want) {
+			t.Errorf("%s: %s, want 400 UNSUPPORTED naming %q", c.name, r, c.want)
+		}
+	}
+}
