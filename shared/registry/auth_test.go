@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -382,5 +383,29 @@ func TestAuthBadScopes(t *testing.T) {
 		if r.Status != http.StatusBadRequest || tok != "" || errCode(r) != registry.CodeUnsupported || !strings.Contains(errMessage(r), c.want) {
 			t.Errorf("%s: %s, want 400 UNSUPPORTED naming %q", c.name, r, c.want)
 		}
+	}
+}
+
+// TestAuthMalformedBasic: a Basic Authorization header that does not decode
+// to user:password is 401 saying so, on the token endpoint and the API
+// calls that take Basic, not an anonymous answer.
+func TestAuthMalformedBasic(t *testing.T) {
+	e := newAuthEnv(t)
+	for _, h := range []string{
+		"Basic !!!!",
+		"Basic " + base64.StdEncoding.EncodeToString([]byte("alice")), // no colon
+		"basic " + base64.RawStdEncoding.EncodeToString([]byte("alice:alice-password-1234")),
+	} {
+		for _, path := range []string{"/v2/token?service=" + url.QueryEscape(e.host), "/airlock/api/browse/me", "/airlock/api/users"} {
+			r := e.req(http.MethodGet, path, "", "Authorization", h)
+			if r.Status != http.StatusUnauthorized || errCode(r) != registry.CodeUnauthorized || !strings.Contains(errMessage(r), "Basic credentials") {
+				t.Errorf("%s with %q: %s, want 401 about the Basic credentials", path, h, r)
+			}
+		}
+	}
+	// Well-formed Basic still works, any case of the scheme.
+	r := e.req(http.MethodGet, "/airlock/api/browse/me", "", "Authorization", "basic "+base64.StdEncoding.EncodeToString([]byte("alice:alice-password-1234")))
+	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"user":"alice"`) {
+		t.Errorf("browse/me with Basic: %s", r)
 	}
 }
