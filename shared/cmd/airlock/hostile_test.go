@@ -139,3 +139,19 @@ func TestRegistryNeverAnswers(t *testing.T) {
 		t.Fatalf("push to a registry that never answers: %v, want a timeout awaiting its answer", err)
 	}
 }
+
+// TestLargePartAnswer: an answer of part URLs above 1 MiB is read whole. On
+// AWS a presigned URL carries the function's session token (about 2 KB a
+// URL), so 1,000 URLs (one answer) are about 2 MB; here the answer is
+// padded to that size.
+func TestLargePartAnswer(t *testing.T) {
+	reg, s3 := isolatedRegistry(t, true, registry.DirectOptions{})
+	host := lyingRegistry(t, reg, func(a map[string]any) { a["padding"] = strings.Repeat("x", 2<<20) })
+	img := oneLayerImage(t, 6<<20)
+	dir := ociLayout(t, img, "1")
+	cli(t, "push", "--quiet", "--part-size", "5", "oci:"+dir, host+"/local/a:1")
+	if got := s3.total(); got != 2 {
+		t.Errorf("%d part PUTs, want 2", got)
+	}
+	checkPulled(t, reg.host+"/local/a:1", img)
+}
