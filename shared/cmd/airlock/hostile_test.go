@@ -140,6 +140,27 @@ func TestRegistryNeverAnswers(t *testing.T) {
 	}
 }
 
+// TestSourceNeverAnswers: a copy whose source registry never answers ends
+// with an error (after responseWait), not a hang.
+func TestSourceNeverAnswers(t *testing.T) {
+	reg, _ := isolatedRegistry(t, true, registry.DirectOptions{})
+	old := responseWait
+	responseWait = 200 * time.Millisecond
+	t.Cleanup(func() { responseWait = old })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // the client gives up
+	}))
+	t.Cleanup(srv.Close)
+	// The deadline only ends a test that would otherwise hang.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	err := run(ctx, []string{"copy", strings.TrimPrefix(srv.URL, "http://") + "/x:1", reg.host + "/local/a:1"}, &out)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "timeout awaiting response headers") {
+		t.Fatalf("copy from a registry that never answers: %v, want a timeout awaiting its answer", err)
+	}
+}
+
 // TestLargePartAnswer: an answer of part URLs above 1 MiB is read whole. On
 // AWS a presigned URL carries the function's session token (about 2 KB a
 // URL), so 1,000 URLs (one answer) are about 2 MB; here the answer is

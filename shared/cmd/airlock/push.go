@@ -37,6 +37,15 @@ var s3Client = &http.Client{Timeout: 30 * time.Minute}
 // minutes on Lambda).
 var responseWait = 15 * time.Minute
 
+// registryTransport is the transport of the requests to registries (the
+// destination's and a copy's source): the default one, bounded by
+// responseWait.
+func registryTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = responseWait
+	return t
+}
+
 // verifyWait bounds the wait for a direct upload's asynchronous verification.
 var verifyWait = 20 * time.Minute
 
@@ -91,9 +100,7 @@ func newPusher(ctx context.Context, dst string, o options, mountFrom []string, p
 		return nil, fmt.Errorf("credentials for %s: %w: fix the Docker config %s (its credsStore or credHelpers name a docker-credential-* helper that must be on PATH), or docker login %s",
 			repo.RegistryStr(), err, dockerConfigFile(), repo.RegistryStr())
 	}
-	base := http.DefaultTransport.(*http.Transport).Clone()
-	base.ResponseHeaderTimeout = responseWait
-	tr, err := transport.NewWithContext(ctx, repo.Registry, auth, base, scopes)
+	tr, err := transport.NewWithContext(ctx, repo.Registry, auth, registryTransport(), scopes)
 	if err != nil {
 		return nil, fmt.Errorf("destination %s: %w", repo.RegistryStr(), err)
 	}

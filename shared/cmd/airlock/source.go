@@ -125,7 +125,7 @@ func remoteSource(ctx context.Context, ref string, insecure bool) (source, error
 	if err != nil {
 		return source{}, usageError{fmt.Sprintf("source %q: %v", ref, err)}
 	}
-	desc, err := remote.Get(r, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	desc, err := remote.Get(r, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithTransport(registryTransport()))
 	if err != nil {
 		return source{}, fmt.Errorf("source %s: %w", ref, err)
 	}
