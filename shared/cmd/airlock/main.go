@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		srcHelp = `SRC is a local image:
   oci:<dir>[:tag]               an OCI image layout (the tag is its org.opencontainers.image.ref.name;
                                 without one the layout must hold a single image or index)
-  docker-archive:<file>[:tag]   a 'docker save' tarball (the tag picks one of several images)
+  docker-archive:<file>[:tag]   a 'docker save' tarball (the tag, e.g. app:1, picks one of several images)
   docker-daemon:<image>[:tag]   an image of the local Docker daemon, read with 'docker save'
                                 into a temporary file (docker on PATH; DOCKER_HOST is honoured)
 DST is a registry reference, e.g. registry.example.com/team/app:1

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,25 +53,10 @@ func localSource(ctx context.Context, src string) (source, error) {
 	if kind == "docker-daemon" {
 		return daemonSource(ctx, src, rest)
 	}
-	path, tag := splitTag(rest)
 	if kind == "docker-archive" {
-		var tp *name.Tag
-		if tag != "" {
-			t, err := name.NewTag(tag)
-			if err != nil {
-				return source{}, fmt.Errorf("source %q: tag %q: %w", src, tag, err)
-			}
-			tp = &t
-		}
-		img, err := tarball.ImageFromPath(path, tp)
-		if err != nil {
-			return source{}, fmt.Errorf("source %q: %w", src, err)
-		}
-		if _, err := img.Manifest(); err != nil {
-			return source{}, fmt.Errorf("source %q: %w", src, err)
-		}
-		return source{img: img}, nil
+		return archiveSource(src, rest)
 	}
+	path, tag := splitTag(rest)
 	ii, err := layout.ImageIndexFromPath(path)
 	if err != nil {
 		return source{}, fmt.Errorf("source %q: not an OCI layout: %w", src, err)
@@ -106,6 +92,60 @@ func localSource(ctx context.Context, src string) (source, error) {
 		return source{img: img}, wrap(src, err)
 	}
 	return source{}, fmt.Errorf("source %q: %s has media type %q, neither an image nor an index", src, d.Digest, d.MediaType)
+}
+
+// archiveSource opens docker-archive:<file>[:<name:tag>]. The tag is a
+// Docker reference, colons included (app:1, example.com/app:1): the file is
+// the longest prefix up to a colon that is an existing file.
+func archiveSource(src, rest string) (source, error) {
+	path, tag := rest, ""
+	if _, err := os.Stat(rest); err != nil {
+		for i := len(rest) - 1; i > 0; i-- {
+			if rest[i] != ':' {
+				continue
+			}
+			if fi, err := os.Stat(rest[:i]); err == nil && !fi.IsDir() {
+				path, tag = rest[:i], rest[i+1:]
+				break
+			}
+		}
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return source{}, fmt.Errorf("source %q: %w", src, err)
+	}
+	if fi.IsDir() {
+		return source{}, fmt.Errorf("source %q: %s is a directory: docker-archive: names a 'docker save' tarball (an OCI layout directory is oci:%s)", src, path, path)
+	}
+	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(path) })
+	if err != nil {
+		return source{}, fmt.Errorf("source %q: not a complete 'docker save' tarball (%w): make it again with docker save -o %s <image>", src, err, path)
+	}
+	var tags []string
+	for _, d := range m {
+		tags = append(tags, d.RepoTags...)
+	}
+	var tp *name.Tag
+	if tag != "" {
+		t, err := name.NewTag(tag)
+		if err != nil {
+			return source{}, usageError{fmt.Sprintf("source %q: tag %q: %v", src, tag, err)}
+		}
+		tp = &t
+	} else if len(m) > 1 {
+		return source{}, fmt.Errorf("source %q: the tarball holds %d images: name one with docker-archive:%s:<name:tag> (tags: %s)", src, len(m), path, strings.Join(tags, ", "))
+	}
+	img, err := tarball.ImageFromPath(path, tp)
+	if err == nil {
+		_, err = img.Manifest()
+	}
+	if err != nil && tp != nil && strings.Contains(err.Error(), "not found in tarball") {
+		return source{}, fmt.Errorf("source %q: no image tagged %q in the tarball (tags: %s)", src, tag, strings.Join(tags, ", "))
+	}
+	if err != nil {
+		return source{}, fmt.Errorf("source %q: not a complete 'docker save' tarball (%w): make it again with docker save -o %s <image>", src, err, path)
+	}
+	return source{img: img}, nil
 }
 
 func wrap(src string, err error) error {
