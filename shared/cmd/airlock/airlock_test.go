@@ -536,6 +536,10 @@ func TestErrors(t *testing.T) {
 		}
 	}
 
+	// A tag with colons and slashes (as skopeo writes ref.name) is one tag.
+	long := ociLayout(t, testImage(t), "example.com/team/app:1.0")
+	cli(t, "push", "--quiet", "oci:"+long+":example.com/team/app:1.0", reg.host+"/local/long:1")
+
 	// A missing tag names the tags there are.
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"push", "oci:" + dir + ":nope", reg.host + "/local/a:1"}, &out)

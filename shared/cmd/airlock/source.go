@@ -34,9 +34,23 @@ func (s source) close() {
 	}
 }
 
-// splitTag splits "<path>[:tag]": the tag is what follows the last colon
-// when it holds no slash.
-func splitTag(s string) (path, tag string) {
+// splitTag splits "<path>[:tag]" where the tag may hold colons and slashes
+// (app:1, example.com/app:1): path is s when s exists, else the longest
+// prefix up to a colon that exists (a directory when dir, else a file);
+// without one, what precedes the last colon followed by no slash (the
+// error then names a path that does not exist).
+func splitTag(s string, dir bool) (path, tag string) {
+	if _, err := os.Stat(s); err == nil {
+		return s, ""
+	}
+	for i := len(s) - 1; i > 0; i-- {
+		if s[i] != ':' {
+			continue
+		}
+		if fi, err := os.Stat(s[:i]); err == nil && fi.IsDir() == dir {
+			return s[:i], s[i+1:]
+		}
+	}
 	if i := strings.LastIndexByte(s, ':'); i > 0 && !strings.Contains(s[i+1:], "/") {
 		return s[:i], s[i+1:]
 	}
@@ -56,7 +70,7 @@ func localSource(ctx context.Context, src string) (source, error) {
 	if kind == "docker-archive" {
 		return archiveSource(src, rest)
 	}
-	path, tag := splitTag(rest)
+	path, tag := splitTag(rest, true)
 	ii, err := layout.ImageIndexFromPath(path)
 	if err != nil {
 		return source{}, fmt.Errorf("source %q: not an OCI layout: %w", src, err)
@@ -94,22 +108,10 @@ func localSource(ctx context.Context, src string) (source, error) {
 	return source{}, fmt.Errorf("source %q: %s has media type %q, neither an image nor an index", src, d.Digest, d.MediaType)
 }
 
-// archiveSource opens docker-archive:<file>[:<name:tag>]. The tag is a
-// Docker reference, colons included (app:1, example.com/app:1): the file is
-// the longest prefix up to a colon that is an existing file.
+// archiveSource opens docker-archive:<file>[:<name:tag>] (splitTag: the
+// tag is a Docker reference, colons included).
 func archiveSource(src, rest string) (source, error) {
-	path, tag := rest, ""
-	if _, err := os.Stat(rest); err != nil {
-		for i := len(rest) - 1; i > 0; i-- {
-			if rest[i] != ':' {
-				continue
-			}
-			if fi, err := os.Stat(rest[:i]); err == nil && !fi.IsDir() {
-				path, tag = rest[:i], rest[i+1:]
-				break
-			}
-		}
-	}
+	path, tag := splitTag(rest, false)
 	fi, err := os.Stat(path)
 	if err != nil {
 		return source{}, fmt.Errorf("source %q: %w", src, err)
