@@ -409,3 +409,21 @@ func TestAuthMalformedBasic(t *testing.T) {
 		t.Errorf("browse/me with Basic: %s", r)
 	}
 }
+
+// TestAuthBearerSchemeCase: the Bearer scheme is case-insensitive (RFC
+// 9110 §11.1): "bearer <token>" is the same token.
+func TestAuthBearerSchemeCase(t *testing.T) {
+	e := newAuthEnv(t)
+	if err := e.push("alice", "team-a/app"); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := e.token("alice", "repository:team-a/app:pull")
+	for _, scheme := range []string{"bearer", "BEARER"} {
+		for _, path := range []string{"/v2/", "/v2/team-a/app/manifests/1", "/airlock/api/browse/me"} {
+			r := e.req(http.MethodGet, path, "", "Authorization", scheme+" "+tok, "Accept", "*/*")
+			if r.Status != http.StatusOK {
+				t.Errorf("%s with %q: %s, want 200", path, scheme, r)
+			}
+		}
+	}
+}

@@ -60,10 +60,11 @@ func challenge(r *http.Request, scope, msg string) *Error {
 // bearer verifies the request's bearer token; ok is false without one.
 func (rg *Registry) bearer(r *http.Request) (token.Claims, bool, error) {
 	h := r.Header.Get("Authorization")
-	tok, found := strings.CutPrefix(h, "Bearer ")
-	if !found {
+	// The scheme is case-insensitive (RFC 9110, section 11.1).
+	if len(h) < 7 || !strings.EqualFold(h[:7], "Bearer ") {
 		return token.Claims{}, false, nil
 	}
+	tok := h[7:]
 	_, svc := realm(r)
 	c, err := rg.auth.Verify(r.Context(), strings.TrimSpace(tok), svc)
 	return c, true, err
