@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +37,9 @@ func parseScopes(vals []string) ([]scope, error) {
 				return nil, fmt.Errorf("scope %q: type repository or registry and a name", trunc(f))
 			}
 			sc.actions = strings.Split(f[j+1:], ",")
+			if slices.Contains(sc.actions, "") {
+				return nil, fmt.Errorf("scope %q: an empty action: want actions such as pull, push, delete or *, separated by commas", trunc(f))
+			}
 			out = append(out, sc)
 			if len(out) > maxScopes {
 				return nil, fmt.Errorf("more than %d scopes", maxScopes)

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -357,5 +358,72 @@ func TestAuthTokenAttacks(t *testing.T) {
 	e.clock.Advance(6 * time.Minute)
 	if r := e.req(http.MethodGet, "/v2/team-a/app/manifests/1", good); r.Status != http.StatusUnauthorized {
 		t.Errorf("expired token: %s", r)
+	}
+}
+
+// TestAuthBadScopes: malformed scopes of a token request are 400 saying
+// what is wrong, never a token and never a 500.
+func TestAuthBadScopes(t *testing.T) {
+	e := newAuthEnv(t)
+	many := strings.Fields(strings.Repeat("repository:team-a/a:pull ", 33))
+	for _, c := range []struct {
+		name   string
+		scopes []string
+		want   string
+	}{
+		{"empty action", []string{"repository:team-a/x:"}, "action"},
+		{"empty action in a list", []string{"repository:team-a/x:pull,,push"}, "action"},
+		{"no actions part", []string{"repository:team-a/x"}, "<type>:<name>:<actions>"},
+		{"unknown type", []string{"refused:team-b/x:push"}, "type repository or registry"},
+		{"empty name", []string{"repository::pull"}, "type repository or registry"},
+		{"name too long", []string{"repository:" + strings.Repeat("a", 300) + ":pull"}, "type repository or registry"},
+		{"too many", many, "more than 32 scopes"},
+	} {
+		tok, r := e.token("alice", c.scopes...)
+		if r.Status != http.StatusBadRequest || tok != "" || errCode(r) != registry.CodeUnsupported || !strings.Contains(errMessage(r), c.want) {
+			t.Errorf("%s: %s, want 400 UNSUPPORTED naming %q", c.name, r, c.want)
+		}
+	}
+}
+
+// TestAuthMalformedBasic: a Basic Authorization header that does not decode
+// to user:password is 401 saying so, on the token endpoint and the API
+// calls that take Basic, not an anonymous answer.
+func TestAuthMalformedBasic(t *testing.T) {
+	e := newAuthEnv(t)
+	for _, h := range []string{
+		"Basic !!!!",
+		"Basic " + base64.StdEncoding.EncodeToString([]byte("alice")), // no colon
+		"basic " + base64.RawStdEncoding.EncodeToString([]byte("alice:alice-password-1234")),
+	} {
+		for _, path := range []string{"/v2/token?service=" + url.QueryEscape(e.host), "/airlock/api/browse/me", "/airlock/api/users"} {
+			r := e.req(http.MethodGet, path, "", "Authorization", h)
+			if r.Status != http.StatusUnauthorized || errCode(r) != registry.CodeUnauthorized || !strings.Contains(errMessage(r), "Basic credentials") {
+				t.Errorf("%s with %q: %s, want 401 about the Basic credentials", path, h, r)
+			}
+		}
+	}
+	// Well-formed Basic still works, any case of the scheme.
+	r := e.req(http.MethodGet, "/airlock/api/browse/me", "", "Authorization", "basic "+base64.StdEncoding.EncodeToString([]byte("alice:alice-password-1234")))
+	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"user":"alice"`) {
+		t.Errorf("browse/me with Basic: %s", r)
+	}
+}
+
+// TestAuthBearerSchemeCase: the Bearer scheme is case-insensitive (RFC
+// 9110 §11.1): "bearer <token>" is the same token.
+func TestAuthBearerSchemeCase(t *testing.T) {
+	e := newAuthEnv(t)
+	if err := e.push("alice", "team-a/app"); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := e.token("alice", "repository:team-a/app:pull")
+	for _, scheme := range []string{"bearer", "BEARER"} {
+		for _, path := range []string{"/v2/", "/v2/team-a/app/manifests/1", "/airlock/api/browse/me"} {
+			r := e.req(http.MethodGet, path, "", "Authorization", scheme+" "+tok, "Accept", "*/*")
+			if r.Status != http.StatusOK {
+				t.Errorf("%s with %q: %s, want 200", path, scheme, r)
+			}
+		}
 	}
 }

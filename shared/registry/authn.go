@@ -60,10 +60,11 @@ func challenge(r *http.Request, scope, msg string) *Error {
 // bearer verifies the request's bearer token; ok is false without one.
 func (rg *Registry) bearer(r *http.Request) (token.Claims, bool, error) {
 	h := r.Header.Get("Authorization")
-	tok, found := strings.CutPrefix(h, "Bearer ")
-	if !found {
+	// The scheme is case-insensitive (RFC 9110, section 11.1).
+	if len(h) < 7 || !strings.EqualFold(h[:7], "Bearer ") {
 		return token.Claims{}, false, nil
 	}
+	tok := h[7:]
 	_, svc := realm(r)
 	c, err := rg.auth.Verify(r.Context(), strings.TrimSpace(tok), svc)
 	return c, true, err
@@ -147,7 +148,11 @@ func (rg *Registry) caller(r *http.Request) (auth.Identity, error) {
 		}
 		return id, nil
 	}
-	if user, pass, ok := r.BasicAuth(); ok {
+	user, pass, ok, err := basicAuth(r)
+	if err != nil {
+		return auth.Identity{}, err
+	}
+	if ok {
 		u, err := rg.auth.Users.Authenticate(r.Context(), user, pass)
 		if err != nil {
 			return auth.Identity{}, loginErr(r, err)
@@ -165,6 +170,23 @@ func (rg *Registry) visible(r *http.Request, id auth.Identity, name string) bool
 	repoName, image, _ := strings.Cut(name, "/")
 	path := auth.Path(image)
 	return rg.auth.Can(id, repoName, path, config.ActionBrowse) || rg.auth.Can(id, repoName, path, config.ActionRead)
+}
+
+// basicAuth returns the request's HTTP Basic credentials (ok false
+// without a Basic Authorization header). A Basic header that does not
+// decode to user:password is a 401 saying so: taking it for anonymous
+// would answer the caller as someone else than it means to be ("Basic"
+// with nothing after it stays anonymous).
+func basicAuth(r *http.Request) (user, pass string, ok bool, err error) {
+	if user, pass, ok = r.BasicAuth(); ok {
+		return user, pass, true, nil
+	}
+	if h := r.Header.Get("Authorization"); len(h) >= 6 && strings.EqualFold(h[:6], "basic ") && strings.TrimSpace(h[6:]) != "" {
+		e := apiErr(http.StatusUnauthorized, CodeUnauthorized, "the Authorization header's Basic credentials are not the base64 of <user>:<password>: log in again (docker login)")
+		e.Header = http.Header{"Www-Authenticate": {`Basic realm="airlock"`}}
+		return "", "", false, e
+	}
+	return "", "", false, nil
 }
 
 // loginErr is the answer to failed credentials.
@@ -194,7 +216,11 @@ func (rg *Registry) tokenEndpoint(w http.ResponseWriter, r *http.Request) error 
 		q := r.URL.Query()
 		req.Service, req.Scopes = q.Get("service"), q["scope"]
 		req.Offline = q.Get("offline_token") == "true"
-		if u, p, ok := r.BasicAuth(); ok {
+		u, p, ok, err := basicAuth(r)
+		if err != nil {
+			return err
+		}
+		if ok {
 			req.User, req.Secret = u, p
 		}
 	case http.MethodPost:

@@ -375,6 +375,76 @@ func TestPushDockerArchiveStandard(t *testing.T) {
 	checkPulled(t, dst, want)
 }
 
+// TestPushDockerArchiveTag: docker-archive:<file>:<name:tag> picks one
+// image of a tarball of several (the tag has colons, and slashes); without
+// a tag, or with one the tarball lacks, the error lists its tags.
+func TestPushDockerArchiveTag(t *testing.T) {
+	reg, _ := isolatedRegistry(t, false, registry.DirectOptions{})
+	file := filepath.Join(t.TempDir(), "img.tar")
+	ta, _ := name.NewTag("example.com/team/a:1")
+	tb, _ := name.NewTag("b:2")
+	if err := tarball.MultiRefWriteToFile(file, map[name.Reference]v1.Image{ta: oneLayerImage(t, 1000), tb: oneLayerImage(t, 2000)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		tag name.Tag
+		arg string
+		dst string
+	}{{ta, "example.com/team/a:1", "/local/a:1"}, {tb, "b:2", "/local/b:1"}} {
+		cli(t, "push", "--quiet", "docker-archive:"+file+":"+c.arg, reg.host+c.dst)
+		want, err := tarball.ImageFromPath(file, &c.tag) // as the tarball holds it
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPulled(t, reg.host+c.dst, want)
+	}
+	for _, c := range []struct{ suffix, want string }{
+		{"", "holds 2 images: name one with docker-archive:" + file + ":<name:tag>"},
+		{":b:3", `no image tagged "b:3"`},
+	} {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"push", "docker-archive:" + file + c.suffix, reg.host + "/local/c:1"}, &out)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "tags: b:2, example.com/team/a:1") {
+			t.Errorf("docker-archive:<file>%s: %v, want %q and the tags", c.suffix, err, c.want)
+		}
+	}
+}
+
+// TestDockerArchiveDamaged: a file that is not a tarball, and a 'docker
+// save' tarball cut short, fail before any request, naming the file and
+// how to make it again; nothing is pushed.
+func TestDockerArchiveDamaged(t *testing.T) {
+	reg, _ := isolatedRegistry(t, false, registry.DirectOptions{})
+	dir := t.TempDir()
+	file := filepath.Join(dir, "img.tar")
+	tag, _ := name.NewTag("example.com/app:1")
+	if err := tarball.WriteToFile(file, tag, testImage(t)); err != nil {
+		t.Fatal(err)
+	}
+	full, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(dir, "cut.tar")
+	notTar := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(cut, full[:len(full)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(notTar, []byte("not a tarball\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{cut, notTar} {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"push", "docker-archive:" + f, reg.host + "/local/app:1"}, &out)
+		if err == nil || !strings.Contains(err.Error(), f) || !strings.Contains(err.Error(), "docker save -o") {
+			t.Errorf("push of %s: %v, want an error naming the file and docker save", f, err)
+		}
+	}
+	if c := reg.count.get(); c.sessions != 0 {
+		t.Errorf("%d upload sessions opened for damaged archives", c.sessions)
+	}
+}
+
 func TestCopyFromAnotherRegistry(t *testing.T) {
 	isolate(t)
 	src := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
@@ -453,6 +523,8 @@ func TestErrors(t *testing.T) {
 	usage("push", "oci:"+dir, reg.host+"/local/a", "extra")
 	usage("push", "--jobs", "0", "oci:"+dir, reg.host+"/local/a")
 	usage("push", "--part-size", "1", "oci:"+dir, reg.host+"/local/a")
+	usage("push", "--part-size", "8x", "oci:"+dir, reg.host+"/local/a")
+	usage("push", "--part-size", "16.5", "oci:"+dir, reg.host+"/local/a")
 	usage("push", "--nope", "oci:"+dir, reg.host+"/local/a")
 	usage("push", "tar:"+dir, reg.host+"/local/a")
 	usage("push", "oci:"+dir, "UPPER/Case::x")
@@ -463,6 +535,10 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%s --help: %v\n%s", cmd, err, out.String())
 		}
 	}
+
+	// A tag with colons and slashes (as skopeo writes ref.name) is one tag.
+	long := ociLayout(t, testImage(t), "example.com/team/app:1.0")
+	cli(t, "push", "--quiet", "oci:"+long+":example.com/team/app:1.0", reg.host+"/local/long:1")
 
 	// A missing tag names the tags there are.
 	var out bytes.Buffer

@@ -75,7 +75,13 @@ func (p *pusher) askParts(ctx context.Context, d v1.Hash, size, partSize int64, 
 				return nil, 0, loc, err
 			}
 		}
+		// The plan must cover the blob exactly (count parts of partSize,
+		// the last the rest): a registry answering another one would have
+		// the CLI send parts past the blob's end, or none.
 		partSize = a.PartSize
+		if partSize <= 0 || int64(a.Count) != (size+partSize-1)/partSize {
+			return nil, 0, loc, fmt.Errorf("%s: the registry's plan (%d parts of %d bytes) does not cover the blob's %d bytes: the registry (or a proxy before it) is faulty: report it to its operator", what, a.Count, partSize, size)
+		}
 		for _, x := range a.Parts {
 			if int64(x.Number) != int64(len(urls))+1 {
 				return nil, 0, loc, fmt.Errorf("%s: part URLs out of order (part %d after %d)", what, x.Number, len(urls))
@@ -83,10 +89,13 @@ func (p *pusher) askParts(ctx context.Context, d v1.Hash, size, partSize int64, 
 			urls = append(urls, x.URL)
 		}
 		if a.Next == 0 {
-			if int32(len(urls)) != a.Count || partSize <= 0 {
+			if int32(len(urls)) != a.Count {
 				return nil, 0, loc, fmt.Errorf("%s: the registry listed %d part URLs of %d (part size %d)", what, len(urls), a.Count, partSize)
 			}
 			return urls, partSize, loc, nil
+		}
+		if len(a.Parts) == 0 || a.Next != int64(len(urls))+1 || len(urls) >= int(a.Count) {
+			return nil, 0, loc, fmt.Errorf("%s: the registry's part URLs do not progress (next %d after %d of %d parts)", what, a.Next, len(urls), a.Count)
 		}
 		first = a.Next
 	}

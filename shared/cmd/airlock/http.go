@@ -18,7 +18,12 @@ import (
 // Requests to the registry, their errors, and the readers that count and
 // report the bytes sent.
 
-// do sends a request to the registry and reads the answer (up to 1 MiB).
+// maxAnswer bounds the answer read by do: above the largest a front door
+// returns (Lambda: 6 MB). An answer of 1,000 part URLs is 1-2 MB on AWS,
+// where each presigned URL carries the function's session token.
+const maxAnswer = 8 * mib
+
+// do sends a request to the registry and reads the answer (up to maxAnswer).
 func (p *pusher) do(ctx context.Context, method, u string, body []byte, hdr ...string) (*http.Response, []byte, error) {
 	var r io.Reader
 	if body != nil {
@@ -36,7 +41,7 @@ func (p *pusher) do(ctx context.Context, method, u string, body []byte, hdr ...s
 		return nil, nil, fmt.Errorf("%s %s: %w", method, redact(u), err)
 	}
 	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, mib))
+	b, err := io.ReadAll(io.LimitReader(res.Body, maxAnswer))
 	return res, b, err
 }
 

@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 
 	"github.com/google/go-containerregistry/pkg/name"
 )
@@ -78,9 +79,8 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.insecure, "insecure", false, "talk plain http to the registries (loopback and private addresses use http anyway)")
 	fs.IntVar(&o.jobs, "jobs", 4, "blobs uploaded in parallel")
 	fs.IntVar(&o.parts, "parts", 4, "parts of one blob sent to S3 in parallel (direct uploads; memory: jobs × parts × part size)")
-	var ps int64
 	fs.Func("part-size", "direct-upload part size in MiB (5 to 5120; default: the registry's choice, 16 MiB)", func(v string) error {
-		_, err := fmt.Sscanf(v, "%d", &ps)
+		ps, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || ps < 5 || ps > 5120 {
 			return fmt.Errorf("part size %q: want MiB from 5 to 5120", v)
 		}
@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		srcHelp = `SRC is a local image:
   oci:<dir>[:tag]               an OCI image layout (the tag is its org.opencontainers.image.ref.name;
                                 without one the layout must hold a single image or index)
-  docker-archive:<file>[:tag]   a 'docker save' tarball (the tag picks one of several images)
+  docker-archive:<file>[:tag]   a 'docker save' tarball (the tag, e.g. app:1, picks one of several images)
   docker-daemon:<image>[:tag]   an image of the local Docker daemon, read with 'docker save'
                                 into a temporary file (docker on PATH; DOCKER_HOST is honoured)
 DST is a registry reference, e.g. registry.example.com/team/app:1

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -27,6 +29,22 @@ const directMin = 1 * mib
 // s3Client sends the parts to the presigned URLs: a plain client, never the
 // registry's credentials (tests replace it to count the requests).
 var s3Client = &http.Client{Timeout: 30 * time.Minute}
+
+// responseWait bounds the wait for the registry's answer once a request is
+// sent (http.Transport.ResponseHeaderTimeout): a registry that never
+// answers ends the push instead of hanging it. The longest legitimate wait
+// is a completion verified inline, within one function's run (at most 15
+// minutes on Lambda).
+var responseWait = 15 * time.Minute
+
+// registryTransport is the transport of the requests to registries (the
+// destination's and a copy's source): the default one, bounded by
+// responseWait.
+func registryTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = responseWait
+	return t
+}
 
 // verifyWait bounds the wait for a direct upload's asynchronous verification.
 var verifyWait = 20 * time.Minute
@@ -79,9 +97,10 @@ func newPusher(ctx context.Context, dst string, o options, mountFrom []string, p
 	}
 	auth, err := authn.DefaultKeychain.Resolve(repo)
 	if err != nil {
-		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
+		return nil, fmt.Errorf("credentials for %s: %w: fix the Docker config %s (its credsStore or credHelpers name a docker-credential-* helper that must be on PATH), or docker login %s",
+			repo.RegistryStr(), err, dockerConfigFile(), repo.RegistryStr())
 	}
-	tr, err := transport.NewWithContext(ctx, repo.Registry, auth, http.DefaultTransport, scopes)
+	tr, err := transport.NewWithContext(ctx, repo.Registry, auth, registryTransport(), scopes)
 	if err != nil {
 		return nil, fmt.Errorf("destination %s: %w", repo.RegistryStr(), err)
 	}
@@ -98,6 +117,15 @@ func newPusher(ctx context.Context, dst string, o options, mountFrom []string, p
 		}
 	}
 	return p, nil
+}
+
+// dockerConfigFile is where authn.DefaultKeychain reads the Docker config:
+// $DOCKER_CONFIG/config.json, else ~/.docker/config.json.
+func dockerConfigFile() string {
+	if d := os.Getenv("DOCKER_CONFIG"); d != "" {
+		return filepath.Join(d, "config.json")
+	}
+	return filepath.Join("~", ".docker", "config.json")
 }
 
 // summary is the last line of a push.

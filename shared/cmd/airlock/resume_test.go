@@ -240,6 +240,29 @@ func TestCredentialHelper(t *testing.T) {
 	}
 }
 
+// TestCredentialHelperMissing: a Docker config naming a helper that is not
+// on PATH fails before any request, saying where the config is and the
+// ways out.
+func TestCredentialHelperMissing(t *testing.T) {
+	reg := authRegistry(t)
+	dir := ociLayout(t, oneLayerImage(t, 1000), "1")
+	isolate(t)
+	writeDockerConfig(t, `{"credsStore":"airlock-absent"}`)
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"push", "oci:" + dir, reg.host + "/team-a/x:1"}, &out)
+	if err == nil {
+		t.Fatal("push with a missing credential helper succeeded")
+	}
+	for _, want := range []string{"docker-credential-airlock-absent", filepath.Join(os.Getenv("DOCKER_CONFIG"), "config.json"), "docker login " + reg.host} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing helper: %v\nwant it to name %q", err, want)
+		}
+	}
+	if c := reg.count.get(); c.sessions != 0 {
+		t.Errorf("%d upload sessions opened without credentials", c.sessions)
+	}
+}
+
 func TestProgressBars(t *testing.T) {
 	var buf bytes.Buffer
 	b := &bars{w: &buf, width: 100, rows: map[v1.Hash]*row{}}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,9 +34,23 @@ func (s source) close() {
 	}
 }
 
-// splitTag splits "<path>[:tag]": the tag is what follows the last colon
-// when it holds no slash.
-func splitTag(s string) (path, tag string) {
+// splitTag splits "<path>[:tag]" where the tag may hold colons and slashes
+// (app:1, example.com/app:1): path is s when s exists, else the longest
+// prefix up to a colon that exists (a directory when dir, else a file);
+// without one, what precedes the last colon followed by no slash (the
+// error then names a path that does not exist).
+func splitTag(s string, dir bool) (path, tag string) {
+	if _, err := os.Stat(s); err == nil {
+		return s, ""
+	}
+	for i := len(s) - 1; i > 0; i-- {
+		if s[i] != ':' {
+			continue
+		}
+		if fi, err := os.Stat(s[:i]); err == nil && fi.IsDir() == dir {
+			return s[:i], s[i+1:]
+		}
+	}
 	if i := strings.LastIndexByte(s, ':'); i > 0 && !strings.Contains(s[i+1:], "/") {
 		return s[:i], s[i+1:]
 	}
@@ -52,25 +67,10 @@ func localSource(ctx context.Context, src string) (source, error) {
 	if kind == "docker-daemon" {
 		return daemonSource(ctx, src, rest)
 	}
-	path, tag := splitTag(rest)
 	if kind == "docker-archive" {
-		var tp *name.Tag
-		if tag != "" {
-			t, err := name.NewTag(tag)
-			if err != nil {
-				return source{}, fmt.Errorf("source %q: tag %q: %w", src, tag, err)
-			}
-			tp = &t
-		}
-		img, err := tarball.ImageFromPath(path, tp)
-		if err != nil {
-			return source{}, fmt.Errorf("source %q: %w", src, err)
-		}
-		if _, err := img.Manifest(); err != nil {
-			return source{}, fmt.Errorf("source %q: %w", src, err)
-		}
-		return source{img: img}, nil
+		return archiveSource(src, rest)
 	}
+	path, tag := splitTag(rest, true)
 	ii, err := layout.ImageIndexFromPath(path)
 	if err != nil {
 		return source{}, fmt.Errorf("source %q: not an OCI layout: %w", src, err)
@@ -108,6 +108,48 @@ func localSource(ctx context.Context, src string) (source, error) {
 	return source{}, fmt.Errorf("source %q: %s has media type %q, neither an image nor an index", src, d.Digest, d.MediaType)
 }
 
+// archiveSource opens docker-archive:<file>[:<name:tag>] (splitTag: the
+// tag is a Docker reference, colons included).
+func archiveSource(src, rest string) (source, error) {
+	path, tag := splitTag(rest, false)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return source{}, fmt.Errorf("source %q: %w", src, err)
+	}
+	if fi.IsDir() {
+		return source{}, fmt.Errorf("source %q: %s is a directory: docker-archive: names a 'docker save' tarball (an OCI layout directory is oci:%s)", src, path, path)
+	}
+	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(path) })
+	if err != nil {
+		return source{}, fmt.Errorf("source %q: not a complete 'docker save' tarball (%w): make it again with docker save -o %s <image>", src, err, path)
+	}
+	var tags []string
+	for _, d := range m {
+		tags = append(tags, d.RepoTags...)
+	}
+	var tp *name.Tag
+	if tag != "" {
+		t, err := name.NewTag(tag)
+		if err != nil {
+			return source{}, usageError{fmt.Sprintf("source %q: tag %q: %v", src, tag, err)}
+		}
+		tp = &t
+	} else if len(m) > 1 {
+		return source{}, fmt.Errorf("source %q: the tarball holds %d images: name one with docker-archive:%s:<name:tag> (tags: %s)", src, len(m), path, strings.Join(tags, ", "))
+	}
+	img, err := tarball.ImageFromPath(path, tp)
+	if err == nil {
+		_, err = img.Manifest()
+	}
+	if err != nil && tp != nil && strings.Contains(err.Error(), "not found in tarball") {
+		return source{}, fmt.Errorf("source %q: no image tagged %q in the tarball (tags: %s)", src, tag, strings.Join(tags, ", "))
+	}
+	if err != nil {
+		return source{}, fmt.Errorf("source %q: not a complete 'docker save' tarball (%w): make it again with docker save -o %s <image>", src, err, path)
+	}
+	return source{img: img}, nil
+}
+
 func wrap(src string, err error) error {
 	if err != nil {
 		return fmt.Errorf("source %q: %w", src, err)
@@ -125,7 +167,7 @@ func remoteSource(ctx context.Context, ref string, insecure bool) (source, error
 	if err != nil {
 		return source{}, usageError{fmt.Sprintf("source %q: %v", ref, err)}
 	}
-	desc, err := remote.Get(r, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	desc, err := remote.Get(r, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithTransport(registryTransport()))
 	if err != nil {
 		return source{}, fmt.Errorf("source %s: %w", ref, err)
 	}

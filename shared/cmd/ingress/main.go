@@ -88,7 +88,7 @@ func run(args []string, stdout io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	for _, v := range []string{"AIRLOCK_TABLE", "AIRLOCK_BUCKET"} {
+	for _, v := range []string{"AIRLOCK_TABLE", "AIRLOCK_BUCKET", "AIRLOCK_CONFIG"} {
 		if os.Getenv(v) == "" {
 			return fmt.Errorf("%s is not set: give the ingress the api function's environment (template.yaml sets it on the task)", v)
 		}
