@@ -15,10 +15,21 @@ import (
 )
 
 // putPartURL PUTs b to a part URL and returns the status, the ETag and the body.
+// The body waits for the store's "100 Continue" (Expect; not signed in a
+// presigned URL): a store refusing the request answers first and may reset
+// the connection, and without the wait a body already in flight could meet
+// that reset before the answer is read (seen once with versitygw).
+var expectClient = &http.Client{Transport: func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ExpectContinueTimeout = 10 * time.Second
+	return t
+}()}
+
 func putPartURL(t *testing.T, u string, b []byte) (int, string, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPut, u, bytes.NewReader(b))
-	res, err := http.DefaultClient.Do(req)
+	req.Header.Set("Expect", "100-continue")
+	res, err := expectClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -393,7 +393,7 @@ func TestConcurrentPushesOfOneBlob(t *testing.T) {
 			secondDone <- run(context.Background(), []string{"push", "oci:" + c.dir, c.dst}, &second)
 		}()
 		for i := 0; !strings.Contains(second.String(), "waiting (another airlock push"); i++ {
-			if i == 500 {
+			if i == 3000 {
 				t.Errorf("the second push did not wait for the first:\n%s", second.String())
 				return
 			}
