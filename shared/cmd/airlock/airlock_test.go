@@ -88,6 +88,13 @@ func newRegistry(t *testing.T, direct bool, opts registry.DirectOptions) *testRe
 // on the registry before it serves.
 func newRegistryConfig(t *testing.T, doc string, direct bool, opts registry.DirectOptions, setup func(*registry.Registry)) *testRegistry {
 	t.Helper()
+	return newRegistryWrapped(t, doc, direct, opts, setup, nil)
+}
+
+// newRegistryWrapped is newRegistryConfig with the registry's handler
+// wrapped by wrap (if set; it sees the requests after the counter).
+func newRegistryWrapped(t *testing.T, doc string, direct bool, opts registry.DirectOptions, setup func(*registry.Registry), wrap func(http.Handler) http.Handler) *testRegistry {
+	t.Helper()
 	st := memstore.New()
 	t.Cleanup(func() { st.Close() })
 	pu, err := st.PresignGet(context.Background(), "x", time.Minute)
@@ -109,6 +116,10 @@ func newRegistryConfig(t *testing.T, doc string, direct bool, opts registry.Dire
 		setup(reg)
 	}
 	c := &counter{}
+	var h http.Handler = reg
+	if wrap != nil {
+		h = wrap(reg)
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		c.mu.Lock()
@@ -138,7 +149,7 @@ func newRegistryConfig(t *testing.T, doc string, direct bool, opts registry.Dire
 		if !direct {
 			w = stripDirect{w}
 		}
-		reg.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
 	return &testRegistry{host: strings.TrimPrefix(srv.URL, "http://"), s3: u.Host, count: c}

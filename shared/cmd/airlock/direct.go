@@ -267,42 +267,37 @@ func (p *pusher) direct(ctx context.Context, l v1.Layer, d v1.Hash, size int64, 
 	return statusError(what+": complete", http.MethodPut, u, res, rb)
 }
 
-// putPart PUTs one part (with two retries: the buffer is in memory) and
-// returns its ETag.
+// putPart PUTs one part (retried by the policy of send, S3's 500 too: the
+// buffer is in memory) and returns its ETag.
 func (p *pusher) putPart(ctx context.Context, u string, b []byte) (string, error) {
-	var last error
-	for try := range 3 {
-		if try > 0 {
-			select {
-			case <-time.After(time.Duration(try) * time.Second):
-			case <-ctx.Done():
-				return "", ctx.Err()
-			}
-		}
+	res, err := p.send(ctx, s3Client, s3Retryable, func() (*http.Request, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(b))
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		req.ContentLength = int64(len(b))
-		res, err := s3Client.Do(req)
-		if err != nil {
-			last = fmt.Errorf("PUT %s: %w", redact(u), err)
-			continue
-		}
-		body, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
-		res.Body.Close()
-		if res.StatusCode == http.StatusOK && res.Header.Get("ETag") != "" {
-			p.stats.s3Bytes.Add(int64(len(b)))
-			p.stats.s3Parts.Add(1)
-			return res.Header.Get("ETag"), nil
-		}
-		last = fmt.Errorf("PUT %s answered %s: %.300s", redact(u), res.Status, body)
-		if res.StatusCode < 500 {
-			break // S3 refuses (expired URL, wrong length): retrying does not help
-		}
+		return req, nil
+	})
+	if err != nil {
+		return "", err
 	}
-	return "", last
+	body, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+	res.Body.Close()
+	if res.StatusCode == http.StatusOK && res.Header.Get("ETag") != "" {
+		p.stats.s3Bytes.Add(int64(len(b)))
+		p.stats.s3Parts.Add(1)
+		return res.Header.Get("ETag"), nil
+	}
+	// S3 refuses (expired URL, wrong length: retrying does not help), or
+	// still fails after the attempts.
+	if hint := giveUp(res.StatusCode); hint != "" {
+		return "", fmt.Errorf("PUT %s answered %s: %.300s; %s", redact(u), res.Status, body, hint)
+	}
+	return "", fmt.Errorf("PUT %s answered %s: %.300s", redact(u), res.Status, body)
 }
+
+// s3Retryable: S3 asks to retry its 500 InternalError and 503 SlowDown.
+func s3Retryable(code int) bool { return code >= 500 || code == http.StatusTooManyRequests }
 
 // awaitVerified waits for the registry's asynchronous verification: it
 // polls HEAD of the blob, and when absent sends the completion again (the

@@ -24,21 +24,33 @@ import (
 const maxAnswer = 8 * mib
 
 // do sends a request to the registry and reads the answer (up to maxAnswer).
+// Every request it sends but DELETE is safe to repeat, so transient
+// failures are retried (send): HEAD; POST opening a session (a second one
+// expires unused); POST asking part URLs (the same plan answers the same
+// URLs); PUT of a manifest (the same bytes); PUT completing a direct
+// upload (a completed session answers 201 or 202 again). The body is
+// bytes, sent again whole. DELETE cancels a session, best effort.
 func (p *pusher) do(ctx context.Context, method, u string, body []byte, hdr ...string) (*http.Response, []byte, error) {
-	var r io.Reader
-	if body != nil {
-		r = bytes.NewReader(body)
+	var retryOn func(int) bool
+	if method != http.MethodDelete {
+		retryOn = retryableStatus
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, r)
+	res, err := p.send(ctx, p.client, retryOn, func() (*http.Request, error) {
+		var r io.Reader
+		if body != nil {
+			r = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, u, r)
+		if err != nil {
+			return nil, err
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		return req, nil
+	})
 	if err != nil {
 		return nil, nil, err
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	res, err := p.client.Do(req)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s %s: %w", method, redact(u), err)
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(res.Body, maxAnswer))
@@ -63,6 +75,9 @@ func statusError(what, method, u string, res *http.Response, body []byte) error 
 			host = x.Host
 		}
 		msg = strings.TrimPrefix(msg+"; check the credentials for push (docker login "+host+")", "; ")
+	}
+	if hint := giveUp(res.StatusCode); hint != "" {
+		msg = strings.TrimPrefix(msg+"; "+hint, "; ")
 	}
 	return &registryError{Status: res.StatusCode, msg: fmt.Sprintf("%s: %s %s answered %s: %s", what, method, redact(u), res.Status, msg)}
 }

@@ -73,6 +73,7 @@ type stats struct {
 	uploaded, present, mounted      atomic.Int64
 	s3Bytes, s3Parts, registryBytes atomic.Int64
 	resumedParts, resumedBytes      atomic.Int64
+	retries                         atomic.Int64 // requests sent again (send)
 }
 
 func newPusher(ctx context.Context, dst string, o options, mountFrom []string, prog progress) (*pusher, error) {
@@ -136,6 +137,9 @@ func (p *pusher) summary() string {
 		s.present.Load(), s.mounted.Load())
 	if n := s.resumedParts.Load(); n > 0 {
 		line += fmt.Sprintf("; resumed: %d parts (%s) not sent again", n, bytesStr(s.resumedBytes.Load()))
+	}
+	if n := s.retries.Load(); n > 0 {
+		line += fmt.Sprintf("; %d requests retried", n)
 	}
 	return line
 }
@@ -414,27 +418,50 @@ func (p *pusher) open(ctx context.Context, d v1.Hash, size int64) (session, bool
 	panic("unreachable")
 }
 
-// monolithic sends the blob in one PUT (the standard upload API).
+// monolithic sends the blob in one PUT (the standard upload API). The
+// body is read again from the layer's start for each attempt (send); a
+// repeat after an answer lost on the way finds the session completed (404):
+// then the blob is there, which HEAD tells.
 func (p *pusher) monolithic(ctx context.Context, l v1.Layer, d v1.Hash, size int64, loc string) error {
-	rc, err := l.Compressed()
-	if err != nil {
-		return fmt.Errorf("blob %s: read: %w", d, err)
-	}
-	defer rc.Close()
 	u := withQuery(loc, "digest", d.String())
-	body := &progressReader{r: &countReader{r: rc, n: &p.stats.registryBytes}, prog: p.prog, d: d, size: size, step: max(size/10, mib)}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, body)
+	var rc io.ReadCloser
+	defer func() {
+		if rc != nil {
+			rc.Close()
+		}
+	}()
+	var sent atomic.Int64
+	tries := 0
+	res, err := p.send(ctx, p.client, retryableStatus, func() (*http.Request, error) {
+		tries++
+		if rc != nil {
+			rc.Close()
+		}
+		var err error
+		if rc, err = l.Compressed(); err != nil {
+			return nil, fmt.Errorf("blob %s: read: %w", d, err)
+		}
+		sent.Store(0)
+		body := &progressReader{r: &countReader{r: rc, n: &sent}, prog: p.prog, d: d, size: size, step: max(size/10, mib)}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, body)
+		if err != nil {
+			return nil, err
+		}
+		req.ContentLength = size
+		req.Header.Set("Content-Type", "application/octet-stream")
+		return req, nil
+	})
+	p.stats.registryBytes.Add(sent.Load())
 	if err != nil {
-		return err
-	}
-	req.ContentLength = size
-	req.Header.Set("Content-Type", "application/octet-stream")
-	res, err := p.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("blob %s: PUT %s: %w", d, redact(u), err)
+		return fmt.Errorf("blob %s: %w", d, err)
 	}
 	defer res.Body.Close()
 	rb, _ := io.ReadAll(io.LimitReader(res.Body, mib))
+	if res.StatusCode == http.StatusNotFound && tries > 1 {
+		if ok, err := p.exists(ctx, d); ok && err == nil {
+			return nil
+		}
+	}
 	if res.StatusCode != http.StatusCreated {
 		return statusError("blob "+d.String(), http.MethodPut, u, res, rb)
 	}
