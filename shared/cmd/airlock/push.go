@@ -431,6 +431,7 @@ func (p *pusher) monolithic(ctx context.Context, l v1.Layer, d v1.Hash, size int
 		}
 	}()
 	var sent atomic.Int64
+	var body *progressReader
 	tries := 0
 	res, err := p.send(ctx, p.client, retryableStatus, func() (*http.Request, error) {
 		tries++
@@ -441,8 +442,11 @@ func (p *pusher) monolithic(ctx context.Context, l v1.Layer, d v1.Hash, size int
 		if rc, err = l.Compressed(); err != nil {
 			return nil, fmt.Errorf("blob %s: read: %w", d, err)
 		}
+		if body != nil { // a retry: the progress starts over too
+			p.prog.sent(d, size, -(sent.Load() - body.pending))
+		}
 		sent.Store(0)
-		body := &progressReader{r: &countReader{r: rc, n: &sent}, prog: p.prog, d: d, size: size, step: max(size/10, mib)}
+		body = &progressReader{r: &countReader{r: rc, n: &sent}, prog: p.prog, d: d, size: size, step: max(size/10, mib)}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, body)
 		if err != nil {
 			return nil, err

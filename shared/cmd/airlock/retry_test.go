@@ -125,16 +125,7 @@ func TestRetryTransient(t *testing.T) {
 		"monolithic": {status: http.StatusGatewayTimeout, lost: true}, // the retry finds the session gone, HEAD the blob
 		"manifest":   {status: http.StatusServiceUnavailable, retryAfter: "0"},
 	})
-	reg := newRegistryWrapped(t, testConfig, true, registry.DirectOptions{}, nil, f.wrap)
-	img := testImage(t)
-	dir := ociLayout(t, img, "1")
-	dst := reg.host + "/local/team/app:1"
-
-	out := cli(t, "push", "--part-size", "5", "oci:"+dir+":1", dst)
-	f.mu.Lock()
-	f.off = true
-	injected := f.injected
-	f.mu.Unlock()
+	out, injected := faultyPush(t, f, true, "--part-size", "5")
 	if injected != len(f.faults) {
 		t.Fatalf("injected %d failures, want one of each of the %d kinds (a kind the push did not send?)", injected, len(f.faults))
 	}
@@ -147,7 +138,24 @@ func TestRetryTransient(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// faultyPush pushes testImage through f to a registry (direct uploads
+// offered or not) with the push's flags args, checks the image pulled (f
+// off) and returns the output and the failures injected.
+func faultyPush(t *testing.T, f *faulty, direct bool, args ...string) (string, int) {
+	t.Helper()
+	reg := newRegistryWrapped(t, testConfig, direct, registry.DirectOptions{}, nil, f.wrap)
+	img := testImage(t)
+	dir := ociLayout(t, img, "1")
+	dst := reg.host + "/local/team/app:1"
+	out := cli(t, append(append([]string{"push"}, args...), "oci:"+dir+":1", dst)...)
+	f.mu.Lock()
+	f.off = true
+	injected := f.injected
+	f.mu.Unlock()
 	checkPulled(t, dst, img)
+	return out, injected
 }
 
 // TestRetryStandardUpload: the same through a registry without direct
@@ -160,18 +168,10 @@ func TestRetryStandardUpload(t *testing.T) {
 		"monolithic": {status: http.StatusServiceUnavailable, retryAfter: "0"},
 		"open":       {status: http.StatusTooManyRequests, retryAfter: "0"},
 	})
-	reg := newRegistryWrapped(t, testConfig, false, registry.DirectOptions{}, nil, f.wrap)
-	img := testImage(t)
-	dir := ociLayout(t, img, "1")
-	dst := reg.host + "/local/app:1"
-	out := cli(t, "push", "--jobs", "1", "oci:"+dir+":1", dst)
-	f.mu.Lock()
-	f.off = true
-	f.mu.Unlock()
-	if f.injected != 2 || !strings.Contains(out, "; 2 requests retried") {
-		t.Fatalf("injected %d, output:\n%s", f.injected, out)
+	out, injected := faultyPush(t, f, false, "--jobs", "1")
+	if injected != 2 || !strings.Contains(out, "; 2 requests retried") {
+		t.Fatalf("injected %d, output:\n%s", injected, out)
 	}
-	checkPulled(t, dst, img)
 }
 
 // TestRetryGivesUp: a registry that always answers 503 fails the push
@@ -265,5 +265,33 @@ func TestRetryCancel(t *testing.T) {
 	}
 	if n := f.count("head blob"); n != 1 {
 		t.Fatalf("the registry saw %d HEADs, want 1", n)
+	}
+}
+
+// TestRetryWait: Retry-After in seconds or as an HTTP date is honoured up
+// to the cap; without one the backoff doubles, jittered within its upper
+// half, up to max.
+func TestRetryWait(t *testing.T) {
+	r := retryPolicy{attempts: 4, base: time.Second, max: 8 * time.Second, maxRetryAfter: 30 * time.Second}
+	after := func(v string) *http.Response { return &http.Response{Header: http.Header{"Retry-After": {v}}} }
+	for _, c := range []struct {
+		v    string
+		want time.Duration
+	}{{"0", 0}, {"7", 7 * time.Second}, {"3600", 30 * time.Second}, {time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat), 0},
+		{time.Now().Add(time.Hour).UTC().Format(http.TimeFormat), 30 * time.Second}} {
+		if got := r.wait(1, after(c.v)); got != c.want {
+			t.Errorf("Retry-After: %s: wait %s, want %s", c.v, got, c.want)
+		}
+	}
+	if got := r.wait(1, after(time.Now().Add(20*time.Second).UTC().Format(http.TimeFormat))); got <= 10*time.Second || got > 20*time.Second {
+		t.Errorf("Retry-After: a date 20 s ahead: wait %s", got)
+	}
+	for try, hi := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 5: 8 * time.Second} {
+		for range 50 {
+			res := after("soon") // not a number nor a date: the backoff
+			if got := r.wait(try, res); got < hi/2 || got > hi {
+				t.Fatalf("try %d: wait %s, want %s to %s", try, got, hi/2, hi)
+			}
+		}
 	}
 }
