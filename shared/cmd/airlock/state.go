@@ -117,11 +117,9 @@ func lockBlob(ctx context.Context, dir, registry, repository, digest string, wai
 			waited = true
 			waiting()
 		}
-		select {
-		case <-ctx.Done():
+		if err := pause(ctx, lockPoll); err != nil {
 			f.Close()
-			return nil, true, ctx.Err()
-		case <-time.After(lockPoll):
+			return nil, true, err
 		}
 	}
 }
