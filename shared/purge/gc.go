@@ -1,13 +1,9 @@
 package purge
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"time"
 
@@ -18,7 +14,7 @@ import (
 
 // blob-gc: its constants, the pass state and its saving, the run loop
 // over the phases (scan: gc_scan.go; deletes: gc_sweep.go; the bucket:
-// gc_reconcile.go).
+// gc_reconcile.go; the saved state's format: gc_state.go).
 
 // TaskBlobGC deletes blob links, blob records and S3 objects that nothing
 // kept references, after the grace period (package doc: Blob garbage
@@ -299,53 +295,5 @@ func (g *gc) run(ctx context.Context) error {
 		}
 	}
 	g.finish(ctx)
-	return nil
-}
-
-func encodeState(st *gcState) ([]byte, error) {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if err := json.NewEncoder(zw).Encode(st); err != nil {
-		return nil, fmt.Errorf("encode the pass state: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-func decodeState(b []byte, st *gcState) error {
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		return fmt.Errorf("decode the pass state: %w", err)
-	}
-	if err := json.NewDecoder(io.LimitReader(zr, 4<<30)).Decode(st); err != nil {
-		return fmt.Errorf("decode the pass state: %w", err)
-	}
-	for _, m := range []*map[string]bool{&st.Uploads, &st.Bodies, &st.Gone, &st.Listed} {
-		if *m == nil {
-			*m = map[string]bool{}
-		}
-	}
-	if st.Kept == nil {
-		st.Kept = map[digest.Digest]bool{}
-	}
-	if st.Images == nil {
-		st.Images = map[string]*gcImage{}
-	}
-	if st.Records == nil {
-		st.Records = map[digest.Digest]gcRec{}
-	}
-	if st.Holds == nil {
-		st.Holds = map[string][]string{}
-	}
-	for _, im := range st.Images {
-		if im.Refs == nil {
-			im.Refs = map[digest.Digest]bool{}
-		}
-		if im.Links == nil {
-			im.Links = map[digest.Digest]gcLink{}
-		}
-	}
 	return nil
 }
