@@ -267,9 +267,9 @@
 // A pass is cut into runs: each run stops after MaxPerRun units (100
 // scanned items, one candidate, or 100 listed objects are a unit) or 90s
 // before its context's deadline (the Lambda's 15 minutes), saves its state
-// (what the scan saw and where each phase stands, gzip JSON at
-// purge/blob-gc/<pass>) and a checkpoint marker (MARK#purge blob-gc)
-// naming it, and reports More. The next run continues from there; a pass
+// (what the scan saw and where each phase stands, gzip JSON Lines at
+// purge/blob-gc/<pass>, written and read a line at a time) and a
+// checkpoint marker (MARK#purge blob-gc) naming it, and reports More. The next run continues from there; a pass
 // older than two days starts over. A lease marker (blob-gc-lease, 16
 // minutes) makes concurrent runs skip ("locked") instead of working twice;
 // every delete is conditional and idempotent anyway. A dry pass is cut the
@@ -282,13 +282,14 @@
 // object keys) is held in memory whole, so the function's memory bounds
 // the registry a pass can hold. make bench (part 9: 81,000 items examined,
 // i.e. scanned items plus listed objects) measures it at about 360 bytes
-// per item live, a peak of about 630 bytes of heap per item for a pass in
-// one run, and about 2.2 KB per item for a run that loads and saves the
-// state (the JSON text, gzip streams and decoded maps side by side, GOGC's
-// headroom on top): about 450,000 items per GB of the function's memory.
-// The purge function's memory is the template parameter PurgeMemorySize
-// (default 3008 MB, a pass over about 1.3 million items; Lambda's 10240 MB
-// about 4.5 million); beyond that the state would have to leave memory.
+// per item live, a peak of about 660 bytes of heap per item for a pass in
+// one run, and about 720 bytes per item for a run that loads and saves the
+// state (the decoded maps with GOGC's headroom, the compressed state and
+// one line of its text at a time): about 1.4 million items per GB of the
+// function's memory. The purge function's memory is the template
+// parameter PurgeMemorySize (default 3008 MB, a pass over about 4 million
+// items; Lambda's 10240 MB about 13 million); beyond that the state would
+// have to leave memory.
 //
 // # Metrics
 //
