@@ -15,6 +15,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/airlock-registry/airlock/shared/registry"
+	"github.com/airlock-registry/airlock/shared/upstream/upstreamtest"
 )
 
 var linkRe = regexp.MustCompile(`^<([^>]+)>; rel="next"$`)
@@ -288,4 +289,114 @@ func TestConcurrentTagPush(t *testing.T) {
 		t.Fatal("no PUT won")
 	}
 	e.assertManifest("strict/race", "v1", bodies[win], mt)
+}
+
+// TestTagsListUnknownName: the tags of an image that has no tag and no
+// manifest answer 404 NAME_UNKNOWN naming the image and the repository (a
+// typo, `crane ls host/team/aap`, is not a silent empty list); an image
+// whose manifests are all untagged, or a page past the last tag, is known:
+// 200 with an empty list.
+func TestTagsListUnknownName(t *testing.T) {
+	e := newEnv(t)
+	e.pushImage("team/app", "v1", ocispec.MediaTypeImageManifest)
+	for _, p := range []string{"/v2/team/aap/tags/list", "/v2/team/aap/tags/list?n=5&last=v0", "/v2/local/team/aap/tags/list", "/v2/team/ap/tags/list", "/v2/team/appp/tags/list", "/v2/other/team/app/tags/list"} {
+		r := e.do("GET", p, nil)
+		wantErr(t, p, r, http.StatusNotFound, registry.CodeNameUnknown)
+		msg := errMessage(r)
+		repoName := "local"
+		if strings.HasPrefix(p, "/v2/other/") {
+			repoName = "other"
+		}
+		image := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(strings.Split(p, "?")[0], "/v2/"), repoName+"/"), "/tags/list")
+		if !strings.Contains(msg, "repository name not known to registry") || !strings.Contains(msg, image) || !strings.Contains(msg, "repository "+repoName) {
+			t.Errorf("GET %s: message %q, want it to say the name is not known and name image %s and repository %s", p, msg, image, repoName)
+		}
+	}
+	// Known image: past the end and n=0 stay 200 with an empty list.
+	for _, q := range []string{"?last=v1", "?last=zz", "?n=2&last=v1", "?n=0"} {
+		if got := e.pages("/v2/team/app/tags/list"+q, "tags"); fmt.Sprint(got) != "[[]]" {
+			t.Errorf("team/app tags%s = %v, want one empty page", q, got)
+		}
+	}
+
+	// Untagged manifests make the image known.
+	_, d := e.pushImage("team/untagged", "", ocispec.MediaTypeImageManifest)
+	for _, q := range []string{"", "?n=3", "?last=a"} {
+		if got := e.pages("/v2/team/untagged/tags/list"+q, "tags"); fmt.Sprint(got) != "[[]]" {
+			t.Errorf("untagged image tags%s = %v, want one empty page", q, got)
+		}
+	}
+	// The last tag deleted, its manifest still there: known.
+	_, d2 := e.pushImage("team/once", "v1", ocispec.MediaTypeImageManifest)
+	wantStatus(t, "delete tag", e.do("DELETE", "/v2/team/once/manifests/v1", nil), http.StatusAccepted)
+	if got := e.pages("/v2/team/once/tags/list", "tags"); fmt.Sprint(got) != "[[]]" {
+		t.Errorf("image whose tag was deleted: tags = %v, want one empty page", got)
+	}
+	// The last manifest deleted: unknown again.
+	for name, dg := range map[string]digest.Digest{"team/untagged": d, "team/once": d2} {
+		wantStatus(t, "delete "+name, e.do("DELETE", "/v2/"+name+"/manifests/"+dg.String(), nil), http.StatusAccepted)
+		wantErr(t, name+" after its last manifest went", e.do("GET", "/v2/"+name+"/tags/list", nil), http.StatusNotFound, registry.CodeNameUnknown)
+	}
+	// Names that neighbour a known one in the catalog's order are not it.
+	e.pushImage("team/app-x", "", ocispec.MediaTypeImageManifest)
+	e.pushImage("team/ap", "", ocispec.MediaTypeImageManifest)
+	wantErr(t, "team/apo", e.do("GET", "/v2/team/apo/tags/list", nil), http.StatusNotFound, registry.CodeNameUnknown)
+	wantErr(t, "team/app-", e.do("GET", "/v2/team/app-y/tags/list", nil), http.StatusNotFound, registry.CodeNameUnknown)
+	if got := e.pages("/v2/team/ap/tags/list", "tags"); fmt.Sprint(got) != "[[]]" {
+		t.Errorf("team/ap tags = %v, want one empty page", got)
+	}
+}
+
+// TestTagsListUnknownNameGroupProxy: through a group the name is unknown
+// only when no member knows it (the proxy member's remote answering 404
+// included); a proxy maps its remote's 404 to NAME_UNKNOWN, and a cached
+// image listed from the cache while the remote is down stays listed.
+func TestTagsListUnknownNameGroupProxy(t *testing.T) {
+	up := upstreamtest.New(t)
+	remote := up.PushImage(t, "team/remote", "r1", 1, 10)
+	e := newGroupEnv(t, up)
+	src := upstreamtest.New(t)
+	if err := e.pushVia("local/team/untagged", "tmp", src.PushImage(t, "x", "tmp", 1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.do(http.MethodDelete, "/v2/local/team/untagged/manifests/tmp"); r.Status != http.StatusAccepted {
+		t.Fatalf("delete tag: %s", r)
+	}
+	tagsOf := func(p string) string {
+		t.Helper()
+		r := e.do(http.MethodGet, p)
+		var doc struct{ Tags []string }
+		if r.Status != http.StatusOK || json.Unmarshal(r.Body, &doc) != nil || doc.Tags == nil {
+			t.Errorf("GET %s: %s, want 200 and a list", p, r)
+		}
+		return strings.Join(doc.Tags, ",")
+	}
+	for _, g := range []string{"docker", "hubfirst"} {
+		p := "/v2/" + g + "/team/aap/tags/list"
+		r := e.do(http.MethodGet, p)
+		wantErr(t, p, r, http.StatusNotFound, registry.CodeNameUnknown)
+		if msg := errMessage(r); !strings.Contains(msg, "repository name not known to registry") || !strings.Contains(msg, "team/aap") || !strings.Contains(msg, g) {
+			t.Errorf("GET %s: message %q, want it to name team/aap and group %s", p, msg, g)
+		}
+		if got := tagsOf("/v2/" + g + "/team/untagged/tags/list"); got != "" {
+			t.Errorf("%s: untagged hosted image: tags %q, want none", g, got)
+		}
+		if got := tagsOf("/v2/" + g + "/team/remote/tags/list"); got != "r1" {
+			t.Errorf("%s: remote image: tags %q, want r1", g, got)
+		}
+		if got := tagsOf("/v2/" + g + "/team/remote/tags/list?last=r1"); got != "" {
+			t.Errorf("%s: remote image past the end: tags %q, want none", g, got)
+		}
+	}
+	// The proxy alone: the remote's 404 is NAME_UNKNOWN.
+	wantErr(t, "hub/team/aap", e.do(http.MethodGet, "/v2/hub/team/aap/tags/list"), http.StatusNotFound, registry.CodeNameUnknown)
+
+	// Remote down: a cached image is still listed from the cache, never 404.
+	e.pull("hub/team/remote", "r1", remote)
+	up.SetFault(upstreamtest.FaultDown)
+	for _, p := range []string{"/v2/hub/team/remote/tags/list", "/v2/docker/team/remote/tags/list"} {
+		if got := tagsOf(p); got != "r1" {
+			t.Errorf("%s with the remote down: tags %q, want the cached r1", p, got)
+		}
+	}
 }

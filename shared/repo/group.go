@@ -260,16 +260,22 @@ func (g *Group) BlobInfo(ctx context.Context, image string, d digest.Digest) (st
 	return b, err
 }
 
-// Tags merges the leaves' tags (deduplicated, lexical).
+// Tags merges the leaves' tags (deduplicated, lexical). When every member
+// says it does not know the image, so does the group (*NotFoundError); a
+// member that could not answer keeps today's merged (possibly empty) list.
 func (g *Group) Tags(ctx context.Context, image, last string, n int) (storage.Page, error) {
 	var all []string
 	found := false
 	answered := 0 // members that answered (a hosted member always does)
+	unknown := 0  // members that answered "not found"
 	var miss error
 	for _, l := range g.leaves {
 		p, err := l.Tags(ctx, image, "", 0)
 		if err == nil || notFound(err) {
 			answered++
+		}
+		if notFound(err) {
+			unknown++
 		}
 		if err != nil {
 			if !notFound(err) {
@@ -283,6 +289,9 @@ func (g *Group) Tags(ctx context.Context, image, last string, n int) (storage.Pa
 	}
 	if !found && answered == 0 && miss != nil {
 		return storage.Page{}, miss // no member could answer at all
+	}
+	if len(g.leaves) > 0 && unknown == len(g.leaves) {
+		return storage.Page{}, &NotFoundError{Msg: fmt.Sprintf("repository name not known to registry: no member of group %s (%s) has image %s; check the name", g.cfg.Name, g.memberNames(), image)}
 	}
 	return pageOf(all, last, n), nil
 }
@@ -325,4 +334,13 @@ func (g *Group) Referrers(ctx context.Context, image string, subject digest.Dige
 		}
 	}
 	return out, nil
+}
+
+// memberNames lists the leaves' names, in lookup order.
+func (g *Group) memberNames() string {
+	names := make([]string, len(g.leaves))
+	for i, l := range g.leaves {
+		names[i] = l.Name()
+	}
+	return strings.Join(names, ", ")
 }
