@@ -411,13 +411,7 @@ func TestUnknownAdminEndpoint(t *testing.T) {
 // looked up and where, not only that the upstream is unreachable.
 func TestGroupPushMissingBlobRemoteDown(t *testing.T) {
 	e := newEnv(t)
-	e.deps.Config = mustConfig(t, `
-default: docker
-repositories:
-- {name: local, kind: hosted}
-- {name: hub, kind: proxy, remote: "http://127.0.0.1:1"}
-- {name: docker, kind: group, members: [local, hub], writeMember: local}
-`)
+	e.deps.Config = mustConfig(t, deadProxyGroup("docker"))
 	e.serve()
 	cfg := []byte(`{"os":"linux"}`)
 	e.pushBlob("docker/team/app", cfg)

@@ -399,13 +399,7 @@ func TestDirectBadInput(t *testing.T) {
 func TestDirectPendingThroughGroup(t *testing.T) {
 	onBoth(t, func(t *testing.T, e *env) {
 		e = e.sub(t)
-		e.deps.Config = mustConfig(t, `
-default: docker
-repositories:
-- {name: local, kind: hosted}
-- {name: hub, kind: proxy, remote: "http://127.0.0.1:1"}
-- {name: docker, kind: group, members: [local, hub], writeMember: local}
-`)
+		e.deps.Config = mustConfig(t, deadProxyGroup("docker"))
 		e.deps.Direct.VerifyInline = 1
 		e.deps.Direct.Handoff = func(context.Context, registry.VerifyJob) error { return nil } // never verified here
 		e.serve()

@@ -63,13 +63,7 @@ func TestManyMissingReferencesCalls(t *testing.T) {
 			e := memEnv(t, func(d *registry.Deps) {
 				tc = &touchCounter{Store: d.Meta.(*memstore.Store)}
 				d.Meta = tc
-				d.Config = mustConfig(t, `
-default: local
-repositories:
-- {name: local, kind: hosted}
-- {name: hub, kind: proxy, remote: "http://127.0.0.1:1"}
-- {name: docker, kind: group, members: [local, hub], writeMember: local}
-`)
+				d.Config = mustConfig(t, deadProxyGroup("local"))
 			})
 			e.pushBlob(v.name, cfg)
 			for _, m := range []struct {

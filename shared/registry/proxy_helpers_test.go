@@ -236,3 +236,15 @@ func copyImage(t *testing.T, img *upstreamtest.Image, repoURL string) {
 		t.Fatalf("push %s: %v", ref, err)
 	}
 }
+
+// deadProxyGroup is a configuration of a group "docker" over the hosted
+// "local" (its write member) and a proxy "hub" whose remote never answers
+// (nothing listens on port 1), with def as the default repository.
+func deadProxyGroup(def string) string {
+	return "default: " + def + `
+repositories:
+- {name: local, kind: hosted}
+- {name: hub, kind: proxy, remote: "http://127.0.0.1:1"}
+- {name: docker, kind: group, members: [local, hub], writeMember: local}
+`
+}
