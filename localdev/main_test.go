@@ -226,6 +226,10 @@ func TestAuthBootstrap(t *testing.T) {
 	// localdev refresh: the admin API wants an admin's credentials.
 	addr := strings.TrimPrefix(m[1], "http://")
 	var out, errs strings.Builder
+	if rc := refreshCmd([]string{"-addr", addr, "-u", "admin-without-colon", "local/app:1"}, &out, &errs); rc != 2 || !strings.Contains(errs.String(), "-u wants user:password") {
+		t.Errorf("refresh -u without a colon: exit %d, stderr %q", rc, errs.String())
+	}
+	errs.Reset()
 	if rc := refreshCmd([]string{"-addr", addr, "local/app:1"}, &out, &errs); rc != 1 || !strings.Contains(errs.String(), "-u admin:<password>") {
 		t.Errorf("refresh without credentials: exit %d, stdout %q, stderr %q", rc, out.String(), errs.String())
 	}

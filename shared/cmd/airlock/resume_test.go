@@ -416,3 +416,24 @@ func TestConcurrentPushesOfOneBlob(t *testing.T) {
 	}
 	checkPulled(t, c.dst, c.img)
 }
+
+// A --state-dir the CLI cannot use (here a regular file) fails the push
+// with a message naming the ways out, before anything is sent to S3.
+func TestStateDirUnusable(t *testing.T) {
+	c := newResumeCase(t, "statedir/app:1")
+	file := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"push", "--state-dir", file, "oci:" + c.dir, c.dst}, &out)
+	if err == nil || !strings.Contains(err.Error(), "resume state:") || !strings.Contains(err.Error(), "--no-resume") {
+		t.Fatalf("push with --state-dir a file: %v, want a resume state error naming --state-dir and --no-resume\n%s", err, out.String())
+	}
+	if n := c.s3.total(); n != 0 {
+		t.Errorf("%d part PUTs reached S3 before the state error", n)
+	}
+	// --no-resume takes no lock and writes no state: the same push works.
+	cli(t, "push", "--state-dir", file, "--no-resume", "oci:"+c.dir, c.dst)
+	checkPulled(t, c.dst, c.img)
+}
