@@ -87,7 +87,7 @@ func (h *Hosted) Cached(ctx context.Context, image string, d digest.Digest) (sto
 
 // Tags lists image's tags. An empty page of an image with no manifest at
 // all is a *NotFoundError (the registry's NAME_UNKNOWN): only then is the
-// catalog read (one Query of at most 2 items), so a page with tags costs
+// catalog entry read (Metadata.HasImage: one GetItem), so a page with tags costs
 // nothing more. An image whose manifests are all untagged, or a page past
 // the last tag, is an empty page.
 func (h *Hosted) Tags(ctx context.Context, image, last string, n int) (storage.Page, error) {
@@ -100,27 +100,15 @@ func (h *Hosted) Tags(ctx context.Context, image, last string, n int) (storage.P
 		return p, nil
 	}
 	// The catalog lists an image while it has a manifest (Metadata's
-	// DeleteManifest). Names are ASCII below 0x7f, so the first name after
-	// justBefore(full) is full when it is listed.
-	full := img.String()
-	c, err := h.meta.ListImages(ctx, justBefore(full), 1)
+	// DeleteManifest).
+	known, err := h.meta.HasImage(ctx, img)
 	if err != nil {
-		return p, fmt.Errorf("look %s up in the catalog: %w", full, err)
+		return p, fmt.Errorf("look %s up in the catalog: %w", img, err)
 	}
-	if len(c.Items) == 0 || c.Items[0] != full {
+	if !known {
 		return p, &NotFoundError{Msg: fmt.Sprintf("repository name not known to registry: repository %s has no image %s (no tag, no manifest); check the name, or push it first", h.cfg.Name, image)}
 	}
 	return p, nil
-}
-
-// justBefore returns a key that sorts after every name before s and before
-// s itself, for names of ASCII bytes below 0x7f (image names): s with its
-// last byte lowered by one, then 0x7f.
-func justBefore(s string) string {
-	if s == "" || s[len(s)-1] == 0 {
-		return ""
-	}
-	return s[:len(s)-1] + string(rune(s[len(s)-1]-1)) + "\x7f"
 }
 
 // Referrers lists the manifests whose subject is subject.

@@ -210,6 +210,9 @@ type Metadata interface {
 	// ListImages returns up to n image full names ("repo/name") strictly after
 	// last, in lexical order, for the catalog.
 	ListImages(ctx context.Context, last string, n int) (Page, error)
+	// HasImage tells whether the catalog lists img (ListImages would name
+	// it): one read of its catalog entry.
+	HasImage(ctx context.Context, img Image) (bool, error)
 
 	// CreateUpload stores a new session.
 	CreateUpload(ctx context.Context, u Upload) error

@@ -235,6 +235,19 @@ func (s *Store) ListImages(ctx context.Context, last string, n int) (storage.Pag
 	return page(names, n), nil
 }
 
+// HasImage reads img's catalog entry (one consistent GetItem).
+func (s *Store) HasImage(ctx context.Context, img storage.Image) (bool, error) {
+	var it catalogItem
+	err := s.getItem(ctx, catalogKey(img), &it)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read catalog entry of %s: %w", img, err)
+	}
+	return true, nil
+}
+
 // limitFor is the number of items to read for a page of n: one more tells
 // whether more exist.
 func limitFor(n int) int {

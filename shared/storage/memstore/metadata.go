@@ -208,6 +208,14 @@ func (s *Store) ListImages(_ context.Context, last string, n int) (storage.Page,
 	return page(sortedKeys(s.catalog), last, n), nil
 }
 
+// HasImage tells whether the catalog lists img.
+func (s *Store) HasImage(_ context.Context, img storage.Image) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.catalog[img.String()]
+	return ok, nil
+}
+
 // sortedKeys returns m's keys in byte order.
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))

@@ -449,6 +449,28 @@ func testImages(t *testing.T, s storage.Metadata) {
 	if diff := cmp.Diff([]string{"local/b"}, page.Items); diff != "" || page.More {
 		t.Fatalf("ListImages after local/a/b, n=2: More=%v (-want +got):\n%s", page.More, diff)
 	}
+	// HasImage: what ListImages names, and nothing else (not a prefix, a
+	// neighbour or the same name in another repository); an image whose
+	// last manifest is deleted is no longer listed.
+	for _, c := range []struct {
+		img  storage.Image
+		want bool
+	}{
+		{storage.Image{Repo: "local", Name: "a"}, true}, {storage.Image{Repo: "local", Name: "a/b"}, true},
+		{storage.Image{Repo: "local", Name: "a/"}, false}, {storage.Image{Repo: "local", Name: "a-"}, false},
+		{storage.Image{Repo: "local", Name: "c"}, false}, {storage.Image{Repo: "hub", Name: "x"}, false},
+	} {
+		got, err := s.HasImage(ctx, c.img)
+		must(t, "HasImage "+c.img.String(), err)
+		if got != c.want {
+			t.Errorf("HasImage %s = %v, want %v", c.img, got, c.want)
+		}
+	}
+	last := storage.Image{Repo: "docker", Name: "x"}
+	must(t, "DeleteManifest docker/x", s.DeleteManifest(ctx, last, manifest("image5", "").Digest))
+	if got, err := s.HasImage(ctx, last); err != nil || got {
+		t.Errorf("HasImage %s after its only manifest was deleted = %v, %v; want false", last, got, err)
+	}
 }
 
 // sortDescriptors orders descriptors by digest (the contract fixes no order).
