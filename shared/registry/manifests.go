@@ -100,9 +100,8 @@ func (rg *Registry) putManifest(w http.ResponseWriter, r *http.Request, t target
 // time cannot delete what this manifest is about to reference (package
 // purge's doc). The touches run in parallel (at most refWorkers at once) and
 // stop at the first missing or failed reference: no check is started after
-// it, the ones under way after it in manifest order are canceled (the
-// touches they already made are harmless), the ones before it finish, so
-// the first missing reference in manifest order is the one reported. Pushed
+// it, the ones under way finish (at most refWorkers), and the first failed
+// reference in manifest order among them is the one reported. Pushed
 // through a group, what another member has is linked (blobs) or stored
 // (child manifests) into the writable member first: server-side, no bytes
 // from the client. The blob descriptors in sizes (by digest; nil: none)
@@ -116,46 +115,36 @@ func (rg *Registry) checkReferences(r *http.Request, t target, m storage.Manifes
 	refs = append(append(refs, m.Blobs...), m.Children...)
 	errs := make([]error, len(refs))
 	var (
-		mu      sync.Mutex
-		first   = len(refs) // the first failed reference so far
-		cancels = make(map[int]context.CancelFunc, refWorkers)
-		wg      sync.WaitGroup
+		mu     sync.Mutex
+		failed bool // a check has failed: no more are started
+		wg     sync.WaitGroup
 	)
 	sem := make(chan struct{}, refWorkers)
 	for i, d := range refs {
 		sem <- struct{}{}
 		mu.Lock()
-		if first < len(refs) {
-			mu.Unlock()
+		stop := failed
+		mu.Unlock()
+		if stop {
+			<-sem
 			break
 		}
-		cctx, cancel := context.WithCancel(ctx)
-		cancels[i] = cancel
-		mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			var err error
 			if i < len(m.Blobs) {
 				var b storage.Blob
-				if b, err = rg.touchBlob(cctx, t, d, viaGroup); err == nil {
+				if b, err = rg.touchBlob(ctx, t, d, viaGroup); err == nil {
 					err = checkSizes(sizes[d], b)
 				}
 			} else {
-				err = rg.touchChild(r.WithContext(cctx), t, d, viaGroup)
+				err = rg.touchChild(r, t, d, viaGroup)
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			delete(cancels, i)
-			cancel()
-			if err == nil || i > first { // (canceled after an earlier failure)
-				return
-			}
-			errs[i], first = err, i
-			for j, c := range cancels {
-				if j > i {
-					c()
-				}
+			if err != nil {
+				mu.Lock()
+				errs[i], failed = err, true
+				mu.Unlock()
 			}
 		}()
 	}
